@@ -1,0 +1,190 @@
+"""Settings: every environment variable Docent reads is named here, and only here.
+
+`get_settings()` reads the environment once per process; a missing or contradictory value
+raises `ConfigurationError` naming the variable, so a bad deployment fails at start.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from typing_extensions import Annotated
+
+from docent.errors import ConfigurationError
+
+_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RULE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
+
+
+@dataclass(frozen=True)
+class RateRule:
+    """`limit` requests per `window_s` seconds, parsed from text such as `10/60s` or `100/1m`."""
+
+    limit: int
+    window_s: int
+
+    @classmethod
+    def parse(cls, text: str) -> RateRule:
+        match = _RULE.match(text)
+        if not match:
+            raise ValueError(f"{text!r} is not of the form N/<window> such as 10/60s or 100/1m")
+        limit, count, unit = int(match[1]), int(match[2] or 1), match[3]
+        if limit < 1 or count < 1:
+            raise ValueError(f"{text!r}: limit and window must be positive")
+        return cls(limit=limit, window_s=count * _WINDOW_UNITS[unit])
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.window_s}s"
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """Docent's configuration, from the environment (names match the README's table)."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, case_sensitive=False, extra="ignore", frozen=True
+    )
+
+    # Vectors
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    qdrant_path: str = ".data/qdrant"
+    qdrant_collection: str = "docent"
+    qdrant_prefer_grpc: bool = False
+
+    # Models
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    embedding_provider: Literal["openai", "local", "none"] | None = None
+    embedding_model: str = "text-embedding-3-small"
+    embedding_dimensions: int | None = Field(default=None, ge=1)
+    chat_model: str = "gpt-4o-mini"
+    model_timeout_s: float = Field(default=30.0, gt=0)
+    model_max_retries: int = Field(default=2, ge=0, le=10)
+
+    # Limits and cache
+    upstash_redis_rest_url: str | None = None
+    upstash_redis_rest_token: str | None = None
+    redis_url: str | None = None
+    store_timeout_s: float = Field(default=0.5, gt=0)
+    rate_limit_anon: Annotated[RateRule, NoDecode] = RateRule(10, 60)
+    rate_limit_key: Annotated[RateRule, NoDecode] = RateRule(100, 60)
+    rate_limit_fail_open: bool | None = None
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+    embedding_cache_ttl_s: int = Field(default=30 * 86400, ge=0)
+
+    # Keys
+    api_keys: CommaList = ()
+    admin_api_keys: CommaList = ()
+
+    # Requests and answers
+    max_context_tokens: int = Field(default=3000, ge=100)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_chat_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    chunk_tokens: int = Field(default=350, ge=32, le=8000)
+    chunk_overlap_tokens: int = Field(default=50, ge=0)
+    sse_ping_s: float = Field(default=15.0, gt=0)
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    ready_timeout_s: float = Field(default=2.0, gt=0)
+
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = Field(default=7860, ge=1, le=65535)
+    sample_corpus: bool = True
+    cors_allow_origins: CommaList = ()
+    log_level: str = "INFO"
+    log_questions: bool = False
+    docent_url: str = "http://127.0.0.1:7860"
+
+    @field_validator("api_keys", "admin_api_keys", "cors_allow_origins", mode="before")
+    @classmethod
+    def _commas(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("rate_limit_anon", "rate_limit_key", mode="before")
+    @classmethod
+    def _rule(cls, value: object) -> object:
+        return RateRule.parse(value) if isinstance(value, str) else value
+
+    @field_validator(
+        "qdrant_url", "qdrant_api_key", "openai_api_key", "openai_base_url",
+        "upstash_redis_rest_url", "upstash_redis_rest_token", "redis_url",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.qdrant_api_key and not self.qdrant_url:
+            raise ValueError("QDRANT_API_KEY is set but QDRANT_URL is not")
+        if bool(self.upstash_redis_rest_url) != bool(self.upstash_redis_rest_token):
+            raise ValueError(
+                "UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN must be set together"
+            )
+        if self.upstash_redis_rest_url and self.redis_url:
+            raise ValueError("set UPSTASH_REDIS_REST_URL or REDIS_URL, not both")
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
+        if self.embedding_provider == "openai" and not self.llm_configured:
+            raise ValueError("EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL")
+        return self
+
+    @property
+    def llm_configured(self) -> bool:
+        """True when an OpenAI-compatible server is configured for answers (and embeddings)."""
+        return bool(self.openai_api_key or self.openai_base_url)
+
+    @property
+    def embeddings(self) -> Literal["openai", "local", "none"]:
+        """The dense embedding provider in force: explicit, else OpenAI when a model server is set."""
+        if self.embedding_provider is not None:
+            return self.embedding_provider
+        return "openai" if self.llm_configured else "none"
+
+    @property
+    def store_backend(self) -> Literal["upstash", "redis", "memory"]:
+        if self.upstash_redis_rest_url:
+            return "upstash"
+        return "redis" if self.redis_url else "memory"
+
+    def fail_open(self, route: Literal["chat", "ingest"]) -> bool:
+        """Whether a request proceeds when the limit store cannot answer in time."""
+        if self.rate_limit_fail_open is not None:
+            return self.rate_limit_fail_open
+        return route == "chat"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (plus overrides), naming the variable on failure."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = "_".join(str(part) for part in error["loc"]).upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
+        raise ConfigurationError("Invalid configuration: " + "; ".join(problems)) from None
+    except SettingsError as exc:
+        raise ConfigurationError(f"Invalid configuration: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return load_settings()

@@ -1,0 +1,108 @@
+"""One error hierarchy: every failure a client can see is a `DocentError` with a status and a code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class DocentError(Exception):
+    """Base of every error Docent reports; rendered as `{"error": {"code", "message", "request_id"}}`."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+    default_message: str = "Internal error."
+
+    def __init__(self, message: str | None = None, *, headers: Mapping[str, str] | None = None):
+        self.message = message or self.default_message
+        self.headers: dict[str, str] = dict(headers or {})
+        super().__init__(self.message)
+
+
+class ConfigurationError(DocentError):
+    """A setting is missing or contradicts another; raised at start, names the variable."""
+
+    code = "configuration_error"
+    default_message = "Invalid configuration."
+
+
+class BadRequest(DocentError):
+    status_code = 400
+    code = "bad_request"
+    default_message = "Bad request."
+
+
+class Unauthorized(DocentError):
+    status_code = 401
+    code = "unauthorized"
+    default_message = "Missing or invalid API key."
+
+
+class Forbidden(DocentError):
+    status_code = 403
+    code = "forbidden"
+    default_message = "This key may not use this route."
+
+
+class NotFound(DocentError):
+    status_code = 404
+    code = "not_found"
+    default_message = "Not found."
+
+
+class MethodNotAllowed(DocentError):
+    status_code = 405
+    code = "method_not_allowed"
+    default_message = "Method not allowed."
+
+
+class PayloadTooLarge(DocentError):
+    status_code = 413
+    code = "payload_too_large"
+    default_message = "Request body too large."
+
+
+class UnsupportedMediaType(DocentError):
+    status_code = 415
+    code = "unsupported_media_type"
+    default_message = "Content-Type must be application/json."
+
+
+class ValidationFailed(DocentError):
+    status_code = 422
+    code = "validation_error"
+    default_message = "Invalid request."
+
+
+class RateLimited(DocentError):
+    status_code = 429
+    code = "rate_limited"
+    default_message = "Too many requests."
+
+
+class UpstreamError(DocentError):
+    """A dependency answered, but with an error we cannot recover from."""
+
+    status_code = 502
+    code = "upstream_error"
+    default_message = "A backend service failed."
+
+
+class Unavailable(DocentError):
+    """A dependency is down or refusing work; worth retrying later."""
+
+    status_code = 503
+    code = "unavailable"
+    default_message = "A backend service is unavailable."
+
+
+class UpstreamTimeout(DocentError):
+    status_code = 504
+    code = "upstream_timeout"
+    default_message = "A backend service did not answer in time."
+
+
+class DocumentError(BadRequest):
+    """A document cannot be read or parsed (bad PDF, binary data, unsupported format)."""
+
+    code = "invalid_document"
+    default_message = "The document could not be read."
