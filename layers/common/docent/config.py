@@ -9,11 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
-from typing_extensions import Annotated
 
 from docent.errors import ConfigurationError
 
@@ -103,7 +102,7 @@ class Settings(BaseSettings):
     # Serving
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=1, le=65535)
-    sample_corpus: bool = True
+    sample_corpus: str = "docs"
     cors_allow_origins: CommaList = ()
     log_level: str = "INFO"
     log_questions: bool = False
@@ -151,7 +150,7 @@ class Settings(BaseSettings):
 
     @property
     def embeddings(self) -> Literal["openai", "local", "none"]:
-        """The dense embedding provider in force: explicit, else OpenAI when a model server is set."""
+        """The dense embedding provider: as set, else OpenAI when a model server is configured."""
         if self.embedding_provider is not None:
             return self.embedding_provider
         return "openai" if self.llm_configured else "none"

@@ -1,4 +1,4 @@
-"""One error hierarchy: every failure a client can see is a `DocentError` with a status and a code."""
+"""One error hierarchy: every failure a client sees is a `DocentError` with status and code."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 
 class DocentError(Exception):
-    """Base of every error Docent reports; rendered as `{"error": {"code", "message", "request_id"}}`."""
+    """Base of every error Docent reports, rendered as `{"error": {code, message, request_id}}`."""
 
     status_code: int = 500
     code: str = "internal_error"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -55,5 +58,160 @@ class Answerer(Protocol):
         usage: Usage,
         deadline: float,
     ) -> AsyncIterator[str]:
-        """Yield answer text; fill `usage` as counts become known; finish by `deadline` (monotonic)."""
+        """Yield answer text, filling `usage` as counts become known, done by `deadline`."""
         ...
+
+    async def standalone_query(
+        self, question: str, history: Sequence[Message], usage: Usage, deadline: float
+    ) -> str:
+        """A search query that stands without the history (a follow-up made explicit)."""
+        ...
+
+
+_MARKER = re.compile(r"\[\s*S\d+(?:\s*[,;]\s*S?\d+)*\s*\]")
+_PARTIAL = re.compile(r"\[\s*(?:S\d*(?:\s*[,;]\s*S?\d*)*\s*)?$")
+
+
+class CitationFilter:
+    """Streams answer text, letting through only `[Sn]` markers that name a real source.
+
+    A marker split across deltas is held back until it is complete, so an invented `[S9]` never
+    reaches the client, and `[S1, S2]` is normalised to `[S1][S2]`.
+    """
+
+    def __init__(self, valid: Sequence[str]) -> None:
+        self._valid = set(valid)
+        self._pending = ""
+        self.cited: list[str] = []
+
+    def feed(self, text: str) -> str:
+        buffer = self._pending + text
+        held = _PARTIAL.search(buffer)
+        if held and len(buffer) - held.start() <= 32:
+            self._pending, buffer = buffer[held.start() :], buffer[: held.start()]
+        else:
+            self._pending = ""
+        return _MARKER.sub(self._rewrite, buffer)
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        return _MARKER.sub(self._rewrite, rest)
+
+    def _rewrite(self, match: re.Match[str]) -> str:
+        ids = ["S" + n for n in re.findall(r"\d+", match.group(0))]
+        kept = [i for i in ids if i in self._valid]
+        for i in kept:
+            if i not in self.cited:
+                self.cited.append(i)
+        return "".join(f"[{i}]" for i in kept)
+
+
+NOT_FOUND = (
+    "I couldn't find the answer to that in the documentation. "
+    "Try rephrasing the question, or browse the closest sections listed as sources."
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[*_])")
+_FENCE = re.compile(r"^(```|~~~)")
+
+
+def _units(text: str) -> list[tuple[str, bool]]:
+    """Split a passage into answer-sized units: sentences, list items, whole code blocks."""
+    units: list[tuple[str, bool]] = []
+    for block in re.split(r"\n\s*\n", text):
+        block = block.strip()
+        if not block or block == "…":
+            continue
+        if _FENCE.match(block):
+            units.append((block, True))
+            continue
+        for line in block.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or line.startswith("|"):
+                continue
+            for sentence in _SENTENCE_END.split(line):
+                if len(sentence.split()) >= 3:
+                    units.append((sentence.strip(), False))
+    return units
+
+
+class ExtractiveAnswerer:
+    """The embedded default: the passages' most relevant sentences, each cited, nothing invented.
+
+    Relevance is term overlap under BM25's own analysis (stemming, stopwords). The question
+    counts as answered when the chosen sentences cover at least half of its terms.
+    """
+
+    model = "extractive"
+
+    def __init__(self, max_units: int = 4, max_words: int = 160) -> None:
+        self.max_units = max_units
+        self.max_words = max_words
+
+    def select(
+        self, question: str, passages: Sequence[Passage]
+    ) -> list[tuple[int, int, str, bool]]:
+        """Chosen units as (passage index, unit index, text, is_code), in reading order."""
+        from docent import sparse
+
+        asked = sparse.terms(question)
+        if not asked:
+            return []
+        scored = []
+        for p_index, passage in enumerate(passages):
+            heading_terms = sparse.terms(passage.heading or "") & asked
+            for u_index, (text, is_code) in enumerate(_units(passage.text)):
+                matched = sparse.terms(text) & asked
+                lead = u_index < 2 and bool(heading_terms)
+                if not matched and not lead:
+                    continue
+                score = len(matched) + (0.5 * len(heading_terms) if lead else 0.0) - 0.15 * p_index
+                scored.append((score, p_index, u_index, text, is_code, matched | heading_terms))
+        scored.sort(key=lambda s: (-s[0], s[1], s[2]))
+        chosen: list[tuple[int, int, str, bool]] = []
+        covered: set[int] = set()
+        words = 0
+        for score, p_index, u_index, text, is_code, matched in scored:
+            if len(chosen) >= self.max_units or words >= self.max_words:
+                break
+            if score <= 0:
+                continue
+            chosen.append((p_index, u_index, text, is_code))
+            covered |= matched
+            words += len(text.split())
+        if 2 * len(covered) < len(asked):
+            return []
+        return sorted(chosen)
+
+    async def standalone_query(
+        self, question: str, history: Sequence[Message], usage: Usage, deadline: float
+    ) -> str:
+        """Without a model, a follow-up borrows the terms of the previous user turn."""
+        previous = [m.content for m in history if m.role == "user"]
+        return f"{question}\n{previous[-1]}" if previous else question
+
+    async def stream(
+        self,
+        question: str,
+        history: Sequence[Message],
+        passages: Sequence[Passage],
+        usage: Usage,
+        deadline: float,
+    ) -> AsyncIterator[str]:
+        from docent.tokens import count_tokens
+
+        chosen = self.select(question, passages)
+        if not chosen:
+            text = NOT_FOUND
+        else:
+            paragraphs: list[str] = []
+            for p_index, group in itertools.groupby(chosen, key=lambda c: c[0]):
+                cite = f"[{passages[p_index].id}]"
+                parts = [f"\n{t}\n" if code else t for _, _, t, code in group]
+                paragraphs.append(" ".join(parts).strip() + f" {cite}")
+            text = "\n\n".join(paragraphs)
+        usage.prompt_tokens += count_tokens(question) + sum(count_tokens(p.text) for p in passages)
+        usage.completion_tokens += count_tokens(text)
+        # Word-sized deltas, as a model would stream them, through the same path.
+        for piece in re.findall(r"\S+\s*|\s+", text):
+            yield piece
+            await asyncio.sleep(0)

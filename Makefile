@@ -1,0 +1,49 @@
+# Docent: `make run` serves the bundled app offline; `make test` runs the whole suite.
+# Both install what they need into .venv first. Slow builds are cached in $(DOCENT_CACHE).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DOCENT_CACHE ?= $(HOME)/.cache/docent
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+ENCODINGS := layers/common/docent/encodings/.complete
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-soak lint format bench encodings clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(PY) requirements-dev.txt layers/common/requirements.txt pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(ENCODINGS): $(VENV)/.installed scripts/bundle_encodings.py
+	$(PY) scripts/bundle_encodings.py
+
+install: $(VENV)/.installed $(ENCODINGS)
+
+encodings: $(ENCODINGS)
+
+run: install
+	$(VENV)/bin/docent serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-soak: install
+	$(PY) -m pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check layers functions tests scripts
+	$(VENV)/bin/ruff format --check layers functions tests scripts
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix layers functions tests scripts
+	$(VENV)/bin/ruff format layers functions tests scripts
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache layers/common/docent/encodings

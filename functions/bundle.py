@@ -1,0 +1,60 @@
+"""One ASGI app with every function's routes: what `make run` and the Spaces image serve."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+
+from docent.config import Settings, get_settings
+from docent.services import Services, get_services
+from docent.web import create_app
+from functions.chat.app import router as chat_router
+from functions.health.app import router as health_router
+from functions.ingest.app import router as ingest_router
+
+log = logging.getLogger("docent")
+
+
+async def ingest_sample_corpus(services: Services) -> int:
+    """On an empty index, ingest the sample corpus (Docent's own docs) so /chat answers at once."""
+    from docent.corpus import find_files, read_documents
+
+    corpus = services.settings.sample_corpus
+    if not corpus or await services.store.total() > 0:
+        return 0
+    files = find_files([corpus])
+    if not files:
+        log.warning("sample corpus %s not found: the index stays empty", corpus)
+        return 0
+    result = await services.ingestor.ingest(list(read_documents(files)))
+    log.info("ingested the sample corpus", extra=result.as_dict())
+    return result.chunks
+
+
+def _lifespan(
+    services: Callable[[], Services],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ingest_sample_corpus(services())
+        yield
+        await services().aclose()
+
+    return lifespan
+
+
+def build_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The bundled app; tests pass their own settings and services."""
+    app = create_app(chat_router, ingest_router, health_router, settings=settings)
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+    if services is not None:
+        app.dependency_overrides[get_services] = lambda: services
+    app.router.lifespan_context = _lifespan(lambda: services or get_services())
+    return app
+
+
+app = build_app()

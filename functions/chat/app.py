@@ -1,0 +1,92 @@
+"""The chat function: `POST /chat`, answers streamed as Server-Sent Events (or one JSON object)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from mangum import Mangum
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from docent import chat, sse
+from docent.generation import Message
+from docent.vectors import SearchFilter
+from docent.web import ServicesDep, SettingsDep, create_app, rate_limit
+
+router = APIRouter(tags=["chat"])
+
+
+class HistoryMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: Annotated[str, Field(min_length=1, max_length=8000)]
+
+
+class ChatFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    document_id: Annotated[str | None, Field(min_length=1, max_length=512)] = None
+    tags: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=100)]], Field(max_length=20)
+    ] = []
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: Annotated[str, Field(min_length=1, max_length=2000)]
+    history: Annotated[list[HistoryMessage], Field(max_length=20)] = []
+    top_k: Annotated[int, Field(ge=1, le=20)] = 5
+    filter: ChatFilter | None = None
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class ChatAnswer(BaseModel):
+    """The JSON answer (`Accept: application/json`); the stream carries the same fields."""
+
+    answer: str
+    answered: bool
+    citations: list[str]
+    sources: list[dict[str, Any]]
+    usage: dict[str, int]
+    model: str
+    request_id: str
+
+
+@router.post(
+    "/chat",
+    dependencies=[Depends(rate_limit("chat"))],
+    response_model=ChatAnswer,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def post_chat(
+    body: ChatRequest, request: Request, services: ServicesDep, settings: SettingsDep
+) -> Response:
+    """Answer a question from the documentation, with sources and inline citations."""
+    question = chat.Question(
+        question=body.question.strip(),
+        history=tuple(Message(m.role, m.content) for m in body.history),
+        top_k=body.top_k,
+        filter=SearchFilter(body.filter.document_id, tuple(body.filter.tags))
+        if body.filter
+        else SearchFilter(),
+    )
+    request_id = request.scope["state"]["request_id"]
+    deadline = chat.deadline_for(request.scope, settings.request_timeout_s)
+    prepared = await chat.prepare(services, question, deadline, request_id)
+    events = chat.events(services, prepared)
+    if sse.wants_json(request.headers.get("accept")):
+        return JSONResponse(await chat.collect(events))
+    return sse.event_stream(events, settings.sse_ping_s)
+
+
+app = create_app(router, title="Docent chat")
+handler = Mangum(app, lifespan="off")

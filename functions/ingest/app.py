@@ -1,0 +1,122 @@
+"""The ingest function: `POST /ingest`, `GET /documents`, `DELETE /documents/{id}` (admin key)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from mangum import Mangum
+from pydantic import BaseModel, ConfigDict, Field
+
+from docent.errors import NotFound
+from docent.ingest import DocumentIn
+from docent.web import AdminDep, ServicesDep, create_app, rate_limit
+
+router = APIRouter(tags=["documents"])
+
+Tag = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class DocumentModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f]+$")]
+    text: Annotated[str, Field(min_length=1)]
+    title: Annotated[str | None, Field(max_length=1000)] = None
+    url: Annotated[str | None, Field(max_length=2048)] = None
+    format: Literal["markdown", "text", "html"] = "markdown"
+    tags: Annotated[list[Tag], Field(max_length=50)] = []
+    metadata: dict[str, Any] = {}
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: Annotated[list[DocumentModel], Field(min_length=1, max_length=1000)]
+
+
+class IngestResponse(BaseModel):
+    documents: int
+    chunks: int
+    unchanged: int
+    deleted_chunks: int
+
+
+class DocumentInfo(BaseModel):
+    id: str
+    title: str | None
+    url: str | None
+    tags: list[str]
+    format: str | None
+    chunks: int
+    content_hash: str
+    ingested_at: int | None
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentInfo]
+    next_offset: str | None
+
+
+class Deleted(BaseModel):
+    document_id: str
+    deleted_chunks: int
+
+
+@router.post("/ingest", dependencies=[Depends(rate_limit("ingest"))], response_model=IngestResponse)
+async def post_ingest(body: IngestRequest, _: AdminDep, services: ServicesDep) -> dict[str, int]:
+    """Add or replace documents; unchanged documents cost nothing."""
+    documents = [
+        DocumentIn(
+            id=d.id,
+            text=d.text,
+            title=d.title,
+            url=d.url,
+            format=d.format,
+            tags=tuple(d.tags),
+            metadata=d.metadata,
+        )
+        for d in body.documents
+    ]
+    result = await services.ingestor.ingest(documents)
+    return result.as_dict()
+
+
+@router.get("/documents", response_model=DocumentList)
+async def get_documents(
+    _: AdminDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[str | None, Query(max_length=64)] = None,
+) -> DocumentList:
+    """The ingested documents, one entry each, paged by `next_offset`."""
+    heads, next_offset = await services.store.documents(limit, offset)
+    return DocumentList(
+        documents=[
+            DocumentInfo(
+                id=h.payload["document_id"],
+                title=h.payload.get("title"),
+                url=h.payload.get("url"),
+                tags=h.payload.get("tags") or [],
+                format=h.payload.get("format"),
+                chunks=h.payload.get("chunk_count", 0),
+                content_hash=h.payload.get("content_hash", ""),
+                ingested_at=h.payload.get("ingested_at"),
+            )
+            for h in heads
+        ],
+        next_offset=next_offset,
+    )
+
+
+@router.delete("/documents/{document_id:path}", response_model=Deleted)
+async def delete_document(document_id: str, _: AdminDep, services: ServicesDep) -> Deleted:
+    """Remove a document and every one of its chunks."""
+    removed = await services.ingestor.delete(document_id)
+    if not removed:
+        raise NotFound(f"No document with id {document_id!r}.")
+    return Deleted(document_id=document_id, deleted_chunks=removed)
+
+
+app = create_app(router, title="Docent ingest")
+handler = Mangum(app, lifespan="off")

@@ -1,0 +1,107 @@
+"""API keys and the client's identity: who is calling, from where, and at which tier."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from docent.errors import ConfigurationError
+
+Tier = Literal["anonymous", "key", "admin"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The caller of one request. `key_id` names a key without revealing it (a digest prefix)."""
+
+    tier: Tier
+    ip: str
+    key_id: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """What the rate limit counts: the key when one was sent, else the client IP."""
+        return f"key:{self.key_id}" if self.key_id else f"ip:{self.ip}"
+
+
+def _digest(entry: str, variable: str) -> bytes:
+    if entry.startswith("sha256:"):
+        hexdigest = entry.removeprefix("sha256:").strip().lower()
+        try:
+            raw = bytes.fromhex(hexdigest)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ConfigurationError(f"{variable}: {entry[:14]}… is not a sha256:<64 hex> digest")
+        return raw
+    return hashlib.sha256(entry.encode()).digest()
+
+
+class KeyRing:
+    """Configured keys as sha256 digests, compared in constant time."""
+
+    def __init__(self, keys: Iterable[str], admin_keys: Iterable[str]) -> None:
+        self._entries: list[tuple[bytes, Tier]] = [
+            (_digest(k, "ADMIN_API_KEYS"), "admin") for k in admin_keys
+        ] + [(_digest(k, "API_KEYS"), "key") for k in keys]
+
+    def tier_of(self, key: str) -> Tier | None:
+        """The tier a presented key grants, or None for an unknown key."""
+        presented = hashlib.sha256(key.encode()).digest()
+        found: Tier | None = None
+        # Compare against every entry, without an early exit, so timing says nothing.
+        for digest, tier in self._entries:
+            if hmac.compare_digest(presented, digest) and (found is None or tier == "admin"):
+                found = tier
+        return found
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key from `X-API-Key` or `Authorization: Bearer`; None when neither was sent."""
+    key = headers.get("x-api-key")
+    if key is None:
+        auth = headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer":
+            key = value
+    key = key.strip() if key is not None else None
+    return key if key is not None else None
+
+
+def key_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def client_ip(scope: Mapping[str, Any], headers: Mapping[str, str], trusted_hops: int) -> str:
+    """The IP the platform saw: Lambda's source IP, else the socket peer, else via trusted proxies.
+
+    `X-Forwarded-For` is read only through `trusted_hops` proxies that append to it, so a client
+    cannot choose its own address by sending the header.
+    """
+    event = scope.get("aws.event")
+    if isinstance(event, Mapping):
+        context = event.get("requestContext") or {}
+        source = (context.get("http") or {}).get("sourceIp") or (context.get("identity") or {}).get(
+            "sourceIp"
+        )
+        if source:
+            return str(source)
+    peer = scope.get("client")
+    ip = str(peer[0]) if peer else "unknown"
+    if trusted_hops > 0:
+        forwarded = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
+        if len(forwarded) >= trusted_hops and _is_ip(forwarded[-trusted_hops]):
+            ip = forwarded[-trusted_hops]
+    return ip
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

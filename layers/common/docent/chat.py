@@ -1,0 +1,151 @@
+"""The chat pipeline: retrieve before the stream starts, then sources, answer chunks, done.
+
+Everything that can fail with a status (limits, validation, the vector store, the embedder)
+happens in `prepare`, before the first byte, so it becomes a proper 4xx/5xx. Once the stream
+has begun, a failure is reported in-band as an `error` event and the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from docent.errors import DocentError, UpstreamTimeout
+from docent.generation import CitationFilter, Message, Passage, Usage
+from docent.retrieval import Source, fit_budget, retrieve
+from docent.services import Services
+from docent.vectors import SearchFilter
+
+log = logging.getLogger("docent.chat")
+
+
+@dataclass(frozen=True)
+class Question:
+    question: str
+    history: Sequence[Message] = ()
+    top_k: int = 5
+    filter: SearchFilter = field(default_factory=SearchFilter)
+
+
+@dataclass
+class Prepared:
+    question: Question
+    sources: list[Source]
+    passages: list[Passage]
+    usage: Usage
+    deadline: float
+    request_id: str
+
+
+def deadline_for(scope: Mapping[str, Any], timeout_s: float) -> float:
+    """A monotonic deadline: the request timeout, or less when the Lambda has less time left."""
+    budget = timeout_s
+    context = scope.get("aws.context")
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        budget = min(budget, max(0.5, remaining() / 1000 - 1.0))
+    return time.monotonic() + budget
+
+
+async def prepare(
+    services: Services, question: Question, deadline: float, request_id: str
+) -> Prepared:
+    """Retrieve and budget the passages; raises `DocentError` before anything is streamed."""
+    usage = Usage()
+    query = question.question
+    try:
+        async with asyncio.timeout_at(deadline):
+            if question.history:
+                query = await services.answerer.standalone_query(
+                    question.question, question.history, usage, deadline
+                )
+            sources = await retrieve(
+                services.store,
+                services.embedder,
+                query,
+                top_k=question.top_k,
+                search_filter=question.filter,
+                usage=usage,
+            )
+    except TimeoutError as exc:
+        raise UpstreamTimeout("Retrieval did not finish in time.") from exc
+    passages = fit_budget(sources, services.settings.max_context_tokens, services.token_model)
+    used = {p.id for p in passages}
+    return Prepared(
+        question, [s for s in sources if s.id in used], passages, usage, deadline, request_id
+    )
+
+
+async def events(services: Services, prepared: Prepared) -> AsyncIterator[dict[str, Any]]:
+    """The answer as contract events: `sources`, `chunk`*, then `done` (or `error`)."""
+    yield {"type": "sources", "sources": [s.public() for s in prepared.sources]}
+    answerer = services.answerer
+    citations = CitationFilter([s.id for s in prepared.sources])
+    try:
+        stream = answerer.stream(
+            prepared.question.question,
+            prepared.question.history,
+            prepared.passages,
+            prepared.usage,
+            prepared.deadline,
+        )
+        async for delta in stream:
+            text = citations.feed(delta)
+            if text:
+                yield {"type": "chunk", "content": text}
+        tail = citations.flush()
+        if tail:
+            yield {"type": "chunk", "content": tail}
+    except DocentError as exc:
+        yield {"type": "error", "code": exc.code, "message": exc.message}
+        return
+    except Exception:
+        log.exception("answer failed", extra={"request_id": prepared.request_id})
+        yield {"type": "error", "code": "internal_error", "message": "The answer failed."}
+        return
+    yield {
+        "type": "done",
+        "answered": bool(citations.cited),
+        "citations": citations.cited,
+        "usage": prepared.usage.as_dict(),
+        "model": answerer.model,
+        "request_id": prepared.request_id,
+    }
+
+
+async def collect(events_: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """The same answer as one JSON object (`Accept: application/json`)."""
+    answer: list[str] = []
+    result: dict[str, Any] = {}
+    async for event in events_:
+        kind = event["type"]
+        if kind == "sources":
+            result["sources"] = event["sources"]
+        elif kind == "chunk":
+            answer.append(event["content"])
+        elif kind == "error":
+            raise _StreamFailure(event["code"], event["message"])
+        elif kind == "done":
+            result.update({k: v for k, v in event.items() if k != "type"})
+    return {
+        "answer": "".join(answer),
+        "answered": result.get("answered", False),
+        "citations": result.get("citations", []),
+        "sources": result.get("sources", []),
+        "usage": result.get("usage", {}),
+        "model": result.get("model"),
+        "request_id": result.get("request_id"),
+    }
+
+
+class _StreamFailure(DocentError):
+    """An in-band error, raised again when the answer is collected as JSON."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status_code = {"upstream_timeout": 504, "unavailable": 503}.get(code, 502)

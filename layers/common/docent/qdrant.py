@@ -1,0 +1,310 @@
+"""A Qdrant server (or Qdrant Cloud) as the vector store, through qdrant-client's async client.
+
+REST by default (gRPC pulls in a second of imports on a cold start; `QDRANT_PREFER_GRPC` opts
+in); no version check at construction, so nothing touches the network until the first call.
+Writes wait for acknowledgement. The same class runs on qdrant-client's local mode
+(`location=":memory:"`), which the tests use as the stand-in for a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from docent.config import Settings
+from docent.edge import PREFETCH_FACTOR, RRF_K
+from docent.errors import ConfigurationError, Unavailable, UpstreamError, UpstreamTimeout
+from docent.vectors import (
+    DENSE,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    SPARSE,
+    ChunkPoint,
+    Hit,
+    Query,
+    SearchFilter,
+)
+
+if TYPE_CHECKING:
+    from qdrant_client import AsyncQdrantClient
+
+T = TypeVar("T")
+
+
+class QdrantStore:
+    """`VectorStore` on a Qdrant collection."""
+
+    def __init__(
+        self,
+        collection: str,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        location: str | None = None,
+        prefer_grpc: bool = False,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.collection = collection
+        self._options: dict[str, Any] = {
+            "url": url,
+            "api_key": api_key,
+            "location": location,
+            "prefer_grpc": prefer_grpc,
+            "timeout": max(1, round(timeout_s)),
+        }
+        self._client: AsyncQdrantClient | None = None
+        self._ready = False
+        self._dense_size: int | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QdrantStore:
+        return cls(
+            settings.qdrant_collection,
+            url=settings.qdrant_url,
+            api_key=settings.qdrant_api_key,
+            prefer_grpc=settings.qdrant_prefer_grpc,
+            timeout_s=min(settings.request_timeout_s, 10.0),
+        )
+
+    def _connect(self) -> AsyncQdrantClient:
+        if self._client is None:
+            from qdrant_client import AsyncQdrantClient
+
+            options = {k: v for k, v in self._options.items() if v is not None}
+            if "location" in options:
+                options.pop("timeout", None)
+            self._client = AsyncQdrantClient(**options, check_compatibility=False)
+        return self._client
+
+    async def _call(self, fn: Callable[[AsyncQdrantClient], Awaitable[T]]) -> T:
+        """One client call, with transport failures turned into Docent errors (no URL leaks)."""
+        import httpx
+
+        try:
+            return await fn(self._connect())
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise UpstreamTimeout("The vector store did not answer in time.") from exc
+        except (ConnectionError, httpx.TransportError) as exc:
+            raise Unavailable("The vector store is unreachable.") from exc
+        except Exception as exc:
+            if _is_response_error(exc):
+                raise UpstreamError("The vector store refused the request.") from exc
+            raise
+
+    async def _collection_ready(self) -> None:
+        if self._ready:
+            return
+        async with self._lock:
+            if self._ready:
+                return
+            await self._create(None)
+
+    async def _create(self, dense_size: int | None) -> None:
+        from qdrant_client import models
+
+        client = self._connect()
+        exists = await self._call(lambda c: c.collection_exists(self.collection))
+        if not exists:
+            vectors = (
+                {DENSE: models.VectorParams(size=dense_size, distance=models.Distance.COSINE)}
+                if dense_size
+                else {}
+            )
+            await self._call(
+                lambda c: c.create_collection(
+                    self.collection,
+                    vectors_config=vectors,
+                    sparse_vectors_config={
+                        SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                    },
+                )
+            )
+        info = await client.get_collection(self.collection)
+        vectors_config = info.config.params.vectors
+        if isinstance(vectors_config, dict) and DENSE in vectors_config:
+            self._dense_size = vectors_config[DENSE].size
+        schema = info.payload_schema or {}
+        for name in KEYWORD_FIELDS:
+            if name not in schema:
+                await self._call(
+                    lambda c, n=name: c.create_payload_index(
+                        self.collection, n, models.PayloadSchemaType.KEYWORD, wait=True
+                    )
+                )
+        for name in INTEGER_FIELDS:
+            if name not in schema:
+                await self._call(
+                    lambda c, n=name: c.create_payload_index(
+                        self.collection, n, models.PayloadSchemaType.INTEGER, wait=True
+                    )
+                )
+        self._ready = True
+
+    async def ensure(self, dense_size: int | None) -> None:
+        await self._collection_ready()
+        if dense_size is None or self._dense_size == dense_size:
+            return
+        async with self._lock:
+            if self._dense_size is not None and self._dense_size != dense_size:
+                raise ConfigurationError(
+                    f"Collection {self.collection!r} holds {self._dense_size}-dimensional vectors "
+                    f"but the embedding model gives {dense_size}: set EMBEDDING_DIMENSIONS to "
+                    "match, or set QDRANT_COLLECTION to a new collection and re-ingest."
+                )
+            if self._dense_size is None:
+                count = await self._call(lambda c: c.count(self.collection, exact=True))
+                if count.count:
+                    raise ConfigurationError(
+                        f"Collection {self.collection!r} was built without dense vectors: set "
+                        "QDRANT_COLLECTION to a new collection and re-ingest to enable hybrid search."
+                    )
+                await self._call(lambda c: c.delete_collection(self.collection))
+                self._ready = False
+                await self._create(dense_size)
+
+    async def upsert(self, points: Sequence[ChunkPoint]) -> None:
+        if not points:
+            return
+        from qdrant_client import models
+
+        await self._collection_ready()
+        structs = [
+            models.PointStruct(id=p.id, vector=_vectors(models, p), payload=p.payload)
+            for p in points
+        ]
+        await self._call(lambda c: c.upsert(self.collection, points=structs, wait=True))
+
+    async def retrieve(self, ids: Sequence[str]) -> list[Hit]:
+        await self._collection_ready()
+        records = await self._call(
+            lambda c: c.retrieve(self.collection, ids=list(ids), with_payload=True)
+        )
+        return [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
+
+    async def count(self, document_id: str, *, other_than_hash: str | None = None) -> int:
+        await self._collection_ready()
+        flt = _document_filter(document_id, other_than_hash)
+        result = await self._call(lambda c: c.count(self.collection, count_filter=flt, exact=True))
+        return int(result.count)
+
+    async def delete(self, document_id: str, *, other_than_hash: str | None = None) -> int:
+        from qdrant_client import models
+
+        await self._collection_ready()
+        flt = _document_filter(document_id, other_than_hash)
+        count = await self.count(document_id, other_than_hash=other_than_hash)
+        if count:
+            await self._call(
+                lambda c: c.delete(
+                    self.collection, points_selector=models.FilterSelector(filter=flt), wait=True
+                )
+            )
+        return count
+
+    async def search(self, query: Query) -> list[Hit]:
+        from qdrant_client import models
+
+        await self._collection_ready()
+        flt = _search_filter(query.filter)
+        sparse = models.SparseVector(indices=query.sparse.indices, values=query.sparse.values)
+        if query.dense is None or self._dense_size is None:
+            response = await self._call(
+                lambda c: c.query_points(
+                    self.collection,
+                    query=sparse,
+                    using=SPARSE,
+                    query_filter=flt,
+                    limit=query.limit,
+                    with_payload=True,
+                )
+            )
+        else:
+            depth = query.limit * PREFETCH_FACTOR
+            response = await self._call(
+                lambda c: c.query_points(
+                    self.collection,
+                    prefetch=[
+                        models.Prefetch(query=sparse, using=SPARSE, filter=flt, limit=depth),
+                        models.Prefetch(query=query.dense, using=DENSE, filter=flt, limit=depth),
+                    ],
+                    query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                    query_filter=flt,
+                    limit=query.limit,
+                    with_payload=True,
+                )
+            )
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+
+    async def documents(self, limit: int, offset: str | None) -> tuple[list[Hit], str | None]:
+        from qdrant_client import models
+
+        await self._collection_ready()
+        flt = models.Filter(
+            must=[models.FieldCondition(key="position", match=models.MatchValue(value=0))]
+        )
+        records, next_offset = await self._call(
+            lambda c: c.scroll(
+                self.collection,
+                scroll_filter=flt,
+                limit=limit,
+                offset=offset,
+                with_payload=models.PayloadSelectorExclude(exclude=["text"]),
+            )
+        )
+        hits = [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
+        return hits, (str(next_offset) if next_offset is not None else None)
+
+    async def total(self) -> int:
+        await self._collection_ready()
+        result = await self._call(lambda c: c.count(self.collection, exact=True))
+        return int(result.count)
+
+    async def ping(self) -> None:
+        await self._call(lambda c: c.get_collections())
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+
+def _is_response_error(exc: Exception) -> bool:
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    return isinstance(exc, (UnexpectedResponse, ResponseHandlingException))
+
+
+def _vectors(models: Any, point: ChunkPoint) -> dict[str, Any]:
+    vectors: dict[str, Any] = {
+        SPARSE: models.SparseVector(indices=point.sparse.indices, values=point.sparse.values)
+    }
+    if point.dense is not None:
+        vectors[DENSE] = point.dense
+    return vectors
+
+
+def _document_filter(document_id: str, other_than_hash: str | None) -> Any:
+    from qdrant_client import models
+
+    must = [models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))]
+    must_not = (
+        [models.FieldCondition(key="content_hash", match=models.MatchValue(value=other_than_hash))]
+        if other_than_hash is not None
+        else None
+    )
+    return models.Filter(must=must, must_not=must_not)
+
+
+def _search_filter(flt: SearchFilter) -> Any:
+    from qdrant_client import models
+
+    must: list[Any] = []
+    if flt.document_id is not None:
+        must.append(
+            models.FieldCondition(key="document_id", match=models.MatchValue(value=flt.document_id))
+        )
+    if flt.tags:
+        must.append(models.FieldCondition(key="tags", match=models.MatchAny(any=list(flt.tags))))
+    return models.Filter(must=must) if must else None

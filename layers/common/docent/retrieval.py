@@ -1,0 +1,158 @@
+"""Retrieval: search the store, merge chunks into one source per document section, fit the budget.
+
+A reader clicks a source, so a source is a section of a document with a deep link to its heading,
+never the same passage twice: overlapping chunks of one section are merged back into one text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from docent import sparse
+from docent.generation import Passage, Usage
+from docent.vectors import Hit, Query, SearchFilter, VectorStore
+
+if TYPE_CHECKING:
+    from docent.embeddings import Embedder
+
+SNIPPET_CHARS = 240
+# Chunks fetched per requested source: several chunks of one section collapse into one source.
+CHUNKS_PER_SOURCE = 3
+
+
+@dataclass(frozen=True)
+class Source:
+    """One cited section: what the client sees, plus the merged text the answerer reads."""
+
+    id: str
+    document_id: str
+    title: str | None
+    url: str | None
+    heading: str | None
+    score: float
+    text: str
+
+    def public(self) -> dict[str, Any]:
+        """The source as the `sources` event and JSON answers show it."""
+        return {
+            "id": self.id,
+            "document_id": self.document_id,
+            "title": self.title,
+            "url": self.url,
+            "heading": self.heading,
+            "score": round(self.score, 6),
+            "snippet": snippet(self.text),
+        }
+
+    def passage(self, text: str | None = None) -> Passage:
+        return Passage(
+            self.id, self.title, self.heading, self.text if text is None else text, self.score
+        )
+
+
+def deep_link(url: str | None, anchor: str | None) -> str | None:
+    """The document's url plus `#anchor` of the section's heading, where both exist."""
+    if not url:
+        return None
+    if not anchor:
+        return url
+    return f"{url.split('#', 1)[0]}#{anchor}"
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit].rsplit(" ", 1)[0]
+    return cut + "…"
+
+
+def merge_text(pieces: Sequence[tuple[int, str]]) -> str:
+    """Join chunks of one section by their char offsets: overlaps once, gaps marked with `…`."""
+    ordered = sorted(pieces)
+    text = ""
+    end = -1
+    for start, piece in ordered:
+        if end < 0:
+            text, end = piece, start + len(piece)
+        elif start <= end:
+            tail = piece[end - start :]
+            text += tail
+            end = max(end, start + len(piece))
+        else:
+            text += "\n…\n" + piece
+            end = start + len(piece)
+    return text
+
+
+def group_sections(hits: Sequence[Hit], top_k: int) -> list[Source]:
+    """Collapse chunk hits into at most `top_k` sources, best first, numbered S1, S2, ..."""
+    groups: dict[tuple[str, int], list[Hit]] = {}
+    for hit in hits:
+        key = (str(hit.payload["document_id"]), int(hit.payload.get("section", 0)))
+        groups.setdefault(key, []).append(hit)
+    ranked = sorted(groups.values(), key=lambda g: max(h.score for h in g), reverse=True)
+    sources = []
+    for number, group in enumerate(ranked[:top_k], start=1):
+        first = group[0].payload
+        headings = first.get("headings") or []
+        sources.append(
+            Source(
+                id=f"S{number}",
+                document_id=str(first["document_id"]),
+                title=first.get("title"),
+                url=deep_link(first.get("url"), first.get("anchor")),
+                heading=headings[-1] if headings else None,
+                score=max(h.score for h in group),
+                text=merge_text(
+                    [(int(h.payload.get("start", 0)), str(h.payload["text"])) for h in group]
+                ),
+            )
+        )
+    return sources
+
+
+async def retrieve(
+    store: VectorStore,
+    embedder: Embedder | None,
+    question: str,
+    *,
+    top_k: int,
+    search_filter: SearchFilter,
+    usage: Usage,
+) -> list[Source]:
+    """Search for `question` (hybrid when an embedder is configured) and return its sources."""
+    dense = await embedder.embed_query(question, usage) if embedder is not None else None
+    hits = await store.search(
+        Query(
+            sparse=sparse.encode_query(question),
+            dense=dense,
+            filter=search_filter,
+            limit=top_k * CHUNKS_PER_SOURCE,
+        )
+    )
+    return group_sections(hits, top_k)
+
+
+def fit_budget(sources: Sequence[Source], max_tokens: int, model: str | None) -> list[Passage]:
+    """Passages by score within `max_tokens` (counted by tiktoken), the last one trimmed."""
+    from docent.tokens import count_tokens, truncate
+
+    passages: list[Passage] = []
+    left = max_tokens
+    for source in sorted(sources, key=lambda s: s.score, reverse=True):
+        header = count_tokens(
+            f"[{source.id}] {source.title or ''} › {source.heading or ''}\n", model
+        )
+        if left - header < 16:
+            break
+        body = count_tokens(source.text, model)
+        if header + body <= left:
+            passages.append(source.passage())
+            left -= header + body
+        else:
+            passages.append(source.passage(truncate(source.text, left - header, model)))
+            break
+    return passages

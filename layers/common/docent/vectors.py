@@ -1,0 +1,117 @@
+"""The vector store: one small protocol, the points it holds, and the factory that picks a backend.
+
+Every chunk is one point: a BM25 sparse vector (`bm25`, IDF modifier) and, when embeddings are
+configured, a dense vector (`dense`) beside it, so retrieval can fuse both in the engine.
+Point ids are `uuid5(document id, position)`: a retry overwrites, never duplicates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from docent.config import Settings
+
+SPARSE = "bm25"
+DENSE = "dense"
+# Payload fields that get an index: filters and the document listing use them.
+KEYWORD_FIELDS = ("document_id", "tags", "content_hash")
+INTEGER_FIELDS = ("position",)
+_NAMESPACE = uuid.UUID("8b1f0c4e-5d7a-4c1e-9a51-6f0e3d2b7c90")
+
+
+def point_id(document_id: str, position: int) -> str:
+    """The deterministic id of a document's chunk at `position`."""
+    return str(uuid.uuid5(_NAMESPACE, f"{document_id}\x1f{position}"))
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class ChunkPoint:
+    id: str
+    sparse: SparseVector
+    payload: dict[str, Any]
+    dense: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    document_id: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Query:
+    """A search: the question's sparse vector, its dense vector when embeddings exist."""
+
+    sparse: SparseVector
+    dense: list[float] | None = None
+    filter: SearchFilter = field(default_factory=SearchFilter)
+    limit: int = 10
+
+
+class VectorStore(Protocol):
+    """What Docent needs from a vector engine; Edge (embedded) and Qdrant (server) implement it."""
+
+    async def ensure(self, dense_size: int | None) -> None:
+        """Create the collection, its vectors and payload indexes if absent (idempotent)."""
+        ...
+
+    async def upsert(self, points: Sequence[ChunkPoint]) -> None:
+        """Write points and wait until they are durable and searchable."""
+        ...
+
+    async def retrieve(self, ids: Sequence[str]) -> list[Hit]:
+        """Points by id with their payloads (missing ids are left out)."""
+        ...
+
+    async def count(self, document_id: str, *, other_than_hash: str | None = None) -> int:
+        """Points of a document, optionally only those whose content hash differs."""
+        ...
+
+    async def delete(self, document_id: str, *, other_than_hash: str | None = None) -> int:
+        """Delete a document's points (or only the stale ones); returns how many went."""
+        ...
+
+    async def search(self, query: Query) -> list[Hit]:
+        """BM25, or BM25 and dense fused by reciprocal rank, best first."""
+        ...
+
+    async def documents(self, limit: int, offset: str | None) -> tuple[list[Hit], str | None]:
+        """Each document's first chunk (it carries the document's metadata), paged."""
+        ...
+
+    async def total(self) -> int:
+        """All points in the collection."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the engine cannot answer."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def create_store(settings: Settings) -> VectorStore:
+    """The configured backend: a Qdrant server when QDRANT_URL is set, else Edge on disk."""
+    if settings.qdrant_url:
+        from docent.qdrant import QdrantStore
+
+        return QdrantStore.from_settings(settings)
+    from docent.edge import EdgeStore
+
+    return EdgeStore.from_settings(settings)

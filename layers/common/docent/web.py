@@ -1,0 +1,315 @@
+"""What every Docent app shares: the app factory, request context, errors, keys and limits.
+
+The functions under `functions/` hold only their routes and request models; each builds its app
+with `create_app(router)`, and the bundled app composes all the routers the same way.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from docent import __version__
+from docent.auth import Caller, KeyRing, client_ip, key_id, presented_key
+from docent.config import Settings, get_settings
+from docent.errors import (
+    DocentError,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from docent.services import Services, get_services
+
+log = logging.getLogger("docent")
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def error_body(exc: DocentError, request_id: str) -> dict[str, Any]:
+    return {"error": {"code": exc.code, "message": exc.message, "request_id": request_id}}
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+class RequestContext:
+    """Pure ASGI middleware (streams pass through untouched).
+
+    Gives each request an id, refuses wrong content types (415) and oversized bodies (413) before
+    the body is read, adds the rate-limit headers, and logs one structured line per request.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def _limit_for(self, path: str) -> int:
+        return (
+            self.settings.max_chat_body_bytes
+            if path.startswith("/chat")
+            else self.settings.max_body_bytes
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        context = scope.get("aws.context")
+        request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        headers = _headers(scope)
+        status = {"code": 500}
+
+        async def send_wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                out = list(message.get("headers", []))
+                present = {k.lower() for k, _ in out}
+                extra = {"x-request-id": request_id, **state.get("rate_limit_headers", {})}
+                for name, value in extra.items():
+                    if name.lower().encode() not in present:
+                        out.append((name.lower().encode(), str(value).encode()))
+                message = {**message, "headers": out}
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope, headers)
+            if refusal is not None:
+                await _send_error(refusal, request_id, send_wrapped)
+                return
+            limit = self._limit_for(scope["path"])
+            received = 0
+
+            async def receive_limited() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        # An HTTPException survives FastAPI's body parsing, which would turn
+                        # any other exception into a 400.
+                        raise StarletteHTTPException(413, f"Request body exceeds {limit} bytes.")
+                return message
+
+            await self.app(scope, receive_limited, send_wrapped)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope.get("method"),
+                    "route": scope["path"],
+                    "status": status["code"],
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "tier": state.get("tier"),
+                },
+            )
+            request_id_var.reset(token)
+
+    def _refusal(self, scope: Scope, headers: Mapping[str, str]) -> DocentError | None:
+        if scope.get("method") not in _BODY_METHODS:
+            return None
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._limit_for(scope["path"]):
+            return PayloadTooLarge(f"Request body exceeds {self._limit_for(scope['path'])} bytes.")
+        has_body = (length is not None and length != "0") or "transfer-encoding" in headers
+        media = headers.get("content-type", "").split(";")[0].strip().lower()
+        if has_body and not (media == "application/json" or media.endswith("+json")):
+            return UnsupportedMediaType()
+        return None
+
+
+async def _send_error(exc: DocentError, request_id: str, send: Send) -> None:
+    body = json.dumps(error_body(exc, request_id)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
+def _field(loc: Iterable[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _docent_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DocentError)
+    if exc.status_code >= 500:
+        log.warning("error", extra={"code": exc.code, "status": exc.status_code})
+    return JSONResponse(error_body(exc, _request_id(request)), exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        bad = DocentError("The request body is not valid JSON.")
+        bad.status_code, bad.code = 400, "bad_request"
+        return JSONResponse(error_body(bad, _request_id(request)), 400)
+    details = [{"field": _field(e.get("loc", ())), "message": str(e.get("msg"))} for e in errors]
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    body = {
+        "error": {
+            "code": "validation_error",
+            "message": summary or "Invalid request.",
+            "request_id": _request_id(request),
+            "fields": details,
+        }
+    }
+    return JSONResponse(body, 422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    mapped: DocentError
+    if exc.status_code == 404:
+        mapped = NotFound()
+    elif exc.status_code == 413:
+        mapped = PayloadTooLarge(str(exc.detail))
+    elif exc.status_code == 405:
+        mapped = MethodNotAllowed()
+    else:
+        mapped = DocentError(str(exc.detail))
+        mapped.status_code = exc.status_code
+        mapped.code = "http_error"
+    return JSONResponse(
+        error_body(mapped, _request_id(request)), exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", extra={"request_id": _request_id(request)})
+    return JSONResponse(error_body(DocentError(), _request_id(request)), 500)
+
+
+def create_app(
+    *routers: APIRouter, title: str = "Docent", settings: Settings | None = None
+) -> FastAPI:
+    """A FastAPI app with Docent's middleware and error handling around the given routers.
+
+    Settings are read here, so a bad configuration fails at start and names the variable.
+    """
+    settings = settings or get_settings()
+    KeyRing(settings.api_keys, settings.admin_api_keys)
+    app = FastAPI(title=title, version=__version__, docs_url="/docs", redoc_url=None)
+    for router in routers:
+        app.include_router(router)
+    app.add_exception_handler(DocentError, _docent_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    if settings.cors_allow_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_allow_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["content-type", "authorization", "x-api-key", "accept"],
+            expose_headers=["x-request-id", "x-ratelimit-limit", "x-ratelimit-remaining",
+                            "x-ratelimit-reset", "retry-after"],
+        )  # fmt: skip
+    app.add_middleware(RequestContext, settings=settings)
+    return app
+
+
+# Dependencies -------------------------------------------------------------------------------
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+_keyrings: dict[tuple[tuple[str, ...], tuple[str, ...]], KeyRing] = {}
+
+
+def _keyring(settings: Settings) -> KeyRing:
+    cache_key = (settings.api_keys, settings.admin_api_keys)
+    if cache_key not in _keyrings:
+        _keyrings[cache_key] = KeyRing(*cache_key)
+    return _keyrings[cache_key]
+
+
+async def get_caller(request: Request, settings: SettingsDep) -> Caller:
+    """Who is calling. A key that is sent but unknown is refused, never treated as anonymous."""
+    headers = request.headers
+    ip = client_ip(request.scope, headers, settings.trusted_proxy_hops)
+    key = presented_key(headers)
+    if key is None:
+        caller = Caller("anonymous", ip)
+    else:
+        tier = _keyring(settings).tier_of(key)
+        if tier is None:
+            raise Unauthorized("The API key is not valid.")
+        caller = Caller(tier, ip, key_id(key))
+    request.scope.setdefault("state", {})["tier"] = caller.tier
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def require_admin(caller: CallerDep) -> Caller:
+    if caller.tier == "anonymous":
+        raise Unauthorized("This route needs an admin API key.")
+    if caller.tier != "admin":
+        raise Forbidden("This route needs an admin API key.")
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(require_admin)]
+
+
+def rate_limit(route: Literal["chat", "ingest"]) -> Callable[..., Any]:
+    """A dependency counting the request against its tier's sliding window."""
+
+    async def check_limit(
+        request: Request, caller: CallerDep, settings: SettingsDep, services: ServicesDep
+    ) -> None:
+        from docent.limits import LimiterUnavailable, check
+
+        rule = settings.rate_limit_anon if caller.tier == "anonymous" else settings.rate_limit_key
+        try:
+            decision = await check(
+                services.limiter, f"{route}:{caller.identity}", rule, settings.store_timeout_s
+            )
+        except LimiterUnavailable as exc:
+            if settings.fail_open(route):
+                log.warning("rate limit store unavailable: admitting", extra={"route": route})
+                return
+            raise Unavailable(
+                "The rate-limit store is unavailable.", headers={"Retry-After": "5"}
+            ) from exc
+        headers = decision.headers()
+        request.scope.setdefault("state", {})["rate_limit_headers"] = headers
+        if not decision.allowed:
+            raise RateLimited(
+                f"Rate limit of {rule.limit} requests per {rule.window_s}s exceeded; "
+                f"retry in {headers['Retry-After']}s.",
+                headers=headers,
+            )
+
+    return check_limit

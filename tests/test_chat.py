@@ -1,0 +1,188 @@
+"""POST /chat through real HTTP: the SSE contract, JSON mode, sources and citations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import httpx
+
+from docent.errors import UpstreamError
+from docent.generation import Message, Passage, Usage
+from tests.conftest import Docent, parse_sse, running_docent
+
+
+def ask(docent: Docent, question: str, **body: object) -> httpx.Response:
+    with docent.client() as client:
+        return client.post("/chat", json={"question": question, **body})
+
+
+def test_stream_sends_sources_then_chunks_then_done(docent_with_corpus: Docent) -> None:
+    response = ask(docent_with_corpus, "How do I install Acme with pip?")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    events = parse_sse(response.text)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "sources"
+    assert kinds[-1] == "done"
+    assert set(kinds[1:-1]) == {"chunk"} and len(kinds) > 3
+    done = events[-1]
+    assert done["answered"] is True
+    assert done["request_id"] == response.headers["x-request-id"]
+    assert done["model"] == "extractive"
+    assert set(done["usage"]) == {"prompt_tokens", "completion_tokens", "embedding_tokens"}
+    assert done["usage"]["completion_tokens"] > 0
+
+
+def test_citations_name_real_sources_and_point_at_the_right_document(
+    docent_with_corpus: Docent,
+) -> None:
+    events = parse_sse(ask(docent_with_corpus, "How do I install Acme with pip?").text)
+    sources = {s["id"]: s for s in events[0]["sources"]}
+    text = "".join(e["content"] for e in events if e["type"] == "chunk")
+    done = events[-1]
+
+    assert done["citations"], text
+    for cited in done["citations"]:
+        assert cited in sources
+        assert f"[{cited}]" in text
+    assert set(re.findall(r"\[(S\d+)\]", text)) == set(done["citations"])
+    first = sources[done["citations"][0]]
+    assert first["document_id"] == "install.md"
+    assert "pip install acme-server" in text
+
+
+def test_sources_deep_link_to_the_section_heading(docent_with_corpus: Docent) -> None:
+    events = parse_sse(ask(docent_with_corpus, "What happens when I exceed the rate limit?").text)
+    source = events[0]["sources"][0]
+
+    assert source["document_id"] == "limits.md"
+    assert source["heading"] == "Sliding window"
+    assert source["url"] == "https://docs.acme.test/limits#sliding-window"
+    assert source["title"] == "Rate limits"
+    assert "429" in source["snippet"]
+    assert set(source) == {"id", "document_id", "title", "url", "heading", "score", "snippet"}
+
+
+def test_unanswerable_question_says_so_and_cites_nothing(docent_with_corpus: Docent) -> None:
+    events = parse_sse(ask(docent_with_corpus, "Which hyperparameters train the quantum cat?").text)
+    done = events[-1]
+    text = "".join(e["content"] for e in events if e["type"] == "chunk")
+
+    assert done["answered"] is False
+    assert done["citations"] == []
+    assert "couldn't find" in text
+    assert "[S" not in text
+
+
+def test_json_mode_returns_the_same_answer_in_one_object(docent_with_corpus: Docent) -> None:
+    with docent_with_corpus.client(headers={"Accept": "application/json"}) as client:
+        response = client.post("/chat", json={"question": "How do I install Acme with pip?"})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {
+        "answer", "answered", "citations", "sources", "usage", "model", "request_id"
+    }  # fmt: skip
+    assert body["answered"] is True
+    assert body["citations"] and all(f"[{c}]" in body["answer"] for c in body["citations"])
+    streamed = parse_sse(ask(docent_with_corpus, "How do I install Acme with pip?").text)
+    assert body["answer"] == "".join(e["content"] for e in streamed if e["type"] == "chunk")
+
+
+def test_one_source_per_section_even_when_many_chunks_match(tmp_path: Path) -> None:
+    long_section = " ".join(
+        f"Sentence {i} explains that the frobnicator calibrates widgets carefully."
+        for i in range(200)
+    )
+    doc = {
+        "id": "long.md",
+        "text": f"# Guide\n\n## Calibration\n\n{long_section}\n",
+        "url": "https://x.test/guide",
+    }
+    with running_docent(tmp_path, chunk_tokens=64, chunk_overlap_tokens=16) as docent:
+        assert docent.ingest([doc])["chunks"] > 5
+        events = parse_sse(ask(docent, "How does the frobnicator calibrate widgets?", top_k=5).text)
+
+    sources = events[0]["sources"]
+    sections = [(s["document_id"], s["heading"]) for s in sources]
+    assert sections == [("long.md", "Calibration")]
+    assert sources[0]["url"] == "https://x.test/guide#calibration"
+
+
+def test_filters_restrict_sources(docent_with_corpus: Docent) -> None:
+    question = "rate limit invoices install"
+    by_doc = parse_sse(ask(docent_with_corpus, question, filter={"document_id": "billing.md"}).text)
+    by_tag = parse_sse(ask(docent_with_corpus, question, filter={"tags": ["limits"]}).text)
+
+    assert {s["document_id"] for s in by_doc[0]["sources"]} == {"billing.md"}
+    assert {s["document_id"] for s in by_tag[0]["sources"]} == {"limits.md"}
+
+
+class _Slow:
+    """Fake answerer for timing: idles past the heartbeat interval, then answers."""
+
+    model = "slow"
+
+    async def standalone_query(
+        self, question: str, history: Sequence[Message], usage: Usage, deadline: float
+    ) -> str:
+        return question
+
+    async def stream(
+        self,
+        question: str,
+        history: Sequence[Message],
+        passages: Sequence[Passage],
+        usage: Usage,
+        deadline: float,
+    ) -> AsyncIterator[str]:
+        import asyncio
+
+        await asyncio.sleep(0.5)
+        yield f"Done [{passages[0].id}] and [S99]."
+
+
+class _Failing(_Slow):
+    async def stream(
+        self,
+        question: str,
+        history: Sequence[Message],
+        passages: Sequence[Passage],
+        usage: Usage,
+        deadline: float,
+    ) -> AsyncIterator[str]:
+        yield "Partial answer "
+        raise UpstreamError("The model stopped answering.")
+
+
+def test_idle_stream_gets_ping_comments_and_invented_citations_are_dropped(tmp_path: Path) -> None:
+    with running_docent(tmp_path, sse_ping_s=0.1) as docent:
+        docent.ingest([{"id": "a.md", "text": "# A\n\nAlpha widgets are blue."}])
+        docent.services.__dict__["answerer"] = _Slow()
+        response = ask(docent, "alpha widgets")
+
+    assert ": ping" in response.text.splitlines()
+    events = parse_sse(response.text)
+    text = "".join(e["content"] for e in events if e["type"] == "chunk")
+    assert text == "Done [S1] and ."
+    assert events[-1]["citations"] == ["S1"]
+
+
+def test_failure_after_the_stream_began_is_an_error_event(tmp_path: Path) -> None:
+    with running_docent(tmp_path) as docent:
+        docent.ingest([{"id": "a.md", "text": "# A\n\nAlpha widgets are blue."}])
+        docent.services.__dict__["answerer"] = _Failing()
+        response = ask(docent, "alpha widgets")
+
+    assert response.status_code == 200
+    events = parse_sse(response.text)
+    assert [e["type"] for e in events] == ["sources", "chunk", "error"]
+    assert events[-1] == {
+        "type": "error", "code": "upstream_error", "message": "The model stopped answering."
+    }  # fmt: skip

@@ -1,0 +1,88 @@
+"""Ingestion through real HTTP: idempotency, replacement, deletion, listing."""
+
+from __future__ import annotations
+
+from tests.conftest import Docent, corpus_documents, parse_sse
+
+
+def count_via_api(docent: Docent) -> dict[str, int]:
+    with docent.admin() as client:
+        listing = client.get("/documents").json()
+    return {d["id"]: d["chunks"] for d in listing["documents"]}
+
+
+def test_reingesting_unchanged_documents_is_a_no_op(docent: Docent) -> None:
+    first = docent.ingest(corpus_documents())
+    written = docent.services.ingestor.counters.points_written
+    listing = count_via_api(docent)
+
+    second = docent.ingest(corpus_documents())
+
+    assert first["documents"] == 3 and first["chunks"] > 3 and first["unchanged"] == 0
+    assert second == {"documents": 3, "chunks": 0, "unchanged": 3, "deleted_chunks": 0}
+    assert docent.services.ingestor.counters.points_written == written
+    assert count_via_api(docent) == listing
+    assert sum(listing.values()) == first["chunks"]
+
+
+def test_a_changed_document_replaces_its_old_chunks(docent: Docent) -> None:
+    old = "# Colours\n\n" + "\n\n".join(
+        f"## Part {i}\n\nThe walrus paragraph {i}." for i in range(8)
+    )
+    new = "# Colours\n\nThe pelican replaced everything."
+    docent.ingest([{"id": "doc.md", "text": old, "url": "https://x.test/doc"}])
+    before = count_via_api(docent)["doc.md"]
+
+    result = docent.ingest([{"id": "doc.md", "text": new, "url": "https://x.test/doc"}])
+
+    assert before > 1
+    assert result["chunks"] == 1 and result["deleted_chunks"] == before - 1
+    assert count_via_api(docent) == {"doc.md": 1}
+    with docent.client() as client:
+        walrus = parse_sse(client.post("/chat", json={"question": "walrus paragraph"}).text)
+        pelican = parse_sse(client.post("/chat", json={"question": "pelican"}).text)
+    assert walrus[0]["sources"] == []
+    assert pelican[0]["sources"][0]["document_id"] == "doc.md"
+
+
+def test_deleting_a_document_removes_every_chunk(docent: Docent) -> None:
+    docent.ingest(corpus_documents())
+    before = count_via_api(docent)
+
+    with docent.admin() as client:
+        deleted = client.delete("/documents/limits.md")
+        again = client.delete("/documents/limits.md")
+
+    assert deleted.status_code == 200
+    assert deleted.json() == {"document_id": "limits.md", "deleted_chunks": before["limits.md"]}
+    assert again.status_code == 404
+    assert again.json()["error"]["code"] == "not_found"
+    assert set(count_via_api(docent)) == {"install.md", "billing.md"}
+    with docent.client() as client:
+        events = parse_sse(client.post("/chat", json={"question": "sliding window 429"}).text)
+    assert all(s["document_id"] != "limits.md" for s in events[0]["sources"])
+
+
+def test_listing_shows_document_metadata(docent: Docent) -> None:
+    docent.ingest(corpus_documents())
+    with docent.admin() as client:
+        listing = client.get("/documents").json()
+
+    by_id = {d["id"]: d for d in listing["documents"]}
+    assert by_id["install.md"]["title"] == "Installing Acme"
+    assert by_id["install.md"]["url"] == "https://docs.acme.test/install"
+    assert by_id["limits.md"]["tags"] == ["api", "limits"]
+    assert len(by_id["billing.md"]["content_hash"]) == 64
+
+
+def test_a_bad_document_fails_the_request_and_writes_nothing(docent: Docent) -> None:
+    with docent.admin() as client:
+        response = client.post(
+            "/ingest",
+            json={"documents": [{"id": "ok.md", "text": "# Fine"}, {"id": "ok.md", "text": "dup"}]},
+        )
+        listing = client.get("/documents").json()
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_document"
+    assert listing["documents"] == []

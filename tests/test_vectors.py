@@ -1,0 +1,177 @@
+"""One retrieval suite, run on the embedded Edge store and on a Qdrant server's API.
+
+No Qdrant server binary installs here: qdrant-client's local mode implements the server API
+in-process and stands in for it. Both stores must also rank alike (congruence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from docent import sparse
+from docent.edge import EdgeStore
+from docent.qdrant import QdrantStore
+from docent.vectors import ChunkPoint, Hit, Query, SearchFilter, VectorStore, point_id
+
+DIM = 128
+TEXTS = {
+    "install": [
+        "Install the server with pip install acme-server on Linux or macOS.",
+        "Upgrade an existing installation with pip install --upgrade acme-server.",
+        "The server listens on port 8080 unless PORT says otherwise.",
+    ],
+    "limits": [
+        "A sliding window limits every token to sixty requests per minute.",
+        "Requests over the limit receive status 429 and a Retry-After header.",
+    ],
+    "billing": [
+        "Invoices are emailed on the first day of each month as PDF files.",
+        "Refunds for card payments are processed within ten business days.",
+        "Bank transfers must quote the invoice number as the payment reference.",
+    ],
+    "security": [
+        "API keys are compared in constant time and never logged.",
+        "Rotate a leaked key by removing it from the configuration and restarting.",
+    ],
+}
+TAGS = {"install": ["setup"], "limits": ["api"], "billing": ["account"], "security": ["api"]}
+
+
+def embed(text: str) -> list[float]:
+    """A deterministic character-trigram vector: similar texts point the same way.
+
+    Trigrams make almost every pair of texts a little similar, so the dense ranking has no
+    zero-similarity ties, which either engine may order as it likes.
+    """
+    vector = [0.0] * DIM
+    padded = f"  {text.lower()}  "
+    for i in range(len(padded) - 2):
+        digest = int(hashlib.sha256(padded[i : i + 3].encode()).hexdigest(), 16)
+        vector[digest % DIM] += 1.0 + (digest >> 32) % 997 / 997
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def points(document_id: str, texts: list[str], digest: str = "h1") -> list[ChunkPoint]:
+    return [
+        ChunkPoint(
+            point_id(document_id, i),
+            sparse.encode_document(text),
+            {
+                "document_id": document_id,
+                "position": i,
+                "section": 0,
+                "start": 0,
+                "text": text,
+                "tags": TAGS[document_id],
+                "content_hash": digest,
+                "chunk_count": len(texts),
+            },
+            embed(text),
+        )
+        for i, text in enumerate(texts)
+    ]
+
+
+@pytest.fixture(params=["edge", "qdrant-local"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
+    backend: VectorStore
+    if request.param == "edge":
+        backend = EdgeStore(str(tmp_path / "edge"))
+    else:
+        backend = QdrantStore("docent-test", location=":memory:")
+    await backend.ensure(DIM)
+    for document_id, texts in TEXTS.items():
+        await backend.upsert(points(document_id, texts))
+    yield backend
+    await backend.close()
+
+
+def query(text: str, *, dense: bool = False, **flt: object) -> Query:
+    return Query(
+        sparse=sparse.encode_query(text),
+        dense=embed(text) if dense else None,
+        filter=SearchFilter(**flt),  # type: ignore[arg-type]
+        limit=5,
+    )
+
+
+async def test_bm25_finds_the_passage_by_its_terms(store: VectorStore) -> None:
+    hits = await store.search(query("what status do requests over the limit get?"))
+    assert hits[0].payload["text"].startswith("Requests over the limit")
+    assert all(h.score > 0 for h in hits)
+
+
+async def test_filters_by_document_and_tags(store: VectorStore) -> None:
+    by_doc = await store.search(query("the server payment key", document_id="billing"))
+    by_tag = await store.search(query("the server payment key limit", tags=("api",)))
+    assert {h.payload["document_id"] for h in by_doc} == {"billing"}
+    assert {h.payload["document_id"] for h in by_tag} <= {"limits", "security"}
+    assert by_tag
+
+
+async def test_hybrid_fuses_dense_and_sparse(store: VectorStore) -> None:
+    hits = await store.search(query("install acme-server with pip", dense=True))
+    assert hits[0].payload["document_id"] == "install"
+    assert len(hits) == 5  # fusion fills the limit from both arms
+
+
+async def test_counts_stale_deletion_and_listing(store: VectorStore) -> None:
+    assert await store.total() == 10
+    assert await store.count("billing") == 3
+    await store.upsert(points("billing", TEXTS["billing"][:1], digest="h2"))
+    assert await store.count("billing", other_than_hash="h2") == 2
+    assert await store.delete("billing", other_than_hash="h2") == 2
+    assert await store.count("billing") == 1
+    heads, _ = await store.documents(100, None)
+    assert sorted(h.payload["document_id"] for h in heads) == sorted(TEXTS)
+    assert all("text" not in h.payload for h in heads)
+    assert await store.delete("billing") == 1
+    assert await store.retrieve([point_id("billing", 0)]) == []
+
+
+async def test_listing_pages(store: VectorStore) -> None:
+    first, offset = await store.documents(2, None)
+    rest, end = await store.documents(10, offset)
+    assert len(first) == 2 and offset is not None
+    assert {h.payload["document_id"] for h in first + rest} == set(TEXTS)
+    assert end is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "requests over the limit",
+        "pip install upgrade",
+        "invoice payment reference",
+        "rotate leaked key",
+        "port 8080",
+    ],
+)
+async def test_edge_and_server_api_rank_alike(tmp_path: Path, text: str) -> None:
+    edge = EdgeStore(str(tmp_path / "edge"))
+    local = QdrantStore("congruence", location=":memory:")
+    rankings = []
+    for backend in (edge, local):
+        await backend.ensure(DIM)
+        for document_id, texts in TEXTS.items():
+            await backend.upsert(points(document_id, texts))
+        bm25 = await backend.search(query(text))
+        hybrid = await backend.search(query(text, dense=True))
+        rankings.append(([(h.id, round(h.score, 3)) for h in bm25], fused(hybrid)))
+        await backend.close()
+    (edge_bm25, edge_hybrid), (local_bm25, local_hybrid) = rankings
+    assert edge_bm25 == local_bm25
+    assert [score for score, _ in edge_hybrid] == [score for score, _ in local_hybrid]
+    assert edge_hybrid[0] == local_hybrid[0]
+
+
+def fused(hits: list[Hit]) -> list[tuple[float, str | None]]:
+    """Fused scores with the id where the score is unique (equal RRF scores may swap places)."""
+    scores = [round(h.score, 5) for h in hits]
+    return [(s, h.id if scores.count(s) == 1 else None) for s, h in zip(scores, hits, strict=True)]

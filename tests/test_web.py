@@ -1,0 +1,162 @@
+"""Keys, limits, validation and the error shape, through real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, USER_KEY, Docent, running_docent
+
+
+def error_of(response: httpx.Response) -> dict[str, str]:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["request_id"] == response.headers["x-request-id"]
+    return dict(body["error"])
+
+
+def test_the_request_after_the_limit_gets_429_with_headers(tmp_path: Path) -> None:
+    with running_docent(tmp_path, rate_limit_anon="3/60s") as docent, docent.client() as client:
+        responses = [client.post("/chat", json={"question": "anything"}) for _ in range(4)]
+
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    for remaining, response in zip(["2", "1", "0", "0"], responses, strict=True):
+        assert response.headers["x-ratelimit-limit"] == "3"
+        assert response.headers["x-ratelimit-remaining"] == remaining
+        assert int(response.headers["x-ratelimit-reset"]) > 0
+    refused = responses[-1]
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert error_of(refused)["code"] == "rate_limited"
+
+
+def test_a_key_has_its_own_window_and_forwarded_for_buys_nothing(tmp_path: Path) -> None:
+    with running_docent(tmp_path, rate_limit_anon="1/60s", rate_limit_key="2/60s") as docent:
+        with docent.client() as client:
+            anon = [
+                client.post(
+                    "/chat", json={"question": "q"}, headers={"X-Forwarded-For": f"10.0.0.{i}"}
+                )
+                for i in range(2)
+            ]
+        with docent.client(headers={"Authorization": f"Bearer {USER_KEY}"}) as client:
+            keyed = [client.post("/chat", json={"question": "q"}) for _ in range(3)]
+
+    assert [r.status_code for r in anon] == [200, 429]
+    assert [r.status_code for r in keyed] == [200, 200, 429]
+    assert keyed[0].headers["x-ratelimit-limit"] == "2"
+
+
+def test_trusted_proxy_hops_take_the_client_from_forwarded_for(tmp_path: Path) -> None:
+    def hit(client: httpx.Client, forwarded: str) -> int:
+        response = client.post(
+            "/chat", json={"question": "q"}, headers={"X-Forwarded-For": forwarded}
+        )
+        return response.status_code
+
+    with (
+        running_docent(tmp_path, rate_limit_anon="1/60s", trusted_proxy_hops=1) as docent,
+        docent.client() as client,
+    ):
+        statuses = [hit(client, "1.1.1.1"), hit(client, "2.2.2.2"), hit(client, "9.9.9.9, 1.1.1.1")]
+
+    assert statuses == [200, 200, 429]
+
+
+def test_an_unknown_key_is_401_never_anonymous(docent: Docent) -> None:
+    with docent.client(headers={"X-API-Key": "nope"}) as client:
+        chat = client.post("/chat", json={"question": "q"})
+    assert chat.status_code == 401
+    assert error_of(chat)["code"] == "unauthorized"
+    assert "nope" not in chat.text
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"X-API-Key": USER_KEY}, 403),
+        ({"X-API-Key": "wrong"}, 401),
+        ({"X-API-Key": ADMIN_KEY}, 200),
+    ],
+)
+def test_document_routes_need_an_admin_key(
+    docent: Docent, headers: dict[str, str], status: int
+) -> None:
+    with docent.client(headers=headers) as client:
+        responses = [
+            client.post("/ingest", json={"documents": [{"id": "a", "text": "x"}]}),
+            client.get("/documents"),
+        ]
+    assert [r.status_code for r in responses] == [status, status]
+
+
+def test_sha256_digests_are_accepted_as_keys(tmp_path: Path) -> None:
+    digest = hashlib.sha256(b"digested-secret").hexdigest()
+    with running_docent(tmp_path, admin_api_keys=(f"sha256:{digest}",)) as docent:
+        with docent.client(headers={"X-API-Key": "digested-secret"}) as client:
+            assert client.get("/documents").status_code == 200
+        with docent.client(headers={"X-API-Key": digest}) as client:
+            assert client.get("/documents").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"question": ""}, "question"),
+        ({"question": "   "}, "question"),
+        ({"question": "x" * 2001}, "question"),
+        ({"question": "q", "top_k": 0}, "top_k"),
+        ({"question": "q", "top_k": 21}, "top_k"),
+        ({"question": "q", "history": [{"role": "user", "content": "h"}] * 21}, "history"),
+        ({"question": "q", "history": [{"role": "system", "content": "h"}]}, "history.0.role"),
+        ({}, "question"),
+    ],
+)
+def test_invalid_fields_are_422_naming_the_field(
+    docent: Docent, body: dict[str, object], field: str
+) -> None:
+    with docent.client() as client:
+        response = client.post("/chat", json=body)
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "validation_error"
+    assert field in [f["field"] for f in response.json()["error"]["fields"]]
+
+
+def test_wrong_content_type_is_415_and_bad_json_400(docent: Docent) -> None:
+    with docent.client() as client:
+        text = client.post("/chat", content=b"question=hi", headers={"content-type": "text/plain"})
+        form = client.post("/chat", data={"question": "hi"})
+        bad = client.post(
+            "/chat", content=b"{not json", headers={"content-type": "application/json"}
+        )
+    assert [text.status_code, form.status_code, bad.status_code] == [415, 415, 400]
+    assert error_of(text)["code"] == "unsupported_media_type"
+    assert error_of(bad)["code"] == "bad_request"
+
+
+def test_oversized_bodies_are_413_before_parsing(tmp_path: Path) -> None:
+    with running_docent(tmp_path, max_chat_body_bytes=2048) as docent, docent.client() as client:
+        declared = client.post("/chat", json={"question": "q", "pad": "x" * 5000})
+
+        def chunks():  # no content-length: counted as it arrives
+            yield b'{"question": "'
+            yield b"x" * 5000
+            yield b'"}'
+
+        streamed = client.post(
+            "/chat", content=chunks(), headers={"content-type": "application/json"}
+        )
+    assert declared.status_code == 413
+    assert streamed.status_code == 413
+    assert error_of(declared)["code"] == "payload_too_large"
+
+
+def test_unknown_routes_are_json_404(docent: Docent) -> None:
+    with docent.client() as client:
+        response = client.get("/nope")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
