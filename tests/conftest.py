@@ -41,7 +41,15 @@ def serve(app: Any) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a thread; yield its base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        # proxy_headers off: uvicorn would otherwise trust X-Forwarded-For from loopback peers.
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

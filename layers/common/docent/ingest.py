@@ -74,6 +74,7 @@ class _Prepared:
     document: DocumentIn
     content_hash: str
     points: list[ChunkPoint]
+    previous_chunks: int
 
 
 class Ingestor:
@@ -128,30 +129,26 @@ class Ingestor:
 
     async def _changed(
         self, documents: Sequence[DocumentIn], result: IngestResult
-    ) -> list[tuple[DocumentIn, str]]:
+    ) -> list[tuple[DocumentIn, str, int]]:
+        """(document, new hash, chunks it has now) for each document that needs writing."""
         hashes = [self.content_hash(d) for d in documents]
-        heads = {
-            h.id: h.payload
-            for h in await self.store.retrieve([point_id(d.id, 0) for d in documents])
-        }
+        found = await self.store.retrieve([point_id(d.id, 0) for d in documents])
+        heads = {h.id: h.payload for h in found}
         changed = []
         for doc, digest in zip(documents, hashes, strict=True):
             head = heads.get(point_id(doc.id, 0))
-            if (
-                head
-                and head.get("content_hash") == digest
-                and await self.store.count(doc.id) == head.get("chunk_count")
-            ):
+            current = await self.store.count(doc.id) if head else 0
+            if head and head.get("content_hash") == digest and current == head.get("chunk_count"):
                 result.unchanged += 1
                 self.counters.documents_unchanged += 1
                 continue
-            changed.append((doc, digest))
+            changed.append((doc, digest, current))
         return changed
 
-    def _prepare_all(self, changed: Sequence[tuple[DocumentIn, str]]) -> list[_Prepared]:
-        return [self._prepare(doc, digest) for doc, digest in changed]
+    def _prepare_all(self, changed: Sequence[tuple[DocumentIn, str, int]]) -> list[_Prepared]:
+        return [self._prepare(doc, digest, current) for doc, digest, current in changed]
 
-    def _prepare(self, doc: DocumentIn, digest: str) -> _Prepared:
+    def _prepare(self, doc: DocumentIn, digest: str, current: int) -> _Prepared:
         from docent.chunking import chunk_document
         from docent.parsing import parse
 
@@ -196,7 +193,7 @@ class Ingestor:
                     payload,
                 )
             )
-        return _Prepared(doc, digest, points)
+        return _Prepared(doc, digest, points, current)
 
     async def _embed(self, prepared: list[_Prepared]) -> None:
         if self.embedder is None or not prepared:
@@ -217,9 +214,9 @@ class Ingestor:
         for start in range(0, len(body), WRITE_BATCH):
             await self.store.upsert(body[start : start + WRITE_BATCH])
         for item in prepared:
-            result.deleted_chunks += await self.store.delete(
-                item.document.id, other_than_hash=item.content_hash
-            )
+            await self.store.delete(item.document.id, other_than_hash=item.content_hash)
+            # Chunks at positions the new version still has were overwritten, not removed.
+            result.deleted_chunks += max(0, item.previous_chunks - len(item.points))
         heads = [item.points[0] for item in prepared if item.points]
         for start in range(0, len(heads), WRITE_BATCH):
             await self.store.upsert(heads[start : start + WRITE_BATCH])

@@ -126,21 +126,16 @@ class QdrantStore:
         if isinstance(vectors_config, dict) and DENSE in vectors_config:
             self._dense_size = vectors_config[DENSE].size
         schema = info.payload_schema or {}
-        for name in KEYWORD_FIELDS:
+        wanted = [(n, models.PayloadSchemaType.KEYWORD) for n in KEYWORD_FIELDS] + [
+            (n, models.PayloadSchemaType.INTEGER) for n in INTEGER_FIELDS
+        ]
+        for name, kind in wanted:
             if name not in schema:
-                await self._call(
-                    lambda c, n=name: c.create_payload_index(
-                        self.collection, n, models.PayloadSchemaType.KEYWORD, wait=True
-                    )
-                )
-        for name in INTEGER_FIELDS:
-            if name not in schema:
-                await self._call(
-                    lambda c, n=name: c.create_payload_index(
-                        self.collection, n, models.PayloadSchemaType.INTEGER, wait=True
-                    )
-                )
+                await self._index(name, kind)
         self._ready = True
+
+    async def _index(self, name: str, kind: Any) -> None:
+        await self._call(lambda c: c.create_payload_index(self.collection, name, kind, wait=True))
 
     async def ensure(self, dense_size: int | None) -> None:
         await self._collection_ready()
@@ -288,8 +283,10 @@ def _vectors(models: Any, point: ChunkPoint) -> dict[str, Any]:
 def _document_filter(document_id: str, other_than_hash: str | None) -> Any:
     from qdrant_client import models
 
-    must = [models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))]
-    must_not = (
+    must: list[Any] = [
+        models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))
+    ]
+    must_not: list[Any] | None = (
         [models.FieldCondition(key="content_hash", match=models.MatchValue(value=other_than_hash))]
         if other_than_hash is not None
         else None

@@ -1,0 +1,181 @@
+"""Heading-aware chunks sized in tokens, with overlap.
+
+Each section is tokenised once; chunk boundaries are chosen in token space at the best break
+that fits: between blocks, else at a line end, a sentence end, a word, and only as a last
+resort mid-word. A code block or table that fits is never cut, and overlap never starts inside
+one. Every chunk is an exact slice of its section's text, so overlapping chunks of a section
+can later be merged back by their character offsets.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+from docent.parsing import ParsedDocument, Section
+
+SEPARATOR = "\n\n"
+# Break priorities: higher is a better place to end a chunk.
+_BLOCK, _LINE, _SENTENCE, _WORD = 4, 3, 2, 1
+_SENTENCE_END = re.compile(r"[.!?:;](?=\s)")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    headings: tuple[str, ...]
+    anchor: str | None
+    section: int
+    position: int
+    start: int
+    tokens: int
+
+
+def section_text(section: Section) -> str:
+    """The section's blocks joined by blank lines: the text chunk offsets refer to."""
+    return SEPARATOR.join(block.text for block in section.blocks)
+
+
+def _breaks(section: Section, text: str) -> tuple[dict[int, int], list[tuple[int, int]]]:
+    """Char offsets where a chunk may end, with priority; and the spans that must stay whole."""
+    breaks: dict[int, int] = {}
+    whole: list[tuple[int, int]] = []
+    offset = 0
+    for block in section.blocks:
+        end = offset + len(block.text)
+        body = block.text
+        if block.kind in ("code", "table"):
+            whole.append((offset, end))
+            for match in re.finditer(r"\n", body):
+                breaks[offset + match.end()] = _LINE
+        else:
+            for match in re.finditer(r"\s+", body):
+                breaks.setdefault(offset + match.end(), _WORD)
+            for match in _SENTENCE_END.finditer(body):
+                breaks[offset + match.end() + 1] = _SENTENCE
+            for match in re.finditer(r"\n", body):
+                breaks[offset + match.end()] = _LINE
+        breaks[end + len(SEPARATOR)] = _BLOCK
+        offset = end + len(SEPARATOR)
+    return breaks, whole
+
+
+def _inside(position: int, whole: list[tuple[int, int]]) -> tuple[int, int] | None:
+    for start, end in whole:
+        if start < position < end:
+            return start, end
+    return None
+
+
+def chunk_section(
+    section: Section, *, max_tokens: int, overlap_tokens: int, encoding: object
+) -> list[tuple[int, str, int]]:
+    """(start, text, tokens) for each chunk of one section."""
+    text = section_text(section)
+    if not text.strip():
+        return []
+    enc = encoding
+    tokens = enc.encode(text, disallowed_special=())  # type: ignore[attr-defined]
+    _, offsets = enc.decode_with_offsets(tokens)  # type: ignore[attr-defined]
+    offsets = [*offsets, len(text)]
+    n = len(tokens)
+    breaks, whole = _breaks(section, text)
+    # Break points as token indices (the token starting at or after each char offset).
+    candidates: dict[int, int] = {}
+    for char, priority in breaks.items():
+        index = bisect.bisect_left(offsets, char)
+        if 0 < index <= n and (_inside(char, whole) is None or priority == _LINE):
+            candidates[index] = max(priority, candidates.get(index, 0))
+    candidates[n] = _BLOCK
+    ordered = sorted(candidates)
+
+    chunks: list[tuple[int, str, int]] = []
+    begin = 0
+    while begin < n:
+        limit = begin + max_tokens
+        if limit >= n:
+            end = n
+        else:
+            end = _best_break(ordered, candidates, begin, limit, offsets, whole)
+        start_char, end_char = offsets[begin], offsets[end]
+        piece = text[start_char:end_char]
+        stripped = piece.strip()
+        if stripped:
+            lead = len(piece) - len(piece.lstrip())
+            chunks.append((start_char + lead, stripped, _count(enc, stripped)))
+        if end >= n:
+            break
+        begin = _overlap_start(begin, end, overlap_tokens, ordered, offsets, whole)
+    return chunks
+
+
+def _best_break(
+    ordered: list[int],
+    candidates: dict[int, int],
+    begin: int,
+    limit: int,
+    offsets: list[int],
+    whole: list[tuple[int, int]],
+) -> int:
+    lo = bisect.bisect_right(ordered, begin)
+    hi = bisect.bisect_right(ordered, limit)
+    window = ordered[lo:hi]
+    # A whole block (code, table) that straddles the limit: end before it if that makes progress.
+    straddling = _inside(offsets[limit], whole)
+    if straddling is not None:
+        before = bisect.bisect_left(offsets, straddling[0])
+        block_tokens = bisect.bisect_left(offsets, straddling[1]) - before
+        if before > begin and block_tokens <= limit - begin:
+            window = [i for i in window if i <= before]
+    for priority in (_BLOCK, _LINE, _SENTENCE, _WORD):
+        best = [i for i in window if candidates[i] >= priority]
+        # Prefer a full chunk: only take a strong break if it fills at least half the budget.
+        if best and (best[-1] - begin >= (limit - begin) // 2 or priority == _WORD):
+            return best[-1]
+    return window[-1] if window else limit
+
+
+def _overlap_start(
+    begin: int,
+    end: int,
+    overlap: int,
+    ordered: list[int],
+    offsets: list[int],
+    whole: list[tuple[int, int]],
+) -> int:
+    if overlap <= 0:
+        return end
+    target = max(begin + 1, end - overlap)
+    index = bisect.bisect_left(ordered, target)
+    start = ordered[index] if index < len(ordered) else end
+    if start >= end:
+        return end
+    inside = _inside(offsets[start], whole)
+    if inside is not None:
+        # Never start inside a code block: skip past it, or drop the overlap.
+        after = bisect.bisect_left(offsets, inside[1])
+        return after if after < end else end
+    return start
+
+
+def _count(encoding: object, text: str) -> int:
+    return len(encoding.encode(text, disallowed_special=()))  # type: ignore[attr-defined]
+
+
+def chunk_document(
+    doc: ParsedDocument, *, max_tokens: int, overlap_tokens: int, model: str | None = None
+) -> list[Chunk]:
+    """The document's chunks, section by section, numbered from 0."""
+    from docent.tokens import encoding_for
+
+    encoding = encoding_for(model)
+    chunks: list[Chunk] = []
+    for index, section in enumerate(doc.sections):
+        for start, text, tokens in chunk_section(
+            section, max_tokens=max_tokens, overlap_tokens=overlap_tokens, encoding=encoding
+        ):
+            chunks.append(
+                Chunk(text, section.headings, section.anchor, index, len(chunks), start, tokens)
+            )
+    return chunks

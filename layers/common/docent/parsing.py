@@ -1,0 +1,274 @@
+"""Documents to sections: markdown/MDX, HTML, plain text, and PDF (as text).
+
+A section is the run of blocks under one heading; its anchor is the slug a docs generator
+(GitHub, Docusaurus) gives that heading, so a source can deep-link to it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from docent.errors import DocumentError
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
+    from selectolax.lexbor import LexborNode as Node
+
+Format = Literal["markdown", "text", "html"]
+BlockKind = Literal["text", "code", "table", "list"]
+
+MAX_PDF_PAGES = 2000
+MAX_PDF_CHARS = 5_000_000
+_EXTENSIONS: dict[str, Format | Literal["pdf"]] = {
+    ".md": "markdown", ".mdx": "markdown", ".markdown": "markdown",
+    ".html": "html", ".htm": "html",
+    ".txt": "text", ".text": "text",
+    ".pdf": "pdf",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Block:
+    text: str
+    kind: BlockKind = "text"
+
+
+@dataclass(frozen=True)
+class Section:
+    headings: tuple[str, ...]
+    anchor: str | None
+    blocks: tuple[Block, ...]
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    title: str | None
+    sections: tuple[Section, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def slugify(heading: str) -> str:
+    """GitHub's heading anchor: lowercase, punctuation dropped, spaces to hyphens."""
+    text = unicodedata.normalize("NFKC", heading).strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+class _Sections:
+    """Collects blocks under the current heading path, with unique anchors."""
+
+    def __init__(self) -> None:
+        self.sections: list[Section] = []
+        self._path: list[tuple[int, str]] = []
+        self._anchor: str | None = None
+        self._blocks: list[Block] = []
+        self._seen: dict[str, int] = {}
+
+    def heading(self, level: int, text: str, anchor: str | None = None) -> None:
+        self._close()
+        while self._path and self._path[-1][0] >= level:
+            self._path.pop()
+        self._path.append((level, text))
+        base = anchor or slugify(text)
+        count = self._seen.get(base, 0)
+        self._seen[base] = count + 1
+        self._anchor = base if count == 0 or anchor else f"{base}-{count}"
+
+    def block(self, text: str, kind: BlockKind = "text") -> None:
+        text = text.strip("\n")
+        if text.strip():
+            self._blocks.append(Block(text, kind))
+
+    def _close(self) -> None:
+        if self._blocks:
+            headings = tuple(t for _, t in self._path)
+            self.sections.append(
+                Section(headings, self._anchor if headings else None, tuple(self._blocks))
+            )
+        self._blocks = []
+
+    def done(self) -> tuple[Section, ...]:
+        self._close()
+        return tuple(self.sections)
+
+
+def parse(text: str, fmt: Format) -> ParsedDocument:
+    """Split a document into sections of blocks, by its headings."""
+    if fmt == "markdown":
+        return _markdown(text)
+    if fmt == "html":
+        return _html(text)
+    if fmt == "text":
+        sections = _Sections()
+        for paragraph in re.split(r"\n\s*\n", text):
+            sections.block(paragraph)
+        return ParsedDocument(None, sections.done())
+    raise DocumentError(f"Unsupported format {fmt!r}: use markdown, text or html.")
+
+
+# Markdown ------------------------------------------------------------------------------------
+
+_MDX_STATEMENT = re.compile(r"^(import|export)\s.*$", re.MULTILINE)
+_JSX_TAG = re.compile(r"^\s*</?[A-Z][\w.]*(\s[^>]*)?/?>\s*$", re.MULTILINE)
+_FENCE_LINE = re.compile(r"^\s*(```|~~~)")
+
+
+def _strip_mdx(text: str) -> str:
+    """Drop MDX import/export lines and component tag lines (their inner text stays)."""
+    out, in_fence = [], False
+    for line in text.split("\n"):
+        if _FENCE_LINE.match(line):
+            in_fence = not in_fence
+        if not in_fence and (_MDX_STATEMENT.match(line) or _JSX_TAG.match(line)):
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _inline_text(token: Token) -> str:
+    parts = []
+    for child in token.children or []:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+    return "".join(parts).strip()
+
+
+def _markdown(text: str) -> ParsedDocument:
+    import frontmatter
+    from markdown_it import MarkdownIt
+
+    metadata: dict[str, Any] = {}
+    try:
+        post = frontmatter.loads(text)
+        metadata, body = dict(post.metadata), post.content
+    except Exception:  # a malformed front matter block is kept as text, not fatal
+        body = text
+    body = _strip_mdx(body)
+    lines = body.split("\n")
+    tokens = MarkdownIt("commonmark").enable("table").parse(body)
+    sections = _Sections()
+    title = metadata.get("title") if isinstance(metadata.get("title"), str) else None
+    kinds: dict[str, BlockKind] = {
+        "fence": "code", "code_block": "code", "table_open": "table",
+        "bullet_list_open": "list", "ordered_list_open": "list",
+        "paragraph_open": "text", "blockquote_open": "text", "html_block": "text",
+    }  # fmt: skip
+    for index, token in enumerate(tokens):
+        if token.level != 0 or token.map is None:
+            continue
+        if token.type == "heading_open":
+            heading = _inline_text(tokens[index + 1])
+            if token.tag == "h1" and title is None:
+                title = heading
+            sections.heading(int(token.tag[1]), heading)
+        elif token.type in kinds:
+            source = "\n".join(lines[token.map[0] : token.map[1]])
+            if token.type == "html_block":
+                source = re.sub(r"<[^>]+>", "", source)
+            sections.block(source, kinds[token.type])
+    return ParsedDocument(title, sections.done(), metadata)
+
+
+# HTML ----------------------------------------------------------------------------------------
+
+_DROP = "script, style, noscript, template, svg, nav, header, footer, form, iframe, head"
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+
+
+def _text(node: Node) -> str:
+    return " ".join(node.text(separator=" ").split())
+
+
+def _html(text: str) -> ParsedDocument:
+    from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+    tree = HTMLParser(text)
+    title_node = tree.css_first("title")
+    title = _text(title_node) if title_node else None
+    for node in tree.css(_DROP):
+        node.decompose()
+    sections = _Sections()
+    root = tree.body or tree.root
+    if root is not None:
+        _walk(root, sections)
+    if not title:
+        first = tree.css_first("h1")
+        title = _text(first) if first else None
+    return ParsedDocument(title or None, sections.done())
+
+
+def _walk(node: Node, sections: _Sections) -> None:
+    for child in node.iter(include_text=True):
+        tag = child.tag
+        if tag == "-text":
+            sections.block(" ".join((child.text_content or "").split()))
+        elif tag in _HEADINGS:
+            anchor = child.attributes.get("id")
+            sections.heading(_HEADINGS[tag], _text(child), anchor or None)
+        elif tag == "pre":
+            sections.block("```\n" + (child.text(deep=True) or "").strip("\n") + "\n```", "code")
+        elif tag in ("ul", "ol"):
+            items = [f"- {_text(li)}" for li in child.css("li") if _text(li)]
+            sections.block("\n".join(items), "list")
+        elif tag == "table":
+            rows = [" | ".join(_text(c) for c in row.css("th, td")) for row in child.css("tr")]
+            sections.block("\n".join(r for r in rows if r.strip(" |")), "table")
+        elif tag in ("p", "blockquote", "dd", "dt", "figcaption"):
+            sections.block(_text(child))
+        else:
+            _walk(child, sections)
+
+
+# Files ---------------------------------------------------------------------------------------
+
+
+def extract(data: bytes, filename: str) -> tuple[str, Format]:
+    """The text of a file and the format to parse it with, by its extension."""
+    suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    kind = _EXTENSIONS.get(suffix)
+    if kind is None:
+        raise DocumentError(
+            f"{filename}: unsupported file type (use .md, .mdx, .html, .txt, .pdf)."
+        )
+    if kind == "pdf":
+        return _pdf_text(data, filename), "text"
+    if b"\x00" in data:
+        raise DocumentError(f"{filename}: binary data, not a text document.")
+    try:
+        return data.decode("utf-8-sig"), kind
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"{filename}: not valid UTF-8 text.") from exc
+
+
+def _pdf_text(data: bytes, filename: str) -> str:
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise DocumentError(f"{filename}: encrypted PDFs are not supported.")
+        if len(reader.pages) > MAX_PDF_PAGES:
+            raise DocumentError(f"{filename}: more than {MAX_PDF_PAGES} pages.")
+        pages, total = [], 0
+        for page in reader.pages:
+            text = page.extract_text() or ""
+            total += len(text)
+            if total > MAX_PDF_CHARS:
+                raise DocumentError(f"{filename}: more than {MAX_PDF_CHARS} characters of text.")
+            pages.append(text.strip())
+    except DocumentError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+        raise DocumentError(f"{filename}: not a readable PDF.") from exc
+    text = "\n\n".join(p for p in pages if p)
+    if not text.strip():
+        raise DocumentError(f"{filename}: the PDF holds no extractable text.")
+    return text

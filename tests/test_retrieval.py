@@ -1,0 +1,76 @@
+"""Sources: one per section, merged text, deep links, the token budget."""
+
+from __future__ import annotations
+
+from docent.retrieval import Source, deep_link, fit_budget, group_sections, merge_text
+from docent.vectors import Hit
+
+
+def hit(doc: str, section: int, start: int, text: str, score: float, **payload: object) -> Hit:
+    base = {"document_id": doc, "section": section, "start": start, "text": text}
+    return Hit(f"{doc}-{section}-{start}", score, {**base, **payload})
+
+
+def test_overlapping_chunks_merge_once() -> None:
+    section = "alpha beta gamma delta epsilon zeta"
+    a, b = section[0:16], section[11:28]
+    assert merge_text([(11, b), (0, a)]) == section[0:28]
+    assert merge_text([(0, a), (30, section[30:])]) == a + "\n…\n" + section[30:]
+    assert merge_text([(0, section), (6, "beta")]) == section
+
+
+def test_chunks_of_one_section_become_one_source() -> None:
+    hits = [
+        hit(
+            "d",
+            1,
+            0,
+            "one two",
+            0.9,
+            url="https://x/d",
+            anchor="setup",
+            headings=["Guide", "Setup"],
+            title="D",
+        ),
+        hit("e", 0, 0, "other", 0.8),
+        hit(
+            "d",
+            1,
+            4,
+            "two three",
+            0.7,
+            url="https://x/d",
+            anchor="setup",
+            headings=["Guide", "Setup"],
+            title="D",
+        ),
+    ]
+    sources = group_sections(hits, top_k=5)
+    assert [(s.id, s.document_id) for s in sources] == [("S1", "d"), ("S2", "e")]
+    assert sources[0].text == "one two three"
+    assert sources[0].url == "https://x/d#setup"
+    assert sources[0].heading == "Setup"
+    assert sources[1].url is None and sources[1].heading is None
+    assert len(group_sections(hits, top_k=1)) == 1
+
+
+def test_deep_links_replace_an_existing_fragment() -> None:
+    assert deep_link("https://x/a#old", "new") == "https://x/a#new"
+    assert deep_link("https://x/a", None) == "https://x/a"
+    assert deep_link(None, "x") is None
+
+
+def test_budget_keeps_the_best_passages_and_trims_the_last() -> None:
+    from docent.tokens import count_tokens
+
+    words = " ".join(f"word{i}" for i in range(400))
+    sources = [
+        Source("S1", "a", None, None, None, 0.5, words),
+        Source("S2", "b", None, None, None, 0.9, "short text about the answer"),
+    ]
+    passages = fit_budget(sources, 200, None)
+    assert [p.id for p in passages] == ["S2", "S1"]
+    total = sum(count_tokens(p.text) + count_tokens(f"[{p.id}]  › \n") for p in passages)
+    assert total <= 200
+    assert words.startswith(passages[1].text) and len(passages[1].text) < len(words)
+    assert fit_budget(sources, 5000, None)[1].text == words
