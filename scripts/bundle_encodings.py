@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     registry = _registry()
     dest: Path = args.dest
     marker = dest / ".complete"
-    wanted = {name: hashlib.sha1(url.encode()).hexdigest() for name, (url, _) in registry.items()}
+    wanted = {
+        name: hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()
+        for name, (url, _) in registry.items()
+    }
     if marker.exists() and all((dest / key).exists() for key in wanted.values()):
         return 0
     dest.mkdir(parents=True, exist_ok=True)

@@ -94,10 +94,7 @@ def chunk_section(
     begin = 0
     while begin < n:
         limit = begin + max_tokens
-        if limit >= n:
-            end = n
-        else:
-            end = _best_break(ordered, candidates, begin, limit, offsets, whole)
+        end = n if limit >= n else _best_break(ordered, candidates, begin, limit, offsets, whole)
         start_char, end_char = offsets[begin], offsets[end]
         piece = text[start_char:end_char]
         stripped = piece.strip()

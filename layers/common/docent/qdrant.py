@@ -152,8 +152,8 @@ class QdrantStore:
                 count = await self._call(lambda c: c.count(self.collection, exact=True))
                 if count.count:
                     raise ConfigurationError(
-                        f"Collection {self.collection!r} was built without dense vectors: set "
-                        "QDRANT_COLLECTION to a new collection and re-ingest to enable hybrid search."
+                        f"Collection {self.collection!r} was built without dense vectors: to "
+                        "enable hybrid search, set QDRANT_COLLECTION to a new one and re-ingest."
                     )
                 await self._call(lambda c: c.delete_collection(self.collection))
                 self._ready = False

@@ -41,7 +41,10 @@ def _cache_dir() -> str:
 
 @lru_cache(maxsize=8)
 def _encoding(name: str) -> tiktoken.Encoding:
-    cached = Path(_cache_dir()) / hashlib.sha1(_AVAILABLE[name].encode()).hexdigest()
+    cached = (
+        Path(_cache_dir())
+        / hashlib.sha1(_AVAILABLE[name].encode(), usedforsecurity=False).hexdigest()
+    )
     if not cached.exists():
         # Refuse rather than let tiktoken reach for the network.
         raise ConfigurationError(
