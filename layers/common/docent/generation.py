@@ -106,6 +106,7 @@ class CitationFilter:
         return "".join(f"[{i}]" for i in kept)
 
 
+RELEVANCE_FLOOR = 0.6
 NOT_FOUND = (
     "I couldn't find the answer to that in the documentation. "
     "Try rephrasing the question, or browse the closest sections listed as sources."
@@ -126,7 +127,7 @@ def _units(text: str) -> list[tuple[str, bool]]:
             continue
         for line in block.splitlines():
             line = line.strip()
-            if not line or line.startswith("#") or line.startswith("|"):
+            if not line or line.startswith("#") or re.fullmatch(r"[|:\-\s]+", line):
                 continue
             for sentence in _SENTENCE_END.split(line):
                 if len(sentence.split()) >= 3:
@@ -167,13 +168,15 @@ class ExtractiveAnswerer:
                 score = len(matched) + (0.5 * len(heading_terms) if lead else 0.0) - 0.15 * p_index
                 scored.append((score, p_index, u_index, text, is_code, matched | heading_terms))
         scored.sort(key=lambda s: (-s[0], s[1], s[2]))
+        # Only sentences close to the best one: padding with weak matches reads as noise.
+        floor = max(0.0, RELEVANCE_FLOOR * scored[0][0]) if scored else 0.0
         chosen: list[tuple[int, int, str, bool]] = []
         covered: set[int] = set()
         words = 0
         for score, p_index, u_index, text, is_code, matched in scored:
             if len(chosen) >= self.max_units or words >= self.max_words:
                 break
-            if score <= 0:
+            if score <= 0 or score < floor:
                 continue
             chosen.append((p_index, u_index, text, is_code))
             covered |= matched
