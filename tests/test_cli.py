@@ -79,7 +79,9 @@ def test_ingest_goes_through_a_running_server(env: dict[str, str], tmp_path: Pat
             time.sleep(0.2)
         # The server holds the store's lock: only the API path can work now.
         ingested = docent(["ingest", str(CORPUS)], client_env, tmp_path)
-        answer = docent(["ask", "What status do requests over the limit get?"], client_env, tmp_path)
+        answer = docent(
+            ["ask", "What status do requests over the limit get?"], client_env, tmp_path
+        )
     finally:
         server.terminate()
         server.wait(20)

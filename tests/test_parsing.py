@@ -1,0 +1,97 @@
+"""Documents to sections: markdown/MDX, HTML, text, PDF, hostile files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from docent.errors import DocumentError
+from docent.parsing import extract, parse, slugify
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_markdown_front_matter_headings_and_code() -> None:
+    doc = parse((FIXTURES / "corpus" / "install.md").read_text(), "markdown")
+    assert doc.title == "Installing Acme"
+    assert doc.metadata["url"] == "https://docs.acme.test/install"
+    by_heading = {s.headings[-1]: s for s in doc.sections}
+    pip = by_heading["Install with pip"]
+    assert pip.headings == ("Installing Acme", "Install with pip")
+    assert pip.anchor == "install-with-pip"
+    assert [b.kind for b in pip.blocks] == ["text", "code", "text"]
+    assert pip.blocks[1].text == "```bash\npip install acme-server\n```"
+
+
+def test_mdx_drops_imports_and_component_tags_but_keeps_their_text() -> None:
+    mdx = (
+        'import Tabs from "@theme/Tabs";\n\n# Setup\n\n<Tabs>\n<TabItem value="a">\n\n'
+        "Inside the tab.\n\n</TabItem>\n</Tabs>\n\n```js\nimport x from 'y';\n```\n"
+    )
+    doc = parse(mdx, "markdown")
+    texts = [b.text for s in doc.sections for b in s.blocks]
+    assert texts == ["Inside the tab.", "```js\nimport x from 'y';\n```"]
+
+
+def test_duplicate_headings_get_numbered_anchors() -> None:
+    doc = parse("# A\n\nx\n\n## Notes\n\ny\n\n## Notes\n\nz\n", "markdown")
+    assert [s.anchor for s in doc.sections] == ["a", "notes", "notes-1"]
+
+
+@pytest.mark.parametrize(
+    ("heading", "slug"),
+    [
+        ("Install with pip", "install-with-pip"),
+        ("What's new in 2.0?", "whats-new-in-20"),
+        ("Über Straße", "über-straße"),
+        ("snake_case and kebab-case", "snake_case-and-kebab-case"),
+    ],
+)
+def test_slugs_match_github(heading: str, slug: str) -> None:
+    assert slugify(heading) == slug
+
+
+def test_html_keeps_text_and_headings_and_drops_scripts() -> None:
+    html = """<html><head><title>Guide</title><script>steal()</script></head><body>
+    <nav>Home | Docs</nav><h1>Guide</h1><p>Intro <b>text</b>.</p>
+    <h2 id="setup-id">Setup</h2><pre>make run</pre><ul><li>one</li><li>two</li></ul>
+    <script>alert('x')</script><footer>(c) Acme</footer></body></html>"""
+    doc = parse(html, "html")
+    assert doc.title == "Guide"
+    assert [(s.headings, s.anchor) for s in doc.sections] == [
+        (("Guide",), "guide"),
+        (("Guide", "Setup"), "setup-id"),
+    ]
+    text = " ".join(b.text for s in doc.sections for b in s.blocks)
+    assert "steal" not in text and "alert" not in text and "Home" not in text and "(c)" not in text
+    assert "```\nmake run\n```" in text and "- one\n- two" in text
+
+
+def test_plain_text_splits_paragraphs() -> None:
+    doc = parse("First paragraph.\n\nSecond one.\n", "text")
+    assert [b.text for b in doc.sections[0].blocks] == ["First paragraph.", "Second one."]
+    assert doc.sections[0].headings == () and doc.sections[0].anchor is None
+
+
+def test_extract_by_extension_and_pdf_text() -> None:
+    assert extract(b"# Hi", "a.MDX") == ("# Hi", "markdown")
+    assert extract("\ufeffplain".encode(), "a.txt") == ("plain", "text")
+    text, fmt = extract((FIXTURES / "documents" / "handbook.pdf").read_bytes(), "handbook.pdf")
+    assert fmt == "text"
+    assert "widget ships in blue" in text and "returns within thirty days" in text
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "message"),
+    [
+        (b"\x00\x01binary", "evil.md", "binary data"),
+        (b"\xff\xfe\xfa", "latin.txt", "not valid UTF-8"),
+        (b"%PDF-1.4 not really", "broken.pdf", "not a readable PDF"),
+        (b"x", "archive.zip", "unsupported file type"),
+    ],
+)
+def test_hostile_files_are_refused_clearly(data: bytes, name: str, message: str) -> None:
+    with pytest.raises(DocumentError, match=message) as caught:
+        extract(data, name)
+    assert name in caught.value.message

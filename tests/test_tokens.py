@@ -1,0 +1,74 @@
+"""tiktoken offline: bundled encodings, the model's encoding, nothing downloaded."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from docent import tokens
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tiktoken.load
+
+    def refuse(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("tiktoken tried to download")
+
+    monkeypatch.setattr(tiktoken.load, "read_file", refuse)
+
+
+def test_gpt_4o_family_counts_offline_with_o200k(no_network: None) -> None:
+    encoding = tokens.encoding_for("gpt-4o-mini")
+    assert encoding.name == "o200k_base"
+    # Token ids of o200k_base for this text, as OpenAI's tokenizer gives them.
+    assert encoding.encode("Hello, world!") == [13225, 11, 2375, 0]
+    assert tokens.count_tokens("Hello, world!", "gpt-4o-mini") == 4
+
+
+def test_older_models_use_cl100k(no_network: None) -> None:
+    assert tokens.encoding_for("gpt-4").name == "cl100k_base"
+    assert tokens.encoding_for("gpt-4").encode("Hello, world!") == [9906, 11, 1917, 0]
+
+
+def test_unknown_models_fall_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="docent.tokens"):
+        assert tokens.encoding_for("smollm2-135m-instruct-test").name == "o200k_base"
+    assert "smollm2-135m-instruct-test" in caplog.text
+
+
+def test_truncate_keeps_whole_characters() -> None:
+    text = "héllo wörld " * 50
+    cut = tokens.truncate(text, 7)
+    assert text.startswith(cut)
+    assert tokens.count_tokens(cut) <= 7
+    assert tokens.truncate("short", 100) == "short"
+
+
+def test_bundled_files_match_tiktokens_expected_hashes() -> None:
+    import hashlib
+
+    from tiktoken_ext import openai_public
+
+    source = (tokens.BUNDLED / ".complete").read_text()
+    assert "o200k_base" in source and "cl100k_base" in source
+    for line in source.splitlines():
+        name, key = line.split()
+        data = (tokens.BUNDLED / key).read_bytes()
+        assert hashlib.sha256(data).hexdigest() in Path(openai_public.__file__).read_text(), name
+
+
+def test_a_missing_encoding_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    from docent.errors import ConfigurationError
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    tokens._encoding.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError, match="make encodings"):
+            tokens.encoding_for(None)
+    finally:
+        tokens._encoding.cache_clear()
