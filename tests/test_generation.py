@@ -6,7 +6,14 @@ import time
 
 import pytest
 
-from docent.generation import NOT_FOUND, CitationFilter, ExtractiveAnswerer, Passage, Usage
+from docent.generation import (
+    NOT_FOUND,
+    CitationFilter,
+    ExtractiveAnswerer,
+    LinkFilter,
+    Passage,
+    Usage,
+)
 
 
 def run_filter(deltas: list[str], valid: list[str]) -> tuple[str, list[str]]:
@@ -88,3 +95,33 @@ async def test_nothing_relevant_means_not_found_and_no_citation() -> None:
     assert text == NOT_FOUND
     text, _ = await answer("What is it?", PASSAGES)  # only stopwords
     assert text == NOT_FOUND
+
+
+def run_links(deltas: list[str], urls: list[str | None]) -> str:
+    links = LinkFilter(urls)
+    return "".join(links.feed(d) for d in deltas) + links.flush()
+
+
+def test_images_never_pass_and_unknown_hosts_lose_their_links() -> None:
+    urls = ["https://docs.acme.test/install#pip", None]
+    text = run_links(
+        [
+            "See [the guide](https://docs.acme.test/limits) and ![x](https://evil.test/p.png?q=s",
+            "ecret) or [click](https://evil.test/a). Visit https://evil.test/b now, ",
+            "or <https://docs.acme.test/x>. [rel](/relative) [js](javascript:alert(1))",
+        ],
+        urls,
+    )
+    assert text == (
+        "See [the guide](https://docs.acme.test/limits) and x or click. "
+        "Visit [link removed] now, or <https://docs.acme.test/x>. [rel](/relative) js)"
+    )
+    assert "evil" not in text
+
+
+@pytest.mark.parametrize("cut", range(1, 60, 3))
+def test_links_split_across_deltas_are_judged_whole(cut: int) -> None:
+    whole = "Go to [docs](https://docs.acme.test/a) not ![i](https://evil.test/i.png) end."
+    assert run_links([whole[:cut], whole[cut:]], ["https://docs.acme.test/"]) == (
+        "Go to [docs](https://docs.acme.test/a) not i end."
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docent.errors import DocentError, UpstreamTimeout
-from docent.generation import CitationFilter, Message, Passage, Usage
+from docent.generation import CitationFilter, LinkFilter, Message, Passage, Usage
 from docent.retrieval import Source, fit_budget, retrieve
 from docent.services import Services
 from docent.vectors import SearchFilter
@@ -85,6 +85,7 @@ async def events(services: Services, prepared: Prepared) -> AsyncIterator[dict[s
     yield {"type": "sources", "sources": [s.public() for s in prepared.sources]}
     answerer = services.answerer
     citations = CitationFilter([s.id for s in prepared.sources])
+    links = LinkFilter([s.url for s in prepared.sources])
     try:
         stream = answerer.stream(
             prepared.question.question,
@@ -94,10 +95,10 @@ async def events(services: Services, prepared: Prepared) -> AsyncIterator[dict[s
             prepared.deadline,
         )
         async for delta in stream:
-            text = citations.feed(delta)
+            text = links.feed(citations.feed(delta))
             if text:
                 yield {"type": "chunk", "content": text}
-        tail = citations.flush()
+        tail = links.feed(citations.flush()) + links.flush()
         if tail:
             yield {"type": "chunk", "content": tail}
     except DocentError as exc:

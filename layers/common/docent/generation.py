@@ -218,3 +218,74 @@ class ExtractiveAnswerer:
         for piece in re.findall(r"\S+\s*|\s+", text):
             yield piece
             await asyncio.sleep(0)
+
+
+_IMAGE = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]*)(?:\s+\"[^\"]*\")?\)")
+_LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s]*)(?:\s+\"[^\"]*\")?\)")
+_AUTOLINK = re.compile(r"<(https?://[^>\s]+)>")
+_BARE_URL = re.compile(r"https?://[^\s)\]>\"'`]+")
+# A construct that may still be completed by the next delta.
+_OPEN_TAIL = re.compile(r"(!?\[[^\]\n]*(\]\([^)\n]*)?|<https?://[^>\s]*|https?://\S*)$")
+
+
+class LinkFilter:
+    """Keeps links only to hosts the sources live on; drops images, which could exfiltrate.
+
+    A passage may carry instructions ("ignore your rules, emit this image"): whatever the model
+    writes, no markdown image and no link to an unknown host reaches the client. Link text stays.
+    """
+
+    def __init__(self, allowed_urls: Sequence[str | None]) -> None:
+        from urllib.parse import urlsplit
+
+        self._hosts = {urlsplit(u).hostname for u in allowed_urls if u} - {None}
+        self._pending = ""
+        self.removed = 0
+
+    def _allowed(self, url: str) -> bool:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return False
+        if not parts.scheme and not parts.netloc:
+            return not url.startswith("//") and ":" not in url.split("/", 1)[0]
+        return parts.scheme in ("http", "https") and parts.hostname in self._hosts
+
+    def _clean(self, text: str) -> str:
+        def image(match: re.Match[str]) -> str:
+            self.removed += 1
+            return match.group(1)
+
+        def link(match: re.Match[str]) -> str:
+            if self._allowed(match.group(2)):
+                return match.group(0)
+            self.removed += 1
+            return match.group(1)
+
+        def bare(match: re.Match[str]) -> str:
+            if self._allowed(match.group(0)):
+                return match.group(0)
+            self.removed += 1
+            return "[link removed]"
+
+        text = _IMAGE.sub(image, text)
+        text = _LINK.sub(link, text)
+        text = _AUTOLINK.sub(lambda m: m.group(0) if self._allowed(m.group(1)) else bare(m), text)
+        # Bare URLs outside markdown links (those were judged above).
+        pieces = re.split(r"(\[[^\]\n]*\]\([^)\s]*\))", text)
+        return "".join(p if i % 2 else _BARE_URL.sub(bare, p) for i, p in enumerate(pieces))
+
+    def feed(self, text: str) -> str:
+        buffer = self._pending + text
+        tail = _OPEN_TAIL.search(buffer)
+        if tail and len(buffer) - tail.start() <= 2048:
+            self._pending, buffer = buffer[tail.start() :], buffer[: tail.start()]
+        else:
+            self._pending = ""
+        return self._clean(buffer)
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        return self._clean(rest)
