@@ -160,3 +160,37 @@ def test_unknown_routes_are_json_404(docent: Docent) -> None:
         response = client.get("/nope")
     assert response.status_code == 404
     assert error_of(response)["code"] == "not_found"
+
+
+def test_repeated_bad_keys_from_one_ip_are_limited(tmp_path: Path) -> None:
+    with (
+        running_docent(tmp_path, rate_limit_bad_key="3/60s") as docent,
+        docent.client() as client,
+    ):
+        statuses = [
+            client.post(
+                "/chat", json={"question": "q"}, headers={"X-API-Key": f"guess-{i}"}
+            ).status_code
+            for i in range(5)
+        ]
+        valid = client.post("/chat", json={"question": "q"}, headers={"X-API-Key": USER_KEY})
+    assert statuses == [401, 401, 401, 429, 429]
+    assert valid.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than any JSON parser recurses
+        b'{"question": "\xff\xfe invalid utf-8"}',
+        b'{"question": "q", "history": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b"",
+    ],
+)
+def test_hostile_bodies_get_a_clear_4xx(docent: Docent, body: bytes) -> None:
+    with docent.client() as client:
+        response = client.post("/chat", content=body, headers={"content-type": "application/json"})
+        health = client.get("/health")
+    assert 400 <= response.status_code < 500
+    assert error_of(response)["code"] in {"bad_request", "validation_error", "payload_too_large"}
+    assert health.status_code == 200

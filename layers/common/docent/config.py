@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     store_timeout_s: float = Field(default=0.5, gt=0)
     rate_limit_anon: Annotated[RateRule, NoDecode] = RateRule(10, 60)
     rate_limit_key: Annotated[RateRule, NoDecode] = RateRule(100, 60)
+    rate_limit_bad_key: Annotated[RateRule, NoDecode] = RateRule(5, 60)
     rate_limit_fail_open: bool | None = None
     trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
     embedding_cache_ttl_s: int = Field(default=30 * 86400, ge=0)
@@ -113,7 +114,7 @@ class Settings(BaseSettings):
     def _commas(cls, value: object) -> object:
         return _split_commas(value)
 
-    @field_validator("rate_limit_anon", "rate_limit_key", mode="before")
+    @field_validator("rate_limit_anon", "rate_limit_key", "rate_limit_bad_key", mode="before")
     @classmethod
     def _rule(cls, value: object) -> object:
         return RateRule.parse(value) if isinstance(value, str) else value

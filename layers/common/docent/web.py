@@ -24,6 +24,7 @@ from docent import __version__
 from docent.auth import Caller, KeyRing, client_ip, key_id, presented_key
 from docent.config import Settings, get_settings
 from docent.errors import (
+    BadRequest,
     DocentError,
     Forbidden,
     MethodNotAllowed,
@@ -191,6 +192,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         mapped = NotFound()
     elif exc.status_code == 413:
         mapped = PayloadTooLarge(str(exc.detail))
+    elif exc.status_code == 400:
+        mapped = BadRequest("The request body could not be parsed.")
     elif exc.status_code == 405:
         mapped = MethodNotAllowed()
     else:
@@ -253,7 +256,7 @@ def _keyring(settings: Settings) -> KeyRing:
     return _keyrings[cache_key]
 
 
-async def get_caller(request: Request, settings: SettingsDep) -> Caller:
+async def get_caller(request: Request, settings: SettingsDep, services: ServicesDep) -> Caller:
     """Who is calling. A key that is sent but unknown is refused, never treated as anonymous."""
     headers = request.headers
     ip = client_ip(request.scope, headers, settings.trusted_proxy_hops)
@@ -263,10 +266,24 @@ async def get_caller(request: Request, settings: SettingsDep) -> Caller:
     else:
         tier = _keyring(settings).tier_of(key)
         if tier is None:
+            await _count_bad_key(ip, settings, services)
             raise Unauthorized("The API key is not valid.")
         caller = Caller(tier, ip, key_id(key))
     request.scope.setdefault("state", {})["tier"] = caller.tier
     return caller
+
+
+async def _count_bad_key(ip: str, settings: Settings, services: Services) -> None:
+    """Guessing keys is limited per IP, more strictly than normal use: 429 once over the limit."""
+    from docent.limits import LimiterUnavailable, check
+
+    rule = settings.rate_limit_bad_key
+    try:
+        decision = await check(services.limiter, f"badkey:ip:{ip}", rule, settings.store_timeout_s)
+    except LimiterUnavailable:
+        return  # the 401 stands either way
+    if not decision.allowed:
+        raise RateLimited("Too many requests with invalid API keys.", headers=decision.headers())
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
