@@ -186,3 +186,57 @@ def test_failure_after_the_stream_began_is_an_error_event(tmp_path: Path) -> Non
     assert events[-1] == {
         "type": "error", "code": "upstream_error", "message": "The model stopped answering."
     }  # fmt: skip
+
+
+class _Endless(_Slow):
+    """Fake answerer for timing: streams until told to stop, recording when it was stopped."""
+
+    def __init__(self) -> None:
+        self.deltas = 0
+        self.stopped_at: float | None = None
+
+    async def stream(
+        self,
+        question: str,
+        history: Sequence[Message],
+        passages: Sequence[Passage],
+        usage: Usage,
+        deadline: float,
+    ) -> AsyncIterator[str]:
+        import asyncio
+        import time
+
+        try:
+            while True:
+                await asyncio.sleep(0.02)
+                self.deltas += 1
+                yield f"word{self.deltas} "
+        finally:
+            self.stopped_at = time.monotonic()
+
+
+def test_a_client_that_disconnects_stops_the_generation(tmp_path: Path) -> None:
+    import time
+
+    endless = _Endless()
+    with running_docent(tmp_path) as docent:
+        docent.ingest([{"id": "a.md", "text": "# A\n\nAlpha widgets are blue."}])
+        docent.services.__dict__["answerer"] = endless
+        with docent.client() as client:
+            with client.stream("POST", "/chat", json={"question": "alpha widgets"}) as response:
+                chunks = 0
+                for line in response.iter_lines():
+                    if line.startswith('data: {"type":"chunk"'):
+                        chunks += 1
+                        if chunks == 3:
+                            break
+            disconnected = time.monotonic()
+        deadline = disconnected + 2
+        while endless.stopped_at is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        deltas_at_stop = endless.deltas
+        time.sleep(0.3)
+
+    assert endless.stopped_at is not None
+    assert endless.stopped_at - disconnected < 1.0
+    assert endless.deltas == deltas_at_stop  # nothing more generated (or paid for) after that
