@@ -240,3 +240,25 @@ def test_a_client_that_disconnects_stops_the_generation(tmp_path: Path) -> None:
     assert endless.stopped_at is not None
     assert endless.stopped_at - disconnected < 1.0
     assert endless.deltas == deltas_at_stop  # nothing more generated (or paid for) after that
+
+
+def test_the_token_budget_limits_the_passages(tmp_path: Path) -> None:
+    from docent.tokens import count_tokens
+
+    docs = [
+        {"id": f"d{i}.md", "text": f"# D{i}\n\n" + " ".join(["Zebra facts are striped."] * 60)}
+        for i in range(5)
+    ]
+    question = "zebra facts striped"
+    with running_docent(tmp_path, max_context_tokens=250) as small:
+        small.ingest(docs)
+        tight = parse_sse(ask(small, question).text)
+    with running_docent(tmp_path / "wide", max_context_tokens=3000) as wide:
+        wide.ingest(docs)
+        loose = parse_sse(ask(wide, question).text)
+
+    assert len(loose[0]["sources"]) == 5
+    assert 1 <= len(tight[0]["sources"]) < 5
+    # The extractive answerer reads the question and the budgeted passages only.
+    read = tight[-1]["usage"]["prompt_tokens"] - count_tokens(question)
+    assert read <= 250
