@@ -24,6 +24,8 @@ from docent.services import Services
 for _name in Settings.model_fields:
     os.environ.pop(_name.upper(), None)
 
+pytest_plugins = ["tests.support.servers"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 CORPUS = FIXTURES / "corpus"
 ADMIN_KEY = "admin-test-key"

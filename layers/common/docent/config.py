@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     upstash_redis_rest_token: str | None = None
     redis_url: str | None = None
     store_timeout_s: float = Field(default=0.5, gt=0)
+    key_prefix: str = Field(default="docent", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     rate_limit_anon: Annotated[RateRule, NoDecode] = RateRule(10, 60)
     rate_limit_key: Annotated[RateRule, NoDecode] = RateRule(100, 60)
     rate_limit_bad_key: Annotated[RateRule, NoDecode] = RateRule(5, 60)

@@ -103,5 +103,5 @@ async def check(limiter: Limiter, identifier: str, rule: RateRule, timeout_s: fl
     """One limit check with a bounded wait; raises `LimiterUnavailable` instead of hanging."""
     try:
         return await asyncio.wait_for(limiter.hit(identifier, rule), timeout_s)
-    except (TimeoutError, OSError, ConnectionError) as exc:
+    except Exception as exc:  # any store failure (timeout, refused, protocol) is "unavailable"
         raise LimiterUnavailable(f"limit store: {type(exc).__name__}") from exc

@@ -41,11 +41,17 @@ class Services:
             return UpstashStore(
                 self.settings.upstash_redis_rest_url or "",
                 self.settings.upstash_redis_rest_token or "",
+                prefix=f"{self.settings.key_prefix}:kv",
+                timeout_s=self.settings.store_timeout_s,
             )
         if backend == "redis":
             from docent.redisstore import RedisStore
 
-            return RedisStore(self.settings.redis_url or "")
+            return RedisStore(
+                self.settings.redis_url or "",
+                prefix=f"{self.settings.key_prefix}:kv",
+                timeout_s=self.settings.store_timeout_s,
+            )
         from docent.kv import MemoryStore
 
         return MemoryStore()
@@ -59,11 +65,17 @@ class Services:
             return UpstashLimiter(
                 self.settings.upstash_redis_rest_url or "",
                 self.settings.upstash_redis_rest_token or "",
+                prefix=f"{self.settings.key_prefix}:rl",
+                timeout_s=self.settings.store_timeout_s,
             )
         if backend == "redis":
             from docent.redisstore import RedisLimiter
 
-            return RedisLimiter(self.settings.redis_url or "")
+            return RedisLimiter(
+                self.settings.redis_url or "",
+                prefix=f"{self.settings.key_prefix}:rl",
+                timeout_s=self.settings.store_timeout_s,
+            )
         from docent.limits import MemoryLimiter
 
         return MemoryLimiter()

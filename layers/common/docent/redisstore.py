@@ -1,0 +1,103 @@
+"""TCP Redis (`REDIS_URL`) for the rate limits and the embedding cache.
+
+The limiter runs upstash-ratelimit's own sliding-window Lua script (its Upstash-only shebang
+dropped), so a TCP Redis, Upstash and the in-process store admit exactly the same requests.
+Connections have short timeouts and no retries: the caller bounds every call and applies the
+fail-open/closed policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from docent.config import RateRule
+from docent.limits import Decision
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+
+@cache
+def sliding_window_script() -> str:
+    """upstash-ratelimit's sliding-window script, as open-source Redis accepts it."""
+    from upstash_ratelimit.limiter import SlidingWindow
+
+    from docent.gateway import strip_shebang
+
+    return strip_shebang(SlidingWindow.SCRIPT)
+
+
+def _client(url: str, timeout_s: float) -> aioredis.Redis:
+    import redis.asyncio as aioredis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+    )
+
+
+class RedisLimiter:
+    """`Limiter` on a TCP Redis."""
+
+    def __init__(self, url: str, *, prefix: str = "docent:rl", timeout_s: float = 0.5) -> None:
+        self._redis = _client(url, timeout_s)
+        self._prefix = prefix
+        self._script: Any = None
+
+    async def hit(self, identifier: str, rule: RateRule, now: float | None = None) -> Decision:
+        if self._script is None:
+            self._script = self._redis.register_script(sliding_window_script())
+        now_ms = int((time.time() if now is None else now) * 1000)
+        window_ms = rule.window_s * 1000
+        window = now_ms // window_ms
+        key = f"{self._prefix}:{identifier}:{rule}"
+        remaining = int(
+            await self._script(
+                keys=[f"{key}:{window}", f"{key}:{window - 1}"],
+                args=[rule.limit, now_ms, window_ms, 1],
+            )
+        )
+        reset_at = (window + 1) * window_ms / 1000
+        return Decision(remaining >= 0, rule.limit, max(0, remaining), reset_at)
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+class RedisStore:
+    """`KeyValueStore` on a TCP Redis: MGET, and SET EX in one pipeline."""
+
+    def __init__(self, url: str, *, prefix: str = "docent:kv", timeout_s: float = 0.5) -> None:
+        self._redis = _client(url, timeout_s)
+        self._prefix = prefix
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = await self._redis.mget([f"{self._prefix}:{k}" for k in keys])
+        return [bytes(v) if v is not None else None for v in values]
+
+    async def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
+        if not items:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key, value in items.items():
+            pipe.set(f"{self._prefix}:{key}", value, ex=ttl_s or None)
+        await pipe.execute()
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,92 @@
+"""Upstash Redis over REST (`UPSTASH_REDIS_REST_URL`, `UPSTASH_REDIS_REST_TOKEN`).
+
+The limits use upstash-ratelimit's sliding window; the cache uses upstash-redis. Both clients
+come with no HTTP timeout (a server that accepts and never answers hangs a call forever) and
+retry a refused connection after 3 s: Docent gives their HTTP client a finite timeout and no
+retries, and the caller bounds every call besides (`docent.limits.check`).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from docent.config import RateRule
+from docent.limits import Decision
+
+if TYPE_CHECKING:
+    from upstash_redis.asyncio import Redis
+
+
+def _client(url: str, token: str, timeout_s: float) -> Redis:
+    import httpx
+    from upstash_redis.asyncio import Redis
+
+    client = Redis(url, token, rest_retries=0, rest_retry_interval=0, allow_telemetry=False)
+    # The library builds httpx.AsyncClient(timeout=None) and offers no option for it.
+    client._http._client = httpx.AsyncClient(timeout=timeout_s)  # noqa: SLF001
+    return client
+
+
+class UpstashLimiter:
+    """`Limiter` on Upstash through upstash-ratelimit's `SlidingWindow`."""
+
+    def __init__(
+        self, url: str, token: str, *, prefix: str = "docent:rl", timeout_s: float = 0.5
+    ) -> None:
+        self._redis = _client(url, token, timeout_s)
+        self._prefix = prefix
+        self._limiters: dict[RateRule, Any] = {}
+
+    async def hit(self, identifier: str, rule: RateRule) -> Decision:
+        from upstash_ratelimit.asyncio import Ratelimit, SlidingWindow
+
+        limiter = self._limiters.get(rule)
+        if limiter is None:
+            limiter = Ratelimit(
+                redis=self._redis,
+                limiter=SlidingWindow(max_requests=rule.limit, window=rule.window_s, unit="s"),
+                prefix=f"{self._prefix}:{rule}",
+            )
+            self._limiters[rule] = limiter
+        response = await limiter.limit(identifier)
+        return Decision(
+            bool(response.allowed), rule.limit, int(response.remaining), float(response.reset)
+        )
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def aclose(self) -> None:
+        await self._redis.close()
+
+
+class UpstashStore:
+    """`KeyValueStore` on Upstash; values travel as base64 text (the REST API carries text)."""
+
+    def __init__(
+        self, url: str, token: str, *, prefix: str = "docent:kv", timeout_s: float = 0.5
+    ) -> None:
+        self._redis = _client(url, token, timeout_s)
+        self._prefix = prefix
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = await self._redis.mget(*[f"{self._prefix}:{k}" for k in keys])
+        return [base64.b64decode(v) if v is not None else None for v in values]
+
+    async def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
+        if not items:
+            return
+        pipe = self._redis.pipeline()
+        for key, value in items.items():
+            pipe.set(f"{self._prefix}:{key}", base64.b64encode(value).decode(), ex=ttl_s or None)
+        await pipe.exec()
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def aclose(self) -> None:
+        await self._redis.close()

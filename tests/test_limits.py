@@ -1,0 +1,162 @@
+"""The sliding window on every store: same decisions, exact under concurrency, bounded on faults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from docent.config import RateRule
+from docent.limits import Decision, Limiter, LimiterUnavailable, MemoryLimiter, check
+from docent.redisstore import RedisLimiter, RedisStore
+from docent.upstash import UpstashLimiter, UpstashStore
+from tests.support.servers import GATEWAY_TOKEN, free_port, silent_server
+
+
+def test_memory_window_weights_the_previous_window() -> None:
+    now = [60.0 * 16_667]  # exactly a window boundary for 60 s windows
+    limiter = MemoryLimiter(clock=lambda: now[0])
+    rule = RateRule(10, 60)
+
+    async def hits(n: int) -> list[Decision]:
+        return [await limiter.hit("x", rule) for _ in range(n)]
+
+    first = asyncio.run(hits(12))
+    assert [d.allowed for d in first] == [True] * 10 + [False] * 2
+    assert [d.remaining for d in first[:3]] == [9, 8, 7]
+    now[0] += 60 * 1.25  # a quarter into the next window: 75% of 10 still counts
+    later = asyncio.run(hits(4))
+    assert [d.allowed for d in later] == [True, True, True, False]
+    assert first[-1].retry_after(now=1_000_000.0) == 20 or first[-1].retry_after() >= 1
+
+
+@pytest.fixture(params=["memory", "redis", "upstash"])
+async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
+    if request.param == "memory":
+        yield MemoryLimiter()
+        return
+    if request.param == "redis":
+        backend: RedisLimiter | UpstashLimiter = RedisLimiter(
+            request.getfixturevalue("redis_url"), prefix=f"t{uuid.uuid4().hex}"
+        )
+    else:
+        backend = UpstashLimiter(
+            request.getfixturevalue("gateway_url"), GATEWAY_TOKEN, prefix=f"t{uuid.uuid4().hex}"
+        )
+    yield backend
+    await backend.aclose()
+
+
+@pytest.mark.services
+async def test_every_store_admits_exactly_the_limit_under_concurrency(limiter: Limiter) -> None:
+    rule = RateRule(10, 3600)
+    decisions = await asyncio.gather(*(limiter.hit("client", rule) for _ in range(100)))
+    allowed = [d for d in decisions if d.allowed]
+    assert len(allowed) == 10
+    assert sorted(d.remaining for d in allowed) == list(range(10))
+    refused = [d for d in decisions if not d.allowed]
+    assert all(d.remaining == 0 and d.retry_after() >= 1 for d in refused)
+    assert len({round(d.reset_at) for d in decisions}) == 1
+
+
+@pytest.mark.services
+async def test_stores_agree_decision_by_decision(redis_url: str, gateway_url: str) -> None:
+    prefix = f"c{uuid.uuid4().hex}"
+    stores: list[Limiter] = [
+        MemoryLimiter(),
+        RedisLimiter(redis_url, prefix=prefix),
+        UpstashLimiter(gateway_url, GATEWAY_TOKEN, prefix=prefix + "u"),
+    ]
+    rule = RateRule(5, 3600)
+    sequences = []
+    for store in stores:
+        sequences.append(
+            [(d.allowed, d.remaining) for d in [await store.hit("a", rule) for _ in range(7)]]
+        )
+    for store in stores[1:]:
+        await store.aclose()  # type: ignore[attr-defined]
+    assert sequences[0] == sequences[1] == sequences[2]
+    assert sequences[0] == [
+        (True, 4),
+        (True, 3),
+        (True, 2),
+        (True, 1),
+        (True, 0),
+        (False, 0),
+        (False, 0),
+    ]
+
+
+@pytest.mark.services
+async def test_redis_window_boundary_matches_memory(redis_url: str) -> None:
+    rule = RateRule(4, 10)
+    start = (time.time() // 10 + 1) * 10  # a window boundary
+    redis = RedisLimiter(redis_url, prefix=f"b{uuid.uuid4().hex}")
+    memory_now = [start]
+    memory = MemoryLimiter(clock=lambda: memory_now[0])
+    moments = [start + t for t in (0.1, 0.2, 0.3, 0.4, 5.0, 10.1, 10.2, 12.5, 15.0, 15.1)]
+    got_redis, got_memory = [], []
+    for moment in moments:
+        memory_now[0] = moment
+        got_memory.append((await memory.hit("k", rule)).allowed)
+        got_redis.append((await redis.hit("k", rule, now=moment)).allowed)
+    await redis.aclose()
+    assert got_redis == got_memory
+    # 4 fill window 0; at 10.1 s, 99% of those 4 still weigh floor(3.96) = 3, so one more fits;
+    # at 15.0 s only floor(0.5 * 4) = 2 weigh and at 15.1 s floor(0.49 * 4) = 1.
+    assert got_memory == [True, True, True, True, False, True, False, False, True, True]
+
+
+@pytest.mark.parametrize("kind", ["redis", "upstash"])
+async def test_a_hung_store_is_a_decision_within_the_timeout(kind: str) -> None:
+    with silent_server() as address:
+        backend: RedisLimiter | UpstashLimiter = (
+            RedisLimiter(f"redis://{address}/0", timeout_s=5)
+            if kind == "redis"
+            else UpstashLimiter(f"http://{address}", "t", timeout_s=5)
+        )
+        started = time.monotonic()
+        with pytest.raises(LimiterUnavailable):
+            await check(backend, "x", RateRule(1, 60), timeout_s=0.5)
+        elapsed = time.monotonic() - started
+        await backend.aclose()
+    assert elapsed < 1.0
+
+
+@pytest.mark.parametrize("kind", ["redis", "upstash"])
+async def test_a_closed_port_is_a_decision_within_the_timeout(kind: str) -> None:
+    port = free_port()  # nothing listens there
+    backend: RedisLimiter | UpstashLimiter = (
+        RedisLimiter(f"redis://127.0.0.1:{port}/0")
+        if kind == "redis"
+        else UpstashLimiter(f"http://127.0.0.1:{port}", "t")
+    )
+    started = time.monotonic()
+    with pytest.raises(LimiterUnavailable):
+        await check(backend, "x", RateRule(1, 60), timeout_s=0.5)
+    assert time.monotonic() - started < 1.0
+    await backend.aclose()
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("kind", ["redis", "upstash"])
+async def test_stores_round_trip_bytes_with_expiry(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    prefix = f"kv{uuid.uuid4().hex}"
+    store: RedisStore | UpstashStore = (
+        RedisStore(request.getfixturevalue("redis_url"), prefix=prefix)
+        if kind == "redis"
+        else UpstashStore(request.getfixturevalue("gateway_url"), GATEWAY_TOKEN, prefix=prefix)
+    )
+    blob = bytes(range(256))
+    await store.set_many({"a": blob, "b": b"\x00"}, ttl_s=1)
+    await store.set_many({"c": b"kept"}, ttl_s=0)
+    assert await store.get_many(["a", "b", "missing", "c"]) == [blob, b"\x00", None, b"kept"]
+    await asyncio.sleep(1.2)
+    assert await store.get_many(["a", "c"]) == [None, b"kept"]
+    await store.ping()
+    await store.aclose()
