@@ -24,7 +24,7 @@ from docent.services import Services
 for _name in Settings.model_fields:
     os.environ.pop(_name.upper(), None)
 
-pytest_plugins = ["tests.support.servers"]
+pytest_plugins = ["tests.support.servers", "tests.support.standins", "tests.support.llama"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CORPUS = FIXTURES / "corpus"

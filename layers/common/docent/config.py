@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     embedding_provider: Literal["openai", "local", "none"] | None = None
     embedding_model: str = "text-embedding-3-small"
     embedding_dimensions: int | None = Field(default=None, ge=1)
+    embedding_batch_size: int = Field(default=256, ge=1, le=2048)
+    embedding_concurrency: int = Field(default=4, ge=1, le=64)
     chat_model: str = "gpt-4o-mini"
     model_timeout_s: float = Field(default=30.0, gt=0)
     model_max_retries: int = Field(default=2, ge=0, le=10)
@@ -93,6 +95,8 @@ class Settings(BaseSettings):
 
     # Requests and answers
     max_context_tokens: int = Field(default=3000, ge=100)
+    max_history_tokens: int = Field(default=1000, ge=0)
+    max_answer_tokens: int = Field(default=700, ge=16)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_chat_body_bytes: int = Field(default=256 * 1024, ge=1024)
     chunk_tokens: int = Field(default=350, ge=32, le=8000)

@@ -1,0 +1,221 @@
+"""The OpenAI-compatible paths: embeddings (batching, truncation, cache, retries) and chat
+(streaming, usage, citations, history, rewrite, faults), against HTTP servers on this machine."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from docent.edge import shard_dense_size
+from docent.embeddings import MAX_INPUT_TOKENS
+from docent.tokens import count_tokens
+from tests.conftest import corpus_documents, parse_sse, running_docent
+from tests.support.standins import Fault, StandIn
+
+
+def with_models(tmp_path: Path, url: str, **overrides: Any) -> Any:
+    values: dict[str, Any] = {"openai_base_url": url, "chat_model": "gpt-4o-mini"}
+    values.update(overrides)
+    return running_docent(tmp_path, **values)
+
+
+def ask(client: httpx.Client, question: str, **body: Any) -> list[dict[str, Any]]:
+    response = client.post("/chat", json={"question": question, **body})
+    assert response.status_code == 200, response.text
+    return parse_sse(response.text)
+
+
+def test_ingest_batches_embeddings_and_stores_dense_vectors(
+    tmp_path: Path, standin: tuple[str, StandIn]
+) -> None:
+    url, state = standin
+    documents = corpus_documents()
+    with with_models(tmp_path, url, embedding_batch_size=3) as docent:
+        result = docent.ingest(documents)
+        first_requests = len(state.embedding_requests)
+        again = docent.ingest(documents)
+    chunks = result["chunks"]
+    assert chunks > 3
+    sizes = [len(r) for r in state.embedding_requests]
+    assert max(sizes) <= 3
+    assert sum(sizes) == chunks  # every chunk embedded once; batches, not one call per chunk
+    assert first_requests == -(-chunks // 3)
+    assert again["unchanged"] == len(documents)
+    assert len(state.embedding_requests) == first_requests  # unchanged text: no call at all
+    assert shard_dense_size(str(tmp_path / "qdrant" / "docent")) == 64
+
+
+def test_the_cache_makes_a_rebuilt_index_and_a_repeated_question_free(
+    tmp_path: Path, standin: tuple[str, StandIn], redis_url: str
+) -> None:
+    url, state = standin
+    shared = {"redis_url": redis_url, "key_prefix": f"cache{time.time_ns()}"}
+    with with_models(tmp_path / "one", url, **shared) as docent:
+        docent.ingest(corpus_documents())
+    embedded = sum(len(r) for r in state.embedding_requests)
+    # A new index (another store path), the same shared cache: no text is embedded again.
+    with with_models(tmp_path / "two", url, **shared) as docent, docent.client() as client:
+        docent.ingest(corpus_documents())
+        assert sum(len(r) for r in state.embedding_requests) == embedded
+        ask(client, "How do I configure rate limits?")
+        ask(client, "How do I configure rate limits?")
+        hits = docent.services.embedder.counters.cache_hits  # type: ignore[union-attr]
+    question_calls = [r for r in state.embedding_requests if r == ["How do I configure rate limits?"]]
+    assert len(question_calls) == 1  # asked twice, embedded once
+    assert hits >= embedded
+
+
+def test_inputs_over_the_model_limit_are_truncated_with_tiktoken(
+    tmp_path: Path, standin: tuple[str, StandIn]
+) -> None:
+    url, state = standin
+    long_text = "# Huge\n\n" + " ".join(f"word{i}" for i in range(12_000))
+    with with_models(tmp_path, url, chunk_tokens=8000) as docent:
+        docent.ingest([{"id": "huge", "text": long_text, "format": "markdown"}])
+    sent = [text for request in state.embedding_requests for text in request]
+    assert sent
+    assert all(count_tokens(t, "text-embedding-3-small") <= MAX_INPUT_TOKENS for t in sent)
+    assert max(count_tokens(t, "text-embedding-3-small") for t in sent) > 4000
+
+
+def test_embedding_429_then_200_is_retried_after_retry_after(
+    tmp_path: Path, standin: tuple[str, StandIn]
+) -> None:
+    url, state = standin
+    state.embedding_faults = [Fault(429, {"retry-after-ms": "300"})]
+    with with_models(tmp_path, url) as docent:
+        started = time.monotonic()
+        result = docent.ingest([{"id": "a", "text": "# A\n\nSome text about retries."}])
+        elapsed = time.monotonic() - started
+    assert result["chunks"] == 1
+    assert len(state.embedding_requests) == 2
+    assert elapsed >= 0.3
+
+
+def test_embeddings_down_is_a_clear_503_and_nothing_written(tmp_path: Path) -> None:
+    with socket_closed_url() as url, with_models(tmp_path, url, model_max_retries=0) as docent:
+        with docent.admin() as admin:
+            response = admin.post("/ingest", json={"documents": [{"id": "a", "text": "hello"}]})
+            listed = admin.get("/documents").json()
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+    assert listed["documents"] == []
+
+
+class socket_closed_url:  # noqa: N801 - used as a context manager like the others
+    def __enter__(self) -> str:
+        from tests.support.servers import free_port
+
+        return f"http://127.0.0.1:{free_port()}/v1"
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_streamed_answer_usage_and_citations(
+    docent_models: tuple[Any, StandIn],
+) -> None:
+    docent, state = docent_models
+    state.answer = "Use RATE_LIMIT_ANON [S1]. See also [S9] and [S2]."
+    with docent.client() as client:
+        events = ask(client, "How are anonymous visitors limited?")
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done"
+    assert kinds.count("chunk") > 3  # streamed, not one blob
+    answer = "".join(e["content"] for e in events if e["type"] == "chunk")
+    done = events[-1]
+    assert "[S9]" not in answer  # a marker naming no source never reaches the client
+    assert done["citations"] == ["S1", "S2"]
+    assert done["usage"]["prompt_tokens"] == 42  # from the stream's usage chunk
+    assert done["usage"]["embedding_tokens"] > 0
+    assert done["model"] == "gpt-4o-mini"
+    request = state.chat_requests[-1]
+    assert request["stream"] is True and request["stream_options"] == {"include_usage": True}
+    system, user = request["messages"][0]["content"], request["messages"][-1]["content"]
+    assert "[S1]" in system and "does not say" in system
+    assert "[S1]" in user and "How are anonymous visitors limited?" in user
+
+
+def test_usage_is_counted_with_tiktoken_when_the_server_reports_none(
+    docent_models: tuple[Any, StandIn],
+) -> None:
+    docent, state = docent_models
+    state.report_usage = False
+    state.answer = "Limits are per IP [S1]."
+    with docent.client() as client:
+        done = ask(client, "How are anonymous visitors limited?")[-1]
+    assert done["usage"]["completion_tokens"] == count_tokens("Limits are per IP [S1].")
+    assert done["usage"]["prompt_tokens"] > 100
+
+
+def test_history_is_kept_newest_first_within_budget_and_the_follow_up_rewritten(
+    tmp_path: Path, standin: tuple[str, StandIn]
+) -> None:
+    url, state = standin
+    history = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "words " * 60}
+        for i in range(20)
+    ]
+    state.answer = "rate limits for anonymous visitors"  # what the rewrite call returns
+    with with_models(tmp_path, url, max_history_tokens=300) as docent:
+        docent.ingest(corpus_documents())
+        with docent.client() as client:
+            events = ask(client, "and for them?", history=history)
+    rewrite, answer = state.chat_requests[-2], state.chat_requests[-1]
+    assert rewrite.get("stream") is not True
+    assert "and for them?" in rewrite["messages"][-1]["content"]
+    # Retrieval searched with the rewritten query, not the bare follow-up.
+    assert ["rate limits for anonymous visitors"] in state.embedding_requests
+    assert events[0]["sources"]
+    sent = [m["content"] for m in answer["messages"][1:-1]]
+    assert sent and sent[-1].startswith("turn 19")  # newest kept
+    assert not any(s.startswith("turn 0 ") for s in sent)  # oldest dropped
+    assert sum(count_tokens(s, "gpt-4o-mini") + 4 for s in sent) <= 300
+
+
+@pytest.fixture
+def docent_models(tmp_path: Path, standin: tuple[str, StandIn]) -> Any:
+    url, state = standin
+    with with_models(tmp_path, url, request_timeout_s=2.0) as docent:
+        docent.ingest(corpus_documents())
+        state.embedding_requests.clear()
+        yield docent, state
+
+
+def test_model_429_then_200_answers(docent_models: tuple[Any, StandIn]) -> None:
+    docent, state = docent_models
+    state.faults = [Fault(429, {"retry-after": "0"})]
+    with docent.client() as client:
+        events = ask(client, "How are anonymous visitors limited?")
+    assert events[-1]["type"] == "done"
+    assert len(state.chat_requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "faults", "code"),
+    [
+        ("ok", [Fault(500)] * 5, "upstream_error"),
+        ("ok", [Fault(429, {"retry-after": "30"})], "unavailable"),
+        ("hang", [], "upstream_timeout"),
+        ("drop", [], "upstream_error"),
+    ],
+)
+def test_model_faults_end_the_stream_with_an_error_event(
+    docent_models: tuple[Any, StandIn], mode: str, faults: list[Fault], code: str
+) -> None:
+    docent, state = docent_models
+    state.mode, state.faults = mode, list(faults)
+    started = time.monotonic()
+    with docent.client() as client:
+        events = ask(client, "How are anonymous visitors limited?")
+    elapsed = time.monotonic() - started
+    assert events[0]["type"] == "sources"
+    assert events[-1]["type"] == "error" and events[-1]["code"] == code
+    assert not any(e["type"] == "done" for e in events)
+    assert elapsed < 4.0  # bounded by REQUEST_TIMEOUT_S=2 (and the Retry-After past it)
+    if mode == "drop":  # three chunks arrived before the drop; the error follows them
+        assert [e["type"] for e in events].count("chunk") >= 1
