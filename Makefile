@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 ENCODINGS := layers/common/docent/encodings/.complete
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-soak lint format bench encodings clean
+.PHONY: install run test test-soak lint format bench encodings llama clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ encodings: $(ENCODINGS)
 run: install
 	$(VENV)/bin/docent serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
-test: install
+# The tests' real model server: llama.cpp (wheel compiled once, cached) with SmolLM2-135M.
+llama: $(VENV)/.installed
+	PYTHON=$(PYTHON) scripts/setup_llama.sh
+
+test: install llama
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-soak: install
@@ -46,4 +50,4 @@ format: install
 	$(VENV)/bin/ruff format layers functions tests scripts
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache layers/common/docent/encodings
+	rm -rf $(VENV) .venv-llama .data .pytest_cache .mypy_cache .ruff_cache layers/common/docent/encodings

@@ -64,7 +64,9 @@ def test_the_cache_makes_a_rebuilt_index_and_a_repeated_question_free(
         ask(client, "How do I configure rate limits?")
         ask(client, "How do I configure rate limits?")
         hits = docent.services.embedder.counters.cache_hits  # type: ignore[union-attr]
-    question_calls = [r for r in state.embedding_requests if r == ["How do I configure rate limits?"]]
+    question_calls = [
+        r for r in state.embedding_requests if r == ["How do I configure rate limits?"]
+    ]
     assert len(question_calls) == 1  # asked twice, embedded once
     assert hits >= embedded
 
@@ -97,16 +99,19 @@ def test_embedding_429_then_200_is_retried_after_retry_after(
 
 
 def test_embeddings_down_is_a_clear_503_and_nothing_written(tmp_path: Path) -> None:
-    with socket_closed_url() as url, with_models(tmp_path, url, model_max_retries=0) as docent:
-        with docent.admin() as admin:
-            response = admin.post("/ingest", json={"documents": [{"id": "a", "text": "hello"}]})
-            listed = admin.get("/documents").json()
+    with (
+        socket_closed_url() as url,
+        with_models(tmp_path, url, model_max_retries=0) as docent,
+        docent.admin() as admin,
+    ):
+        response = admin.post("/ingest", json={"documents": [{"id": "a", "text": "hello"}]})
+        listed = admin.get("/documents").json()
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
     assert listed["documents"] == []
 
 
-class socket_closed_url:  # noqa: N801 - used as a context manager like the others
+class socket_closed_url:
     def __enter__(self) -> str:
         from tests.support.servers import free_port
 

@@ -29,7 +29,12 @@ async def test_two_processes_sharing_the_store_admit_exactly_the_limit(
     # The store timeout is raised from 0.5 s: a burst of 100 first requests opens 100 fresh
     # connections to the one-process dev gateway, and a timed-out check would be admitted
     # (chat fails open), which is the policy under test elsewhere, not the window.
-    env |= {"RATE_LIMIT_ANON": "10/60s", "ADMIN_API_KEYS": ADMIN_KEY, "KEY_PREFIX": tmp_path.name, "STORE_TIMEOUT_S": "5"}
+    env |= {
+        "RATE_LIMIT_ANON": "10/60s",
+        "ADMIN_API_KEYS": ADMIN_KEY,
+        "KEY_PREFIX": tmp_path.name,
+        "STORE_TIMEOUT_S": "5",
+    }
     with (
         docent_process(env, str(tmp_path / "a")) as first,
         docent_process(env, str(tmp_path / "b")) as second,

@@ -6,10 +6,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from docent import chat, sse
+from docent.aws import http_handler
 from docent.generation import Message
 from docent.vectors import SearchFilter
 from docent.web import ServicesDep, SettingsDep, create_app, rate_limit
@@ -89,4 +89,5 @@ async def post_chat(
 
 
 app = create_app(router, title="Docent chat")
-handler = Mangum(app, lifespan="off")
+# Buffered HTTP invocations (API Gateway, `sam local invoke`): Mangum without lifespan.
+handler = http_handler(app)

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from mangum import Mangum
 
 from docent import __version__
+from docent.aws import http_handler
 from docent.health import readiness
 from docent.web import ServicesDep, create_app
 
@@ -29,4 +29,5 @@ async def get_ready(services: ServicesDep) -> JSONResponse:
 
 
 app = create_app(router, title="Docent health")
-handler = Mangum(app, lifespan="off")
+# Buffered HTTP invocations (API Gateway, `sam local invoke`): Mangum without lifespan.
+handler = http_handler(app)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, Field
 
+from docent.aws import http_handler, is_storage_event, storage_handler
 from docent.errors import NotFound
 from docent.ingest import DocumentIn
+from docent.services import get_services
 from docent.web import AdminDep, ServicesDep, create_app, rate_limit
 
 router = APIRouter(tags=["documents"])
@@ -119,4 +120,12 @@ async def delete_document(document_id: str, _: AdminDep, services: ServicesDep) 
 
 
 app = create_app(router, title="Docent ingest")
-handler = Mangum(app, lifespan="off")
+_http = http_handler(app)
+_storage = storage_handler(get_services)
+
+
+def handler(event: dict[str, Any], context: Any) -> Any:
+    """HTTP events (API Gateway, function URL) and S3/SQS notifications of new documents."""
+    if is_storage_event(event):
+        return _storage(event, context)
+    return _http(event, context)

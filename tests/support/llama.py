@@ -42,7 +42,9 @@ def llama_url() -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        _wait(lambda: httpx.get(f"{url}/models", timeout=2).status_code == 200, "llama", process, 120)
+        _wait(
+            lambda: httpx.get(f"{url}/models", timeout=2).status_code == 200, "llama", process, 120
+        )
         yield url
     finally:
         process.terminate()

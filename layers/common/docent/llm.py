@@ -154,14 +154,17 @@ class OpenAIAnswerer:
     async def standalone_query(
         self, question: str, history: Sequence[Message], usage: Usage, deadline: float
     ) -> str:
-        """The follow-up rewritten with the conversation's context; the question itself on failure."""
+        """The follow-up made explicit with the conversation; the question itself on failure."""
         recent = build_messages(
             question, history, (), model=self.model, history_tokens=self.settings.max_history_tokens
         )[1:-1]
         transcript = "\n".join(f"{m['role']}: {m['content']}" for m in recent)
         messages = [
             {"role": "system", "content": REWRITE_PROMPT},
-            {"role": "user", "content": f"Conversation:\n{transcript}\n\nLast question: {question}"},
+            {
+                "role": "user",
+                "content": f"Conversation:\n{transcript}\n\nLast question: {question}",
+            },
         ]
 
         async def complete() -> Any:

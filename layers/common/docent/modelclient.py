@@ -40,7 +40,6 @@ def client_for(settings: Settings) -> AsyncOpenAI:
     clients = _clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(key)
     if client is None:
-        import httpx
         from openai import AsyncOpenAI
 
         client = AsyncOpenAI(
@@ -48,7 +47,7 @@ def client_for(settings: Settings) -> AsyncOpenAI:
             api_key=settings.openai_api_key or "not-needed",
             base_url=settings.openai_base_url,
             max_retries=0,
-            timeout=httpx.Timeout(settings.model_timeout_s, connect=min(5.0, settings.model_timeout_s)),
+            timeout=settings.model_timeout_s,
         )
         clients[key] = client
     return client
@@ -83,9 +82,13 @@ def classify(exc: BaseException) -> tuple[bool, float | None, DocentError]:
         status = exc.status_code
         if status == 429:
             seconds = max(1, round(wait)) if wait is not None else 5
-            return True, wait, Unavailable(
-                "The model server is rate limiting; try again shortly.",
-                headers={"Retry-After": str(seconds)},
+            return (
+                True,
+                wait,
+                Unavailable(
+                    "The model server is rate limiting; try again shortly.",
+                    headers={"Retry-After": str(seconds)},
+                ),
             )
         if status >= 500:
             return True, wait, UpstreamError(f"The model server failed ({status}).")
@@ -115,9 +118,13 @@ async def call(
         except Exception as exc:
             retryable, wait, error = classify(exc)
             if not retryable or attempt >= retries:
-                log.warning("%s failed: %s", what, type(exc).__name__, extra={"attempts": attempt + 1})
+                log.warning(
+                    "%s failed: %s", what, type(exc).__name__, extra={"attempts": attempt + 1}
+                )
                 raise error from exc
-            delay = wait if wait is not None else base_delay_s * 2**attempt * (0.5 + random.random())  # noqa: S311
+            delay = (
+                wait if wait is not None else base_delay_s * 2**attempt * (0.5 + random.random())
+            )
             if time.monotonic() + delay >= deadline:
                 log.warning("%s: retry would pass the deadline", what)
                 raise error from exc

@@ -86,7 +86,7 @@ class RedisStore:
         if not keys:
             return []
         values = await self._redis.mget([f"{self._prefix}:{k}" for k in keys])
-        return [bytes(v) if v is not None else None for v in values]
+        return [v.encode() if isinstance(v, str) else v for v in values]
 
     async def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
         if not items:

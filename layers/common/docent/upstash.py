@@ -25,7 +25,7 @@ def _client(url: str, token: str, timeout_s: float) -> Redis:
 
     client = Redis(url, token, rest_retries=0, rest_retry_interval=0, allow_telemetry=False)
     # The library builds httpx.AsyncClient(timeout=None) and offers no option for it.
-    client._http._client = httpx.AsyncClient(timeout=timeout_s)  # noqa: SLF001
+    client._http._client = httpx.AsyncClient(timeout=timeout_s)
     return client
 
 

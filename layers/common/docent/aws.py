@@ -1,0 +1,175 @@
+"""Lambda entry points: HTTP events through Mangum, S3 and SQS-wrapped S3 events for ingest.
+
+`http_handler(app)` serves API Gateway HTTP API (payload v2) and function URL events with Mangum
+(buffered: the whole response at once). Streaming chat on Lambda runs the same ASGI app behind
+the Lambda Web Adapter instead (functions/chat/run.sh). Every invocation logs through
+Powertools Logger with the Lambda context and the request id as correlation id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+from docent.logs import get_logger
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from docent.services import Services
+
+Handler = Callable[[dict[str, Any], Any], Any]
+log = logging.getLogger("docent.aws")
+
+# One loop per container for the S3 path: clients created on it are reused by warm invocations.
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _run(coroutine: Any) -> Any:
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop.run_until_complete(coroutine)
+
+
+def http_handler(app: ASGIApp) -> Handler:
+    """A Lambda handler for HTTP events over the app (no lifespan: clients are created lazily)."""
+    from mangum import Mangum
+
+    mangum = Mangum(app, lifespan="off")  # type: ignore[arg-type]
+    logger = get_logger()
+
+    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        return mangum(event, context)
+
+    return handler
+
+
+def is_storage_event(event: Any) -> bool:
+    """True for S3 notifications and SQS batches (which carry S3 notifications)."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    return bool(records) and isinstance(records, list) and "eventSource" in records[0]
+
+
+def storage_handler(services_factory: Callable[[], Services]) -> Handler:
+    """Ingest S3 objects named by S3 events, directly or in SQS messages.
+
+    With SQS, a bad object fails its own message (partial batch response) and is retried or
+    dead-lettered; the rest of the batch is committed. A direct S3 invocation reports the same
+    outcome per record in its result and logs each failure.
+    """
+    logger = get_logger()
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        services = services_factory()
+        source = event["Records"][0].get("eventSource")
+        if source == "aws:sqs":
+            return _sqs(event, context, services)
+        return _s3(event, services)
+
+    return handler
+
+
+def _s3(event: dict[str, Any], services: Services) -> dict[str, Any]:
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    for record in S3Event(event).records:
+        key = unquote_plus(record.s3.get_object.key)
+        try:
+            done.append(_apply(record.event_name, record.s3.bucket.name, key, services))
+        except Exception as exc:
+            log.warning("s3 object failed", extra={"key": key, "error": type(exc).__name__})
+            failed.append({"key": key, "error": _describe(exc)})
+    return {"processed": done, "failed": failed}
+
+
+def _sqs(event: dict[str, Any], context: Any, services: Services) -> Any:
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
+        body = record.json_body
+        if not isinstance(body, dict) or body.get("Event") == "s3:TestEvent":
+            return []  # S3 sends a test message when a notification is configured
+        return [
+            _apply(
+                r.event_name,
+                r.s3.bucket.name,
+                unquote_plus(r.s3.get_object.key),
+                services,
+            )
+            for r in S3Event(body).records
+        ]
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+
+
+def _apply(event_name: str, bucket: str, key: str, services: Services) -> dict[str, Any]:
+    """Ingest (ObjectCreated) or delete (ObjectRemoved) the document whose id is the key."""
+    if event_name.startswith("ObjectRemoved"):
+        removed = _run(services.ingestor.delete(key))
+        return {"key": key, "deleted_chunks": removed}
+    data = read_object(bucket, key, services.settings.max_body_bytes)
+    from docent.corpus import document_from_bytes
+
+    document = document_from_bytes(data, key, key)
+    result = _run(services.ingestor.ingest([document]))
+    return {"key": key, "chunks": result.chunks, "unchanged": result.unchanged}
+
+
+_s3_client: Any = None
+
+
+def read_object(bucket: str, key: str, max_bytes: int) -> bytes:
+    """The object's bytes, refused before download when larger than `max_bytes`."""
+    global _s3_client
+    from docent.errors import DocumentError, PayloadTooLarge
+
+    if _s3_client is None:
+        import boto3  # in the Lambda runtime; AWS_ENDPOINT_URL_S3 points it elsewhere locally
+        from botocore.config import Config
+
+        _s3_client = boto3.client(
+            "s3",
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None,
+            config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3}),
+        )
+    response = _s3_client.get_object(Bucket=bucket, Key=key)
+    size = int(response.get("ContentLength") or 0)
+    if size > max_bytes:
+        response["Body"].close()
+        raise PayloadTooLarge(f"s3://{bucket}/{key} is {size} bytes; the limit is {max_bytes}.")
+    data: bytes = response["Body"].read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"s3://{bucket}/{key} exceeds {max_bytes} bytes.")
+    if not data:
+        raise DocumentError(f"s3://{bucket}/{key} is empty.")
+    return data
+
+
+def reset_s3_client() -> None:
+    """Forget the cached client (tests that point AWS_ENDPOINT_URL_S3 at a new server)."""
+    global _s3_client
+    _s3_client = None
+
+
+def _describe(exc: Exception) -> str:
+    from docent.errors import DocentError
+
+    return exc.message if isinstance(exc, DocentError) else type(exc).__name__
