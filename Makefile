@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 ENCODINGS := layers/common/docent/encodings/.complete
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-soak lint format bench encodings llama clean
+.PHONY: install run test test-soak lint format bench encodings llama tools sam-build clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,20 @@ run: install
 llama: $(VENV)/.installed
 	PYTHON=$(PYTHON) scripts/setup_llama.sh
 
-test: install llama
+# SAM CLI, cfn-lint, hadolint and moto's S3 server, in their own venv.
+TOOLS := .venv-tools
+$(TOOLS)/.installed: requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.txt
+	touch $@
+
+tools: $(TOOLS)/.installed
+
+sam-build: install tools
+	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam validate --lint
+	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build
+
+test: install llama tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-soak: install
@@ -50,4 +63,4 @@ format: install
 	$(VENV)/bin/ruff format layers functions tests scripts
 
 clean:
-	rm -rf $(VENV) .venv-llama .data .pytest_cache .mypy_cache .ruff_cache layers/common/docent/encodings
+	rm -rf $(VENV) .venv-llama $(TOOLS) .aws-sam .data .pytest_cache .mypy_cache .ruff_cache layers/common/docent/encodings
