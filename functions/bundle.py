@@ -14,6 +14,7 @@ from docent.web import create_app
 from functions.chat.app import router as chat_router
 from functions.health.app import router as health_router
 from functions.ingest.app import router as ingest_router
+from functions.web import router as web_router
 
 log = logging.getLogger("docent")
 
@@ -48,7 +49,7 @@ def _lifespan(
 
 def build_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     """The bundled app; tests pass their own settings and services."""
-    app = create_app(chat_router, ingest_router, health_router, settings=settings)
+    app = create_app(chat_router, ingest_router, health_router, web_router, settings=settings)
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     if services is not None:

@@ -39,9 +39,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
+def serve(app: Any, port: int | None = None) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a thread; yield its base URL."""
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(
         # proxy_headers off: uvicorn would otherwise trust X-Forwarded-For from loopback peers.
         uvicorn.Config(

@@ -1,4 +1,4 @@
-"""Each Lambda handler invoked in-process with the very `events/` files `sam local invoke -e` takes."""
+"""Each Lambda handler, invoked in-process with the `events/` files `sam local invoke -e` takes."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     services = get_services()
     from docent import aws
 
-    aws._run(services.aclose())  # noqa: SLF001 - the container's loop
+    aws._run(services.aclose())
     reset_services(None)
     get_settings.cache_clear()
 
@@ -114,7 +114,9 @@ def test_function_url_event_gets_the_sse_body_buffered(lambda_env: Path) -> None
     assert kinds[0] == "sources" and kinds[-1] == "done"
 
 
-def test_the_event_source_ip_is_the_client(lambda_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_event_source_ip_is_the_client(
+    lambda_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RATE_LIMIT_ANON", "1/60s")
     from docent.config import get_settings
 

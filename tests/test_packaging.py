@@ -107,7 +107,10 @@ def test_template_routes_are_the_apps_routes(template: dict[str, Any]) -> None:
     from functions.bundle import app as bundle
 
     http_routes = {
-        (event["Properties"]["Method"], event["Properties"]["Path"].replace("{id}", "{document_id}"))
+        (
+            event["Properties"]["Method"],
+            event["Properties"]["Path"].replace("{id}", "{document_id}"),
+        )
         for props in functions(template).values()
         for event in props.get("Events", {}).values()
         if event["Type"] == "HttpApi"

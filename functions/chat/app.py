@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -15,6 +16,7 @@ from docent.vectors import SearchFilter
 from docent.web import ServicesDep, SettingsDep, create_app, rate_limit
 
 router = APIRouter(tags=["chat"])
+log = logging.getLogger("docent.chat")
 
 
 class HistoryMessage(BaseModel):
@@ -80,6 +82,8 @@ async def post_chat(
         else SearchFilter(),
     )
     request_id = request.scope["state"]["request_id"]
+    if settings.log_questions:  # off by default: questions can carry personal data
+        log.info("question", extra={"request_id": request_id, "question": question.question})
     deadline = chat.deadline_for(request.scope, settings.request_timeout_s)
     prepared = await chat.prepare(services, question, deadline, request_id)
     events = chat.events(services, prepared)

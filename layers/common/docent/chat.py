@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from docent import metrics
 from docent.errors import DocentError, UpstreamTimeout
 from docent.generation import CitationFilter, LinkFilter, Message, Passage, Usage
 from docent.retrieval import Source, fit_budget, retrieve
@@ -39,6 +40,7 @@ class Prepared:
     usage: Usage
     deadline: float
     request_id: str
+    started: float = field(default_factory=time.monotonic)
 
 
 def deadline_for(scope: Mapping[str, Any], timeout_s: float) -> float:
@@ -55,6 +57,7 @@ async def prepare(
     services: Services, question: Question, deadline: float, request_id: str
 ) -> Prepared:
     """Retrieve and budget the passages; raises `DocentError` before anything is streamed."""
+    started = time.monotonic()
     usage = Usage()
     query = question.question
     try:
@@ -76,12 +79,37 @@ async def prepare(
     passages = fit_budget(sources, services.settings.max_context_tokens, services.token_model)
     used = {p.id for p in passages}
     return Prepared(
-        question, [s for s in sources if s.id in used], passages, usage, deadline, request_id
+        question,
+        [s for s in sources if s.id in used],
+        passages,
+        usage,
+        deadline,
+        request_id,
+        started,
     )
 
 
 async def events(services: Services, prepared: Prepared) -> AsyncIterator[dict[str, Any]]:
     """The answer as contract events: `sources`, `chunk`*, then `done` (or `error`)."""
+    metrics.stream_opened()
+    outcome: dict[str, Any] = {"first": None, "error": "disconnected"}
+    try:
+        async for event in _events(services, prepared, outcome):
+            yield event
+    finally:
+        metrics.stream_closed(
+            time.monotonic() - prepared.started, outcome["first"], outcome["error"]
+        )
+        metrics.usage(
+            services.answerer.model,
+            prepared.usage,
+            services.embedder.model if services.embedder is not None else None,
+        )
+
+
+async def _events(
+    services: Services, prepared: Prepared, outcome: dict[str, Any]
+) -> AsyncIterator[dict[str, Any]]:
     yield {"type": "sources", "sources": [s.public() for s in prepared.sources]}
     answerer = services.answerer
     citations = CitationFilter([s.id for s in prepared.sources])
@@ -97,17 +125,22 @@ async def events(services: Services, prepared: Prepared) -> AsyncIterator[dict[s
         async for delta in stream:
             text = links.feed(citations.feed(delta))
             if text:
+                if outcome["first"] is None:
+                    outcome["first"] = time.monotonic() - prepared.started
                 yield {"type": "chunk", "content": text}
         tail = links.feed(citations.flush()) + links.flush()
         if tail:
             yield {"type": "chunk", "content": tail}
     except DocentError as exc:
+        outcome["error"] = exc.code
         yield {"type": "error", "code": exc.code, "message": exc.message}
         return
     except Exception:
         log.exception("answer failed", extra={"request_id": prepared.request_id})
+        outcome["error"] = "internal_error"
         yield {"type": "error", "code": "internal_error", "message": "The answer failed."}
         return
+    outcome["error"] = None
     yield {
         "type": "done",
         "answered": bool(citations.cited),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from docent import modelclient
+from docent import metrics, modelclient
 from docent.generation import Usage
 from docent.tokens import count_tokens, encoding_for
 
@@ -106,6 +106,8 @@ class CachedEmbedder:
         missing = [t for t in unique if t not in found]
         self.counters.cache_hits += len(unique) - len(missing)
         self.counters.cache_misses += len(missing)
+        if self.kv is not None:
+            metrics.cache(len(unique) - len(missing), len(missing))
         if missing:
 
             async def run(batch: list[str]) -> list[list[float]]:

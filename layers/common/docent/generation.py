@@ -144,7 +144,8 @@ class ExtractiveAnswerer:
 
     model = "extractive"
 
-    def __init__(self, max_units: int = 4, max_words: int = 160) -> None:
+    def __init__(self, max_units: int = 4, max_words: int = 160, pace_s: float = 0.0) -> None:
+        self.pace_s = pace_s  # a pause between words, for a typed-out look (EXTRACTIVE_PACE_MS)
         self.max_units = max_units
         self.max_words = max_words
 
@@ -217,7 +218,7 @@ class ExtractiveAnswerer:
         # Word-sized deltas, as a model would stream them, through the same path.
         for piece in re.findall(r"\S+\s*|\s+", text):
             yield piece
-            await asyncio.sleep(0)
+            await asyncio.sleep(self.pace_s)
 
 
 _IMAGE = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]*)(?:\s+\"[^\"]*\")?\)")

@@ -91,7 +91,7 @@ class Services:
     @cached_property
     def answerer(self) -> Answerer:
         if not self.settings.llm_configured:
-            return ExtractiveAnswerer()
+            return ExtractiveAnswerer(pace_s=self.settings.extractive_pace_ms / 1000)
         from docent.llm import OpenAIAnswerer
 
         return OpenAIAnswerer(self.settings)

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from docent import __version__
+from docent import __version__, metrics
 from docent.auth import Caller, KeyRing, client_ip, key_id, presented_key
 from docent.config import Settings, get_settings
 from docent.errors import (
@@ -115,17 +115,22 @@ class RequestContext:
 
             await self.app(scope, receive_limited, send_wrapped)
         finally:
+            elapsed = time.perf_counter() - started
+            # The route's template (/documents/{document_id}), never the raw path: bounded labels.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
             log.info(
                 "request",
                 extra={
                     "request_id": request_id,
                     "method": scope.get("method"),
-                    "route": scope["path"],
+                    "route": route,
                     "status": status["code"],
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "latency_ms": round(elapsed * 1000, 2),
                     "tier": state.get("tier"),
                 },
             )
+            metrics.request(route, status["code"], elapsed)
+            metrics.flush()
             request_id_var.reset(token)
 
     def _refusal(self, scope: Scope, headers: Mapping[str, str]) -> DocentError | None:
@@ -283,6 +288,7 @@ async def _count_bad_key(ip: str, settings: Settings, services: Services) -> Non
     except LimiterUnavailable:
         return  # the 401 stands either way
     if not decision.allowed:
+        metrics.rate_limited("bad_key")
         raise RateLimited("Too many requests with invalid API keys.", headers=decision.headers())
 
 
@@ -314,7 +320,9 @@ def rate_limit(route: Literal["chat", "ingest"]) -> Callable[..., Any]:
                 services.limiter, f"{route}:{caller.identity}", rule, settings.store_timeout_s
             )
         except LimiterUnavailable as exc:
-            if settings.fail_open(route):
+            admitted = settings.fail_open(route)
+            metrics.limiter_unavailable(route, admitted)
+            if admitted:
                 log.warning("rate limit store unavailable: admitting", extra={"route": route})
                 return
             raise Unavailable(
@@ -323,6 +331,7 @@ def rate_limit(route: Literal["chat", "ingest"]) -> Callable[..., Any]:
         headers = decision.headers()
         request.scope.setdefault("state", {})["rate_limit_headers"] = headers
         if not decision.allowed:
+            metrics.rate_limited(route)
             raise RateLimited(
                 f"Rate limit of {rule.limit} requests per {rule.window_s}s exceeded; "
                 f"retry in {headers['Retry-After']}s.",

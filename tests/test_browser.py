@@ -1,0 +1,218 @@
+"""The chat page and the embeddable widget in headless Chromium (Debian's, driven by Selenium
+through chromedriver) against the bundled app on the embedded default."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, corpus_documents, free_port, running_docent, serve
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+DOCS_SITE_PORT = free_port()  # the other origin that embeds the widget
+
+
+def ensure_chromium() -> tuple[str, str]:
+    """Debian's chromium and chromedriver, installed with apt when missing."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], check=True
+        )
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "chromium could not be installed"
+    return chromium, driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = ensure_chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", "--window-size=1200,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The bundled app with the corpus, answers paced so streaming is visible; limit 3/min."""
+    with running_docent(
+        tmp_path_factory.mktemp("browser"),
+        extractive_pace_ms=40,
+        rate_limit_anon="3/60s",
+        cors_allow_origins=(f"http://127.0.0.1:{DOCS_SITE_PORT}",),
+    ) as docent:
+        docent.ingest(
+            [
+                {**d, "url": f"https://docs.example.com/{d['id'].removesuffix('.md')}"}
+                for d in corpus_documents()
+            ]
+        )
+        yield docent
+
+
+def shadow(driver: Any) -> Any:
+    return driver.execute_script("return window.DocentWidget && window.DocentWidget.root")
+
+
+def wait_for(predicate: Any, timeout: float = 15, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+ASK_AND_RECORD = """
+const [question, done] = [arguments[0], arguments[arguments.length - 1]];
+const root = window.DocentWidget.root;
+const seen = [];
+const observer = new MutationObserver(() => {
+  const answers = root.querySelectorAll('.a');
+  const last = answers[answers.length - 1];
+  if (last) seen.push([last.getAttribute('data-state'), last.textContent.length]);
+});
+observer.observe(root, {subtree: true, childList: true, characterData: true, attributes: true});
+const input = root.querySelector('textarea');
+input.value = question;
+root.querySelector('form').requestSubmit();
+const started = Date.now();
+(function poll() {
+  const answers = root.querySelectorAll('.a');
+  const last = answers[answers.length - 1];
+  const state = last && last.getAttribute('data-state');
+  if ((state === 'done' || state === 'error') || Date.now() - started > 20000) {
+    observer.disconnect();
+    done(seen);
+  } else setTimeout(poll, 20);
+})();
+"""
+
+
+def test_the_page_streams_an_answer_with_source_links_and_a_follow_up(
+    browser: Any, site: Any
+) -> None:
+    browser.get(site.url + "/")
+    wait_for(lambda: shadow(browser), what="the widget")
+    seen = browser.execute_async_script(ASK_AND_RECORD, "How do I configure rate limits?")
+    streaming = [length for state, length in seen if state == "streaming"]
+    final = browser.execute_script(
+        "const a = window.DocentWidget.root.querySelectorAll('.a');"
+        "return a[a.length - 1].textContent"
+    )
+    # Progressive: many intermediate lengths, each shorter than the final answer.
+    assert len(set(streaming)) >= 5, seen[:20]
+    assert min(streaming) < len(final) / 2
+    root = shadow(browser)
+    links = root.find_elements("css selector", ".sources a")
+    assert links
+    assert all(a.get_attribute("href").startswith("https://docs.example.com/") for a in links)
+    cite = root.find_elements("css selector", ".a a[data-cite]")
+    assert cite and cite[0].get_attribute("href").startswith("https://docs.example.com/")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "page-answer.png"))
+
+    # A follow-up: the page sends the earlier turn as history.
+    seen = browser.execute_async_script(ASK_AND_RECORD, "And for API keys?")
+    assert seen and seen[-1][0] == "done"
+    assert len(root.find_elements("css selector", ".turn")) == 2
+
+    # The limit is 3 a minute for anonymous visitors: the third question gets through, the
+    # fourth shows the wait.
+    browser.execute_async_script(ASK_AND_RECORD, "What is Docent?")
+    browser.execute_async_script(ASK_AND_RECORD, "One more?")
+    notice = wait_for(
+        lambda: root.find_elements("css selector", ".notice.limit"), what="the 429 notice"
+    )
+    assert "Try again in" in notice[0].text
+    browser.save_screenshot(str(ARTIFACTS / "page-rate-limited.png"))
+
+
+def test_the_widget_on_another_site(browser: Any, site: Any, tmp_path: Path) -> None:
+    """A docs site on another origin embeds the widget with one script tag (CORS allowed)."""
+    page = tmp_path / "index.html"
+    page.write_text(
+        "<!doctype html><html><head><title>Docs</title></head><body><h1>My docs</h1>"
+        f'<script src="{site.url}/widget.js" data-api="{site.url}" data-key="user-test-key" '
+        'data-title="Ask my docs" defer></script></body></html>'
+    )
+    from starlette.applications import Starlette
+    from starlette.staticfiles import StaticFiles
+
+    docs_site = Starlette()
+    docs_site.mount("/", StaticFiles(directory=tmp_path, html=True))
+    with serve(docs_site, port=DOCS_SITE_PORT) as origin:
+        browser.get(origin + "/")
+        root = wait_for(lambda: shadow(browser), what="the widget")
+        launcher = root.find_element("css selector", ".launcher")
+        assert launcher.text == "Ask my docs"
+        launcher.click()
+        assert root.find_element("css selector", ".panel").is_displayed()
+        seen = browser.execute_async_script(ASK_AND_RECORD, "When are invoices emailed?")
+        assert seen[-1][0] == "done", seen[-5:]
+        assert root.find_elements("css selector", ".sources a")
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "widget.png"))
+
+
+def test_cors_only_for_the_configured_origins(site: Any) -> None:
+    def preflight(origin: str) -> httpx.Response:
+        return httpx.options(
+            f"{site.url}/chat",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-api-key",
+            },
+        )
+
+    origin = f"http://127.0.0.1:{DOCS_SITE_PORT}"
+    allowed = preflight(origin)
+    assert allowed.headers.get("access-control-allow-origin") == origin
+    refused = preflight("https://evil.example")
+    assert "access-control-allow-origin" not in refused.headers
+
+
+def test_metrics_after_a_scripted_session(site: Any) -> None:
+    with site.client(headers={"X-API-Key": "user-test-key"}) as client:
+        client.post("/chat", json={"question": "How do I configure rate limits?"})
+    with site.client() as client:
+        assert client.get("/metrics").status_code == 401
+        body = client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).text
+    lines = [line for line in body.splitlines() if not line.startswith("#")]
+
+    def value(prefix: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
+
+    assert value('docent_requests_total{route="/chat",status="200"}') >= 1
+    assert value('docent_rate_limited_total{route="chat"}') >= 1  # the page's fourth question
+    assert value("docent_stream_seconds_count") >= 1
+    assert value("docent_time_to_first_token_seconds_count") >= 1
+    assert value('docent_tokens_total{kind="completion",model="extractive"}') > 0
+    assert value("docent_open_streams") == 0
+    assert "docent_estimated_cost_usd_total" in body
