@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from docent.aws import http_handler, is_storage_event, storage_handler
-from docent.errors import NotFound
+from docent.errors import NotFound, backend
 from docent.ingest import DocumentIn
 from docent.services import get_services
 from docent.web import AdminDep, ServicesDep, create_app, rate_limit
@@ -79,7 +79,8 @@ async def post_ingest(body: IngestRequest, _: AdminDep, services: ServicesDep) -
         )
         for d in body.documents
     ]
-    result = await services.ingestor.ingest(documents)
+    with backend("vector store"):
+        result = await services.ingestor.ingest(documents)
     return result.as_dict()
 
 
@@ -88,10 +89,15 @@ async def get_documents(
     _: AdminDep,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[str | None, Query(max_length=64)] = None,
+    # The opaque cursor is a point id (a UUID) from the previous page's `next_offset`.
+    offset: Annotated[
+        str | None,
+        Query(pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"),
+    ] = None,
 ) -> DocumentList:
     """The ingested documents, one entry each, paged by `next_offset`."""
-    heads, next_offset = await services.store.documents(limit, offset)
+    with backend("vector store"):
+        heads, next_offset = await services.store.documents(limit, offset)
     return DocumentList(
         documents=[
             DocumentInfo(
@@ -113,7 +119,8 @@ async def get_documents(
 @router.delete("/documents/{document_id:path}", response_model=Deleted)
 async def delete_document(document_id: str, _: AdminDep, services: ServicesDep) -> Deleted:
     """Remove a document and every one of its chunks."""
-    removed = await services.ingestor.delete(document_id)
+    with backend("vector store"):
+        removed = await services.ingestor.delete(document_id)
     if not removed:
         raise NotFound(f"No document with id {document_id!r}.")
     return Deleted(document_id=document_id, deleted_chunks=removed)

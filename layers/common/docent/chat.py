@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docent import metrics
-from docent.errors import DocentError, UpstreamTimeout
+from docent.errors import DocentError, UpstreamTimeout, backend
 from docent.generation import CitationFilter, LinkFilter, Message, Passage, Usage
 from docent.retrieval import Source, fit_budget, retrieve
 from docent.services import Services
@@ -66,14 +66,15 @@ async def prepare(
                 query = await services.answerer.standalone_query(
                     question.question, question.history, usage, deadline
                 )
-            sources = await retrieve(
-                services.store,
-                services.embedder,
-                query,
-                top_k=question.top_k,
-                search_filter=question.filter,
-                usage=usage,
-            )
+            with backend("vector store"):
+                sources = await retrieve(
+                    services.store,
+                    services.embedder,
+                    query,
+                    top_k=question.top_k,
+                    search_filter=question.filter,
+                    usage=usage,
+                )
     except TimeoutError as exc:
         raise UpstreamTimeout("Retrieval did not finish in time.") from exc
     passages = fit_budget(sources, services.settings.max_context_tokens, services.token_model)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 
 class DocentError(Exception):
@@ -106,3 +108,23 @@ class DocumentError(BadRequest):
 
     code = "invalid_document"
     default_message = "The document could not be read."
+
+
+@contextmanager
+def backend(what: str) -> Iterator[None]:
+    """Turn a dependency's own failure into a status: 504 when it timed out, else 503.
+
+    Docent's errors pass through; anything else a client library raises (refused connection,
+    protocol error, a 5xx of the service) means the dependency is unavailable right now.
+    """
+    try:
+        yield
+    except DocentError:
+        raise
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"The {what} did not answer in time.") from exc
+    except Exception as exc:
+        logging.getLogger("docent.errors").warning(
+            "%s failed: %s", what, type(exc).__name__, exc_info=exc
+        )
+        raise Unavailable(f"The {what} is unavailable.", headers={"Retry-After": "5"}) from exc

@@ -84,11 +84,15 @@ class QdrantStore:
 
         try:
             return await fn(self._connect())
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise UpstreamTimeout("The vector store did not answer in time.") from exc
-        except (ConnectionError, httpx.TransportError) as exc:
-            raise Unavailable("The vector store is unreachable.") from exc
         except Exception as exc:
+            # qdrant-client wraps transport failures in ResponseHandlingException(source=...).
+            cause = getattr(exc, "source", None) or exc
+            if isinstance(cause, (TimeoutError, httpx.TimeoutException)):
+                raise UpstreamTimeout("The vector store did not answer in time.") from exc
+            if isinstance(cause, (ConnectionError, httpx.TransportError)):
+                raise Unavailable(
+                    "The vector store is unreachable.", headers={"Retry-After": "5"}
+                ) from exc
             if _is_response_error(exc):
                 raise UpstreamError("The vector store refused the request.") from exc
             raise
