@@ -50,17 +50,21 @@ sam-build: install tools
 test: install llama tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The benchmark suite (a few minutes): figures to bench/results/, table in bench/results/summary.md.
+bench: install
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 test-soak: install
 	$(PY) -m pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check layers functions tests scripts
-	$(VENV)/bin/ruff format --check layers functions tests scripts
+	$(VENV)/bin/ruff check layers functions tests scripts bench
+	$(VENV)/bin/ruff format --check layers functions tests scripts bench
 	$(VENV)/bin/mypy
 
 format: install
-	$(VENV)/bin/ruff check --fix layers functions tests scripts
-	$(VENV)/bin/ruff format layers functions tests scripts
+	$(VENV)/bin/ruff check --fix layers functions tests scripts bench
+	$(VENV)/bin/ruff format layers functions tests scripts bench
 
 clean:
 	rm -rf $(VENV) .venv-llama $(TOOLS) .aws-sam .data .pytest_cache .mypy_cache .ruff_cache layers/common/docent/encodings

@@ -72,3 +72,20 @@ def test_a_missing_encoding_is_a_configuration_error(
             tokens.encoding_for(None)
     finally:
         tokens._encoding.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
+def test_the_prepared_encodings_are_tiktokens_own(name: str) -> None:
+    """The marshal fast path builds exactly the encoding tiktoken builds from the bundled file."""
+    import tiktoken
+    from tiktoken_ext import openai_public
+
+    assert (tokens.BUNDLED / f"{name}.marshal").exists()
+    tokens._encoding.cache_clear()
+    fast = tokens._encoding(name)
+    reference = tiktoken.Encoding(**getattr(openai_public, name)())
+    assert fast._mergeable_ranks == reference._mergeable_ranks
+    assert fast._special_tokens == reference._special_tokens
+    assert fast._pat_str == reference._pat_str
+    text = "Déployez 12345 fois: naïve <|endoftext|> code `x = y`\n\n  indented"
+    assert fast.encode(text, disallowed_special=()) == reference.encode(text, disallowed_special=())

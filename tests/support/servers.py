@@ -130,8 +130,10 @@ def silent_server() -> Iterator[str]:
 
 
 @contextmanager
-def docent_process(env: dict[str, str], data_dir: str) -> Iterator[str]:
-    """`docent serve` in its own process (its own interpreter and memory); yields its base URL."""
+def docent_server(
+    env: dict[str, str], data_dir: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`docent serve` in its own process (its own interpreter and memory): (base URL, process)."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -149,7 +151,14 @@ def docent_process(env: dict[str, str], data_dir: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200, "docent", process)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(10)
+
+
+@contextmanager
+def docent_process(env: dict[str, str], data_dir: str) -> Iterator[str]:
+    """`docent serve` in its own process; yields its base URL."""
+    with docent_server(env, data_dir) as (url, _):
+        yield url

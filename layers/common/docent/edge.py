@@ -161,34 +161,34 @@ class EdgeStore:
             return await self._run(remove)
 
     async def search(self, query: Query) -> list[Hit]:
+        shard = await self._get()
+        points = await self._run(shard.query, self.request(query))
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    def request(self, query: Query) -> qe.QueryRequest:
+        """The engine's request for `query`: BM25 alone, or BM25 and dense fused by RRF."""
         import qdrant_edge as qe
 
-        shard = await self._get()
         flt = _search_filter(qe, query.filter)
         sparse = qe.SparseVector(query.sparse.indices, query.sparse.values)
         if query.dense is None or self._dense_size is None:
-            request = qe.QueryRequest(
+            return qe.QueryRequest(
                 limit=query.limit,
                 query=qe.Query.Nearest(sparse, using=SPARSE),
                 filter=flt,
                 with_payload=True,
             )
-        else:
-            depth = query.limit * PREFETCH_FACTOR
-            request = qe.QueryRequest(
-                limit=query.limit,
-                prefetches=[
-                    qe.Prefetch(depth, query=qe.Query.Nearest(sparse, using=SPARSE), filter=flt),
-                    qe.Prefetch(
-                        depth, query=qe.Query.Nearest(query.dense, using=DENSE), filter=flt
-                    ),
-                ],
-                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # stub omits nested classes
-                filter=flt,
-                with_payload=True,
-            )
-        points = await self._run(shard.query, request)
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+        depth = query.limit * PREFETCH_FACTOR
+        return qe.QueryRequest(
+            limit=query.limit,
+            prefetches=[
+                qe.Prefetch(depth, query=qe.Query.Nearest(sparse, using=SPARSE), filter=flt),
+                qe.Prefetch(depth, query=qe.Query.Nearest(query.dense, using=DENSE), filter=flt),
+            ],
+            query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # stub omits nested classes
+            filter=flt,
+            with_payload=True,
+        )
 
     async def documents(self, limit: int, offset: str | None) -> tuple[list[Hit], str | None]:
         import qdrant_edge as qe

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from docent import metrics, modelclient
 from docent.generation import Usage
-from docent.tokens import count_tokens, encoding_for
+from docent.tokens import encoding_for
 
 if TYPE_CHECKING:
     from docent.config import Settings
@@ -82,25 +82,31 @@ class CachedEmbedder:
         self.ttl_s = ttl_s
         self.store_timeout_s = store_timeout_s
         self.batch_size = batch_size
-        self._slots = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
         self.counters = EmbeddingCounters()
 
     def cache_key(self, text: str) -> str:
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         return f"emb:{self.model}:{self.dimensions or 'native'}:{digest}"
 
-    def prepare(self, text: str) -> str:
-        """The text as sent to the model (truncated where the model would refuse it)."""
-        return text
+    def prepare(self, text: str) -> tuple[str, int]:
+        """The text as sent to the model (truncated where the model would refuse it) and its
+        size in the model's tokens (0 where the provider has no per-request token limit)."""
+        return text, 0
 
-    def batches(self, texts: Sequence[str]) -> list[list[str]]:
+    def batches(self, texts: Sequence[str], sizes: dict[str, int]) -> list[list[str]]:
         return [list(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
 
     async def _embed_batch(self, texts: list[str], usage: Usage) -> list[list[float]]:
         raise NotImplementedError
 
     async def embed_documents(self, texts: Sequence[str], usage: Usage) -> list[list[float]]:
-        prepared = [self.prepare(t) for t in texts]
+        sizes: dict[str, int] = {}
+        prepared = []
+        for text in texts:
+            sent, size = self.prepare(text)
+            sizes[sent] = size
+            prepared.append(sent)
         unique = list(dict.fromkeys(prepared))
         found = await self._cached(unique)
         missing = [t for t in unique if t not in found]
@@ -109,14 +115,17 @@ class CachedEmbedder:
         if self.kv is not None:
             metrics.cache(len(unique) - len(missing), len(missing))
         if missing:
+            # Bounds this call's fan-out only: concurrent questions never queue behind one
+            # another's single-text request (nor behind an ingest's batches).
+            slots = asyncio.Semaphore(self.concurrency)
 
             async def run(batch: list[str]) -> list[list[float]]:
-                async with self._slots:
+                async with slots:
                     self.counters.requests += 1
                     self.counters.texts += len(batch)
                     return await self._embed_batch(batch, usage)
 
-            results = await asyncio.gather(*(run(b) for b in self.batches(missing)))
+            results = await asyncio.gather(*(run(b) for b in self.batches(missing, sizes)))
             fresh = dict(zip(missing, (v for batch in results for v in batch), strict=True))
             found.update(fresh)
             await self._store(fresh)
@@ -165,19 +174,21 @@ class OpenAIEmbedder(CachedEmbedder):
         self.dimensions = settings.embedding_dimensions
         self.encoding = encoding_for(self.model)
 
-    def prepare(self, text: str) -> str:
+    def prepare(self, text: str) -> tuple[str, int]:
+        # Tokenised once here; `batches` reuses the count.
         tokens = self.encoding.encode(text, disallowed_special=())
         if len(tokens) <= MAX_INPUT_TOKENS:
-            return text
-        return self.encoding.decode_bytes(tokens[:MAX_INPUT_TOKENS]).decode("utf-8", "ignore")
+            return text, len(tokens)
+        cut = self.encoding.decode_bytes(tokens[:MAX_INPUT_TOKENS]).decode("utf-8", "ignore")
+        return cut, MAX_INPUT_TOKENS
 
-    def batches(self, texts: Sequence[str]) -> list[list[str]]:
+    def batches(self, texts: Sequence[str], sizes: dict[str, int]) -> list[list[str]]:
         """Up to `batch_size` inputs per request and never over the per-request token limit."""
         batches: list[list[str]] = []
         current: list[str] = []
         tokens = 0
         for text in texts:
-            cost = count_tokens(text, self.model)
+            cost = sizes[text]
             if current and (len(current) >= self.batch_size or tokens + cost > MAX_REQUEST_TOKENS):
                 batches.append(current)
                 current, tokens = [], 0
@@ -188,30 +199,36 @@ class OpenAIEmbedder(CachedEmbedder):
         return batches
 
     async def _embed_batch(self, texts: list[str], usage: Usage) -> list[list[float]]:
+        import httpx
+
         client = modelclient.client_for(self.settings)
-        extra: dict[str, Any] = {}
+        body: dict[str, Any] = {"model": self.model, "input": texts, "encoding_format": "float"}
         if self.dimensions:
-            extra["dimensions"] = self.dimensions
+            body["dimensions"] = self.dimensions
 
         async def create() -> Any:
-            return await client.embeddings.create(
-                model=self.model, input=texts, encoding_format="float", **extra
-            )
+            # The SDK's custom-request path (its auth, retries-by-us, status errors) with the
+            # JSON read as is: no pydantic model per vector.
+            response = await client.post("/embeddings", cast_to=httpx.Response, body=body)
+            return response.json()
 
-        response = await modelclient.call(
+        payload = await modelclient.call(
             create,
             deadline=time.monotonic() + self.settings.model_timeout_s * 2,
             retries=self.settings.model_max_retries,
             what="embeddings",
         )
-        if response.usage is not None:
-            usage.embedding_tokens += response.usage.prompt_tokens or 0
-        data = sorted(response.data, key=lambda item: item.index)
-        if len(data) != len(texts):
-            from docent.errors import UpstreamError
+        from docent.errors import UpstreamError
 
-            raise UpstreamError(f"The embeddings server returned {len(data)} of {len(texts)}.")
-        return [list(item.embedding) for item in data]
+        try:
+            usage.embedding_tokens += int((payload.get("usage") or {}).get("prompt_tokens") or 0)
+            data = sorted(payload["data"], key=lambda item: item["index"])
+            vectors = [[float(v) for v in item["embedding"]] for item in data]
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError("The embeddings server sent a malformed answer.") from exc
+        if len(vectors) != len(texts):
+            raise UpstreamError(f"The embeddings server returned {len(vectors)} of {len(texts)}.")
+        return vectors
 
 
 class LocalEmbedder(CachedEmbedder):
@@ -235,6 +252,7 @@ class LocalEmbedder(CachedEmbedder):
         self.dimensions = None
         self._model: Any = None
         self._loading = asyncio.Lock()
+        self._busy = asyncio.Lock()  # one CPU-bound batch at a time in the process
 
     async def _load(self) -> Any:
         async with self._loading:
@@ -244,9 +262,10 @@ class LocalEmbedder(CachedEmbedder):
 
     async def _embed_batch(self, texts: list[str], usage: Usage) -> list[list[float]]:
         model = await self._load()
-        vectors = await asyncio.to_thread(
-            model.encode, texts, batch_size=len(texts), normalize_embeddings=True
-        )
+        async with self._busy:
+            vectors = await asyncio.to_thread(
+                model.encode, texts, batch_size=len(texts), normalize_embeddings=True
+            )
         return [list(map(float, v)) for v in vectors]
 
 

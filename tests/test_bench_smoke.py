@@ -1,0 +1,66 @@
+"""The benchmark suite at toy sizes, so `make bench` cannot silently rot.
+
+Timings are not asserted (a busy machine would flake them); what is asserted is that every
+section runs end to end, writes its figures, and that the figures that are counts, not times,
+say what the full run's targets need.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert set(results) == {"machine", "chat", "ingest", "retrieval", "coldstart", "memory",
+                            "limiter"}  # fmt: skip
+
+    for level in results["chat"]["levels"].values():
+        assert level["docent"]["errors"] == 0 and level["direct"]["errors"] == 0
+        assert level["docent"]["ttft_ms"]["n"] == level["docent"]["requests"]
+        assert level["sources_before_model_first_token"] is True
+
+    ingest = results["ingest"]
+    assert ingest["embedded"]["chunks"] > ingest["files"]
+    assert ingest["embedded"]["reingest_unchanged"] == ingest["files"]
+    embeddings = ingest["with_embeddings"]
+    assert embeddings["reingest_embedding_requests"] == 0
+    assert embeddings["per_chunk_requests_per_1000_chunks"] == 1000.0
+    assert embeddings["embedding_requests"] < embeddings["chunks"] / 10
+
+    retrieval = results["retrieval"]
+    assert retrieval["chunks"] >= 300
+    for mode in ("bm25", "hybrid"):
+        assert retrieval[mode]["docent_ms"]["n"] == retrieval[mode]["engine_ms"]["n"] > 0
+
+    cold = results["coldstart"]
+    for name in ("health", "chat", "ingest"):
+        assert cold[f"{name}_lazy"]["status"] == 200
+        assert cold[f"{name}_eager"]["status"] == 200
+    assert cold["health_lazy"]["heavy_modules_loaded"] == []
+    assert "qdrant_client" in cold["health_eager"]["heavy_modules_loaded"]
+
+    memory = results["memory"]
+    assert memory["idle_mb"] > 0 and memory["with_open_streams_mb"] >= memory["idle_mb"]
+    assert set(results["limiter"]) >= {"memory", "redis", "upstash_gateway"}
+
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| Measure | Figure | Target | Met |" in summary
+    assert "None" not in summary  # every target's figure was found

@@ -1,0 +1,672 @@
+"""Soak: mixed traffic at a steady rate against the bundled app in its own process.
+
+`make test-soak` runs it (`pytest -m soak`); `make test` leaves it out. `SOAK_SECONDS` sets the
+duration (default 1800: 30 minutes), `SOAK_RPS` the total request rate (default 20/s).
+
+The app (`docent serve`) runs in its own interpreter so that its resident memory is its own;
+answers and embeddings come from the OpenAI-compatible stand-in, served in a thread here. The
+traffic is open-loop (requests start on a fixed schedule, whatever the previous ones are
+doing): streamed and JSON chat, follow-ups with history, filters, anonymous callers, ingest and
+delete of small documents, the document list, /health, /metrics, requests that must be refused
+with a 4xx, and model faults injected on cue: persistent ones (the answer must end with an
+`error` event, or a 502 in JSON mode) and transient ones (the retry must hide them).
+
+After a warm-up (the first 10% of the run) it asserts:
+- resident memory stays within 10% of what it was when the warm-up ended;
+- no request failed beyond the injected faults (every response is the one its kind expects);
+- the p99 time to `done` of streamed chat in the last third of the run is at most 1.5 times
+  (plus 50 ms) that of the first third (warm-up excluded).
+
+The figures are printed (`-s`) and written to tests/artifacts/soak.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tests.conftest import ADMIN_KEY, USER_KEY, corpus_documents, parse_sse, serve
+from tests.support.servers import free_port
+from tests.support.standins import StandIn
+
+
+def _env_number(name: str, default: float) -> float:
+    """A positive number from the environment; the default when unset or unreadable."""
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+    return value if value > 0 and math.isfinite(value) else default
+
+
+SOAK_SECONDS = _env_number("SOAK_SECONDS", 1800)
+SOAK_RPS = _env_number("SOAK_RPS", 20)
+
+WARM_UP = 0.10  # share of the run before memory and latency baselines are taken
+RSS_GROWTH = 1.10  # max RSS after warm-up / RSS at the end of warm-up
+P99_GROWTH = 1.5  # last third's p99 / first third's p99 ...
+P99_SLACK_S = 0.050  # ... plus this, so a tiny baseline does not flake
+REQUEST_TIMEOUT_S = 30.0  # every request, whole (a stream's reads included)
+MAX_IN_FLIGHT = 256  # beyond this the app is not keeping up: counted as errors
+DRAIN_S = 45.0  # for requests still running when the schedule ends
+LIVE_DOCUMENTS = 5  # soak documents kept ingested; older ones are deleted
+MAX_CHAT_BODY = 16 * 1024
+ARTIFACT = Path(__file__).parent / "artifacts" / "soak.json"
+
+PERSISTENT_FAULT = "[soak-fault]"
+TRANSIENT_FAULT = re.compile(r"\[soak-retry-(\d+)\]")
+
+ADMIN = {"X-API-Key": ADMIN_KEY}
+USER = {"X-API-Key": USER_KEY}
+JSON_ACCEPT = {"Accept": "application/json"}
+
+QUESTIONS = [
+    "How do I install Acme with pip?",
+    "What Python version does Acme need?",
+    "How much disk space does Acme need?",
+    "Which port does the Acme server listen on?",
+    "How do I upgrade Acme?",
+    "Does Acme run on macOS?",
+    "When are invoices emailed?",
+    "Can I download past invoices as PDF?",
+    "Which payment methods does Acme accept?",
+    "How long do refunds take?",
+    "What is the API rate limit?",
+    "What happens when I exceed the rate limit?",
+    "Which header tells me when to retry after a 429?",
+    "How can enterprise customers raise their quota?",
+    "How do I calibrate the widget?",
+]
+PREFIXES = ["", "Quick question: ", "Docs question - ", "Please explain: "]
+
+# The weights of each kind in every 100 requests ("mostly streamed chat").
+MIX = {
+    "chat": 44,  # streamed, user key
+    "chat_anon": 6,  # streamed, no key
+    "chat_history": 4,  # streamed follow-up: a query rewrite, then the answer
+    "chat_filter": 3,  # streamed, filtered by document or tag
+    "chat_json": 8,  # Accept: application/json
+    "chat_retry": 3,  # one transient model fault (500 or 429): the retry must hide it
+    "fault_stream": 2,  # the model fails every attempt: an `error` event
+    "fault_json": 1,  # the same in JSON mode: a 502
+    "ingest": 5,
+    "delete": 6,  # one more than ingest: the soak documents stay few
+    "documents": 4,
+    "health": 8,
+    "metrics": 1,
+    "bad": 5,
+}
+STREAMED_CHAT = {"chat", "chat_anon", "chat_history", "chat_filter"}  # the p99 sample
+
+Outcome = tuple[str, str]  # ("ok" | "injected" | "error", detail)
+
+
+@dataclass
+class SoakStandIn(StandIn):
+    """The stand-in, faulting on cue by the question (exact attribution under concurrency) and
+    keeping no history of requests (it would grow for the whole run)."""
+
+    retried: set[str] = field(default_factory=set)
+    retry_faults: int = 0
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        if body.get("stream"):
+            asked = str(body["messages"][-1]["content"])
+            if PERSISTENT_FAULT in asked:
+                return _fault(500)
+            match = TRANSIENT_FAULT.search(asked)
+            if match and match[1] not in self.retried:
+                self.retried.add(match[1])
+                self.retry_faults += 1
+                if int(match[1]) % 2:
+                    return _fault(429, {"retry-after-ms": "20"})
+                return _fault(500)
+            if match:
+                self.retried.discard(match[1])
+        response = await super().chat(request)
+        self.chat_requests.clear()
+        return response
+
+    async def embeddings(self, request: Request) -> Response:
+        response = await super().embeddings(request)
+        self.embedding_requests.clear()
+        return response
+
+
+def _fault(status: int, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": {"message": f"injected {status}", "type": "injected"}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+@dataclass
+class Record:
+    kind: str
+    started: float  # seconds since the schedule began
+    latency: float
+    outcome: str
+    detail: str
+
+
+@dataclass
+class Sample:
+    at: float  # seconds since the schedule began
+    rss_kb: int
+    threads: int
+    fds: int
+
+
+@dataclass
+class Soak:
+    """The run's state: what was sent, what came back, and the app's memory over time."""
+
+    client: httpx.AsyncClient
+    rng: random.Random
+    started: float = field(default_factory=time.monotonic)
+    records: list[Record] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    live: deque[str] = field(default_factory=deque)
+    max_lag_s: float = 0.0
+    bad_sent: int = 0
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+
+# Reading the app's process ----------------------------------------------------------------------
+
+
+def process_sample(pid: int, at: float) -> Sample | None:
+    """The process's resident memory, threads and open descriptors; None once it has gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+    fields = {
+        name: value for name, _, value in (line.partition(":") for line in status.splitlines())
+    }
+    if "VmRSS" not in fields:  # a zombie: exited, not yet reaped
+        return None
+    return Sample(at, int(fields["VmRSS"].split()[0]), int(fields["Threads"].strip()), fds)
+
+
+def cpu_seconds(pid: int) -> float:
+    # Fields after the command name (which may hold spaces): utime and stime are 14th and 15th.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def docent_server(
+    env: dict[str, str], data_dir: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`docent serve` in its own process, as tests/support/servers.py's `docent_process` starts
+    it, but with its process (for its pid) and its output kept in a log file."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "QDRANT_PATH": str(data_dir / "qdrant"),
+        "SAMPLE_CORPUS": "",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    log_path = data_dir / "docent.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "docent.cli", "serve", "--host", "127.0.0.1",
+             "--port", str(port)],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"docent did not start (exit {process.poll()}): {log_tail(log_path)}"
+                    )
+                time.sleep(0.1)
+            yield url, process
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# The requests -----------------------------------------------------------------------------------
+
+
+def question(n: int, rng: random.Random) -> str:
+    text = rng.choice(PREFIXES) + rng.choice(QUESTIONS)
+    # One in ten is unique, as real traffic has: the embedding cache sees misses all run long.
+    return f"{text} (ticket {n})" if n % 10 == 0 else text
+
+
+async def stream_chat(
+    client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[int, list[dict[str, Any]], str]:
+    async with client.stream("POST", "/chat", json=body, headers=headers) as response:
+        if response.status_code != 200:
+            return response.status_code, [], (await response.aread()).decode(errors="replace")
+        lines = [line async for line in response.aiter_lines()]
+    text = "\n".join(lines)
+    return 200, parse_sse(text), text
+
+
+def answered(status: int, events: list[dict[str, Any]], text: str) -> Outcome:
+    """A streamed answer as the contract says: sources, chunks, then done."""
+    kinds = [e.get("type") for e in events]
+    if (
+        status == 200
+        and len(kinds) >= 3
+        and kinds[0] == "sources"
+        and kinds[-1] == "done"
+        and set(kinds[1:-1]) == {"chunk"}
+    ):
+        return "ok", ""
+    return "error", f"{status} {kinds} {text[-300:]}"
+
+
+async def chat(soak: Soak, n: int, kind: str) -> Outcome:
+    body: dict[str, Any] = {"question": question(n, soak.rng)}
+    headers = dict(USER)
+    if kind == "chat_anon":
+        headers = {}
+    elif kind == "chat_history":
+        body = {
+            "question": "And how do I upgrade it?",
+            "history": [
+                {"role": "user", "content": "How do I install Acme?"},
+                {"role": "assistant", "content": "Install it with pip [S1]."},
+            ],
+        }
+    elif kind == "chat_filter":
+        body["filter"] = {"document_id": "limits.md"} if n % 2 else {"tags": ["account", "setup"]}
+        body["top_k"] = 1 + n % 8
+    elif kind == "chat_retry":
+        body["question"] = f"{body['question']} [soak-retry-{n}]"
+    status, events, text = await stream_chat(soak.client, body, headers)
+    return answered(status, events, text)
+
+
+async def chat_json(soak: Soak, n: int, kind: str) -> Outcome:
+    body = {"question": question(n, soak.rng)}
+    response = await soak.client.post("/chat", json=body, headers={**USER, **JSON_ACCEPT})
+    if response.status_code == 200 and response.headers["content-type"] == "application/json":
+        answer = response.json()
+        if answer.get("answer") and answer.get("sources") and answer.get("request_id"):
+            return "ok", ""
+    return "error", f"{response.status_code} {response.text[:300]}"
+
+
+async def fault(soak: Soak, n: int, kind: str) -> Outcome:
+    body = {"question": f"{question(n, soak.rng)} {PERSISTENT_FAULT}"}
+    if kind == "fault_json":
+        response = await soak.client.post("/chat", json=body, headers={**USER, **JSON_ACCEPT})
+        code = response.json().get("error", {}).get("code") if response.status_code == 502 else None
+        if code == "upstream_error":
+            return "injected", ""
+        return "error", f"fault not reported: {response.status_code} {response.text[:300]}"
+    status, events, text = await stream_chat(soak.client, body, USER)
+    kinds = [e.get("type") for e in events]
+    if (
+        status == 200
+        and kinds[:1] == ["sources"]
+        and kinds[-1:] == ["error"]
+        and events[-1].get("code") == "upstream_error"
+    ):
+        return "injected", ""
+    return "error", f"fault not reported: {status} {kinds} {text[-300:]}"
+
+
+DOCUMENT_TEXTS = [
+    f"# Soak note {k}\n\n## Widgets\n\nWidget model {k} calibrates itself every {k + 2} "
+    f"minutes and reports drift above {k * 3 + 1} percent.\n\n## Support\n\nWrite to "
+    f"team-{k}@acme.test for help with widget model {k}.\n"
+    for k in range(8)
+]
+
+
+async def ingest(soak: Soak, n: int, kind: str) -> Outcome:
+    document_id = f"soak-{n}.md"
+    document = {
+        "id": document_id,
+        "text": DOCUMENT_TEXTS[n % len(DOCUMENT_TEXTS)],
+        "url": f"https://docs.acme.test/soak/{n}",
+        "tags": ["soak"],
+    }
+    response = await soak.client.post("/ingest", json={"documents": [document]}, headers=ADMIN)
+    if response.status_code == 200 and response.json().get("chunks", 0) >= 1:
+        soak.live.append(document_id)
+        return "ok", ""
+    return "error", f"{response.status_code} {response.text[:300]}"
+
+
+async def delete(soak: Soak, n: int, kind: str) -> Outcome:
+    if len(soak.live) <= LIVE_DOCUMENTS:
+        return await health(soak, n, kind)
+    document_id = soak.live.popleft()
+    response = await soak.client.delete(f"/documents/{document_id}", headers=ADMIN)
+    if response.status_code == 200 and response.json().get("deleted_chunks", 0) >= 1:
+        return "ok", ""
+    return "error", f"{document_id}: {response.status_code} {response.text[:300]}"
+
+
+async def documents(soak: Soak, n: int, kind: str) -> Outcome:
+    response = await soak.client.get("/documents", params={"limit": 50}, headers=ADMIN)
+    if response.status_code == 200 and isinstance(response.json().get("documents"), list):
+        return "ok", ""
+    return "error", f"{response.status_code} {response.text[:300]}"
+
+
+async def health(soak: Soak, n: int, kind: str) -> Outcome:
+    response = await soak.client.get("/health")
+    if response.status_code == 200 and response.json().get("status") == "ok":
+        return "ok", ""
+    return "error", f"{response.status_code} {response.text[:300]}"
+
+
+async def metrics(soak: Soak, n: int, kind: str) -> Outcome:
+    response = await soak.client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    if response.status_code == 200 and "docent_requests" in response.text:
+        return "ok", ""
+    return "error", f"{response.status_code} {response.text[:300]}"
+
+
+def bad_requests(
+    n: int,
+) -> list[tuple[int, Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]]]:
+    """Requests the app must refuse, each with the status it must refuse them with."""
+    return [
+        (422, lambda c: c.post("/chat", json={"question": "   "}, headers=USER)),
+        (422, lambda c: c.post("/chat", json={"question": "x", "top_k": 99}, headers=USER)),
+        (422, lambda c: c.post("/chat", json={"question": "x", "extra": 1}, headers=USER)),
+        (
+            400,
+            lambda c: c.post(
+                "/chat",
+                content=b'{"question": ',
+                headers={**USER, "Content-Type": "application/json"},
+            ),
+        ),
+        (
+            415,
+            lambda c: c.post(
+                "/chat", content=b"hello", headers={**USER, "Content-Type": "text/plain"}
+            ),
+        ),
+        (
+            413,
+            lambda c: c.post("/chat", json={"question": "x" * (MAX_CHAT_BODY + 100)}, headers=USER),
+        ),
+        (401, lambda c: c.post("/chat", json={"question": "x"}, headers={"X-API-Key": "wrong"})),
+        (401, lambda c: c.post("/ingest", json={"documents": [{"id": "a", "text": "a"}]})),
+        (403, lambda c: c.get("/documents", headers=USER)),
+        (404, lambda c: c.delete(f"/documents/soak-missing-{n}.md", headers=ADMIN)),
+        (422, lambda c: c.get("/documents", params={"offset": "not-a-cursor"}, headers=ADMIN)),
+        (404, lambda c: c.get(f"/no-such-route/{n}")),
+        (405, lambda c: c.put("/chat", json={"question": "x"}, headers=USER)),
+    ]
+
+
+async def bad(soak: Soak, n: int, kind: str) -> Outcome:
+    options = bad_requests(n)
+    expected, send = options[soak.bad_sent % len(options)]
+    soak.bad_sent += 1
+    response = await send(soak.client)
+    if response.status_code == expected and "error" in response.json():
+        return "ok", ""
+    return "error", f"expected {expected}: {response.status_code} {response.text[:300]}"
+
+
+SENDERS: dict[str, Callable[[Soak, int, str], Awaitable[Outcome]]] = {
+    "chat": chat,
+    "chat_anon": chat,
+    "chat_history": chat,
+    "chat_filter": chat,
+    "chat_retry": chat,
+    "chat_json": chat_json,
+    "fault_stream": fault,
+    "fault_json": fault,
+    "ingest": ingest,
+    "delete": delete,
+    "documents": documents,
+    "health": health,
+    "metrics": metrics,
+    "bad": bad,
+}
+
+
+# The run ----------------------------------------------------------------------------------------
+
+
+async def send_one(soak: Soak, n: int, kind: str) -> None:
+    started = soak.now()
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            outcome, detail = await SENDERS[kind](soak, n, kind)
+    except TimeoutError:
+        outcome, detail = "error", f"no answer within {REQUEST_TIMEOUT_S}s"
+    except (httpx.HTTPError, ValueError, KeyError) as exc:  # ValueError: a body that is not JSON
+        outcome, detail = "error", f"{type(exc).__name__}: {exc}"
+    soak.records.append(Record(kind, started, soak.now() - started, outcome, detail))
+
+
+async def sample_process(soak: Soak, pid: int, interval: float, stop: asyncio.Event) -> None:
+    while True:
+        sample = process_sample(pid, soak.now())
+        if sample is None:
+            return
+        soak.samples.append(sample)
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+            return
+        except TimeoutError:
+            continue
+
+
+def schedule(total: int, rng: random.Random) -> list[str]:
+    """Every 100 requests hold each kind its weight's times, shuffled."""
+    block = [kind for kind, weight in MIX.items() for _ in range(weight)]
+    kinds: list[str] = []
+    while len(kinds) < total:
+        rng.shuffle(block)
+        kinds.extend(block)
+    return kinds[:total]
+
+
+async def run(url: str, pid: int, duration: float, rps: float) -> Soak:
+    limits = httpx.Limits(max_connections=MAX_IN_FLIGHT + 16, max_keepalive_connections=64)
+    timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
+        soak = Soak(client, random.Random(20240601))
+        in_flight: set[asyncio.Task[None]] = set()
+        stop = asyncio.Event()
+        interval = min(10.0, max(1.0, duration / 30))
+        sampler = asyncio.create_task(sample_process(soak, pid, interval, stop))
+        kinds = schedule(int(duration * rps), soak.rng)
+        for n, kind in enumerate(kinds):
+            lag = soak.now() - n / rps
+            if lag < 0:
+                await asyncio.sleep(-lag)
+            soak.max_lag_s = max(soak.max_lag_s, lag)
+            if len(in_flight) >= MAX_IN_FLIGHT:
+                soak.records.append(
+                    Record(kind, soak.now(), 0.0, "error", f"{MAX_IN_FLIGHT} requests in flight")
+                )
+                continue
+            task = asyncio.create_task(send_one(soak, n, kind))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=DRAIN_S)
+        for task in list(in_flight):
+            task.cancel()
+            soak.records.append(
+                Record("drain", soak.now(), 0.0, "error", f"still running after {DRAIN_S}s")
+            )
+        stop.set()
+        await sampler
+        sample = process_sample(pid, soak.now())
+        if sample is not None:
+            soak.samples.append(sample)
+        return soak
+
+
+def p99(values: list[float]) -> float:
+    """Nearest-rank 99th percentile (0 for no values)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+def open_streams(url: str) -> float:
+    response = httpx.get(
+        f"{url}/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10
+    )
+    match = re.search(r"^docent_open_streams (\S+)$", response.text, re.MULTILINE)
+    return float(match[1]) if match else math.nan
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(int(SOAK_SECONDS) + 300)
+def test_steady_mixed_traffic_keeps_memory_errors_and_latency_flat(tmp_path: Path) -> None:
+    duration, rps = SOAK_SECONDS, SOAK_RPS
+    assert duration >= 30, "SOAK_SECONDS must be at least 30 (warm-up and thirds)"
+    model = SoakStandIn(first_token_s=0.02, token_interval_s=0.005)
+    with serve(model.app()) as model_url:
+        env = {
+            "OPENAI_BASE_URL": f"{model_url}/v1",
+            "EMBEDDING_PROVIDER": "openai",
+            "ADMIN_API_KEYS": ADMIN_KEY,
+            "API_KEYS": USER_KEY,
+            "RATE_LIMIT_ANON": "1000000/60s",
+            "RATE_LIMIT_KEY": "1000000/60s",
+            "RATE_LIMIT_BAD_KEY": "1000000/60s",
+            "MODEL_TIMEOUT_S": "10",
+            "REQUEST_TIMEOUT_S": "20",
+            "MAX_CHAT_BODY_BYTES": str(MAX_CHAT_BODY),
+        }
+        with docent_server(env, tmp_path) as (url, process):
+            seeded = httpx.post(
+                f"{url}/ingest", json={"documents": corpus_documents()}, headers=ADMIN, timeout=60
+            )
+            assert seeded.status_code == 200, seeded.text
+            cpu_before = cpu_seconds(process.pid)
+            soak = asyncio.run(run(url, process.pid, duration, rps))
+            cpu = cpu_seconds(process.pid) - cpu_before
+            streams_left = open_streams(url)
+            alive = process.poll() is None
+        log = log_tail(tmp_path / "docent.log")
+
+    warm_up = duration * WARM_UP
+    assert soak.samples, f"docent's memory could not be read: {log}"
+    settled = [s for s in soak.samples if s.at >= warm_up] or soak.samples[-1:]
+    base, end = settled[0], soak.samples[-1]
+    peak = max(settled, key=lambda s: s.rss_kb)
+    chats = [r for r in soak.records if r.kind in STREAMED_CHAT and r.outcome == "ok"]
+    first = [r.latency for r in chats if warm_up <= r.started < duration / 3]
+    last = [r.latency for r in chats if r.started >= 2 * duration / 3]
+    p99_first, p99_last = p99(first), p99(last)
+    outcomes = Counter(r.outcome for r in soak.records)
+    errors = [r for r in soak.records if r.outcome == "error"]
+    figures: dict[str, Any] = {
+        "duration_s": duration,
+        "rps": rps,
+        "requests": len(soak.records),
+        "by_kind": dict(sorted(Counter(r.kind for r in soak.records).items())),
+        "ok": outcomes["ok"],
+        "injected": outcomes["injected"],
+        "transient_faults_retried": model.retry_faults,
+        "errors": len(errors),
+        "error_examples": [f"{r.kind} @{r.started:.1f}s: {r.detail}" for r in errors[:10]],
+        "rss_mb": {
+            "start": round(soak.samples[0].rss_kb / 1024, 1),
+            "warm": round(base.rss_kb / 1024, 1),
+            "max": round(peak.rss_kb / 1024, 1),
+            "max_at_s": round(peak.at, 1),
+            "end": round(end.rss_kb / 1024, 1),
+            "growth": round(peak.rss_kb / base.rss_kb, 3),
+        },
+        "rss_samples_mb": [[round(s.at, 1), round(s.rss_kb / 1024, 1)] for s in soak.samples],
+        "threads": {"warm": base.threads, "end": end.threads},
+        "fds": {"warm": base.fds, "max": max(s.fds for s in settled), "end": end.fds},
+        "chat_p99_ms": {
+            "first_third": round(p99_first * 1000, 1),
+            "last_third": round(p99_last * 1000, 1),
+            "samples": [len(first), len(last)],
+        },
+        "chat_p50_ms": round(sorted(r.latency for r in chats)[len(chats) // 2] * 1000, 1)
+        if chats
+        else None,
+        "max_schedule_lag_ms": round(soak.max_lag_s * 1000, 1),
+        "app_cpu_s": round(cpu, 1),
+        "open_streams_after": streams_left,
+    }
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTIFACT.write_text(json.dumps(figures, indent=2) + "\n")
+    print(
+        f"\nsoak {duration:.0f}s at {rps:g}/s: {figures['requests']} requests, "
+        f"{figures['ok']} ok, {figures['injected']} injected faults, {len(errors)} errors; "
+        f"RSS MB start {figures['rss_mb']['start']} warm {figures['rss_mb']['warm']} "
+        f"max {figures['rss_mb']['max']} end {figures['rss_mb']['end']} "
+        f"(x{figures['rss_mb']['growth']}); chat p99 ms first third "
+        f"{figures['chat_p99_ms']['first_third']} last third "
+        f"{figures['chat_p99_ms']['last_third']}; fds {base.fds}->{end.fds}; "
+        f"app CPU {cpu:.1f}s; figures in {ARTIFACT}"
+    )
+
+    assert alive, f"docent exited during the soak: {log}"
+    assert not errors, f"{len(errors)} errors beyond injected faults: {figures['error_examples']}"
+    expected_faults = sum(1 for r in soak.records if r.kind in ("fault_stream", "fault_json"))
+    assert outcomes["injected"] == expected_faults
+    assert model.retry_faults == figures["by_kind"].get("chat_retry", 0)
+    assert peak.rss_kb <= RSS_GROWTH * base.rss_kb, (
+        f"RSS grew from {base.rss_kb / 1024:.1f} MB to {peak.rss_kb / 1024:.1f} MB "
+        f"at {peak.at:.0f}s: {figures['rss_samples_mb']}"
+    )
+    assert first and last, "too few chats to compare latency"
+    assert p99_last <= P99_GROWTH * p99_first + P99_SLACK_S, (
+        f"chat p99 went from {p99_first * 1000:.0f} ms to {p99_last * 1000:.0f} ms"
+    )
+    assert streams_left == 0, f"{streams_left} chat streams still counted open after the run"
