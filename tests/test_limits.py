@@ -30,7 +30,10 @@ def test_memory_window_weights_the_previous_window() -> None:
     now[0] += 60 * 1.25  # a quarter into the next window: 75% of 10 still counts
     later = asyncio.run(hits(4))
     assert [d.allowed for d in later] == [True, True, True, False]
-    assert first[-1].retry_after(now=1_000_000.0) == 20 or first[-1].retry_after() >= 1
+    # Refused at the window's start: the window rolls 60 s later, and Retry-After says so.
+    assert first[-1].reset_at == 60.0 * 16_667 + 60
+    assert first[-1].retry_after(now=60.0 * 16_667) == 60
+    assert first[-1].retry_after(now=60.0 * 16_667 + 59.5) == 1
 
 
 @pytest.fixture(params=["memory", "redis", "upstash"])

@@ -95,3 +95,59 @@ def test_hostile_files_are_refused_clearly(data: bytes, name: str, message: str)
     with pytest.raises(DocumentError, match=message) as caught:
         extract(data, name)
     assert name in caught.value.message
+
+
+def bomb_pdf(expanded_mb: int) -> bytes:
+    """A one-page PDF whose content stream inflates to `expanded_mb` MB (a compression bomb)."""
+    import zlib
+
+    squeeze = zlib.compressobj(9)
+    block = b"BT /F1 12 Tf 72 720 Td (bomb) Tj ET\n" * (1024 * 1024 // 36)
+    stream = b"".join(squeeze.compress(block) for _ in range(expanded_mb)) + squeeze.flush()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def test_a_pdf_compression_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
+    """1 MB on disk, 400 MB inflated: refused by name, and the worker's memory stays bounded."""
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.pdf"
+    bomb.write_bytes(bomb_pdf(400))
+    assert bomb.stat().st_size < 2 * 1024 * 1024
+    with pytest.raises(DocumentError, match="expands beyond the size limit"):
+        extract(bomb.read_bytes(), "bomb.pdf")
+    # Peak memory of a fresh process doing the same: far below what the bomb inflates to.
+    probe = (
+        "import resource, sys\n"
+        "from docent.parsing import extract\n"
+        "from docent.errors import DocumentError\n"
+        "try:\n"
+        f"    extract(open({str(bomb)!r}, 'rb').read(), 'bomb.pdf')\n"
+        "except DocumentError:\n"
+        "    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    peak_mb = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                 check=True).stdout)  # fmt: skip
+    assert peak_mb < 250, f"peak RSS {peak_mb} MB"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -107,6 +108,7 @@ def test_no_secret_or_internal_url_in_bodies_or_logs(
         "upstash": "upstash-SECRET-token",
     }
     bodies: list[str] = []
+    upstash = f"127.0.0.1:{free_port()}"  # an internal address, refusing connections
     with (
         caplog.at_level(logging.DEBUG, logger="docent"),
         running_docent(
@@ -114,7 +116,7 @@ def test_no_secret_or_internal_url_in_bodies_or_logs(
             openai_base_url=url,
             openai_api_key=secrets["openai"],
             embedding_provider="none",
-            upstash_redis_rest_url=f"http://127.0.0.1:{free_port()}",
+            upstash_redis_rest_url=f"http://{upstash}",
             upstash_redis_rest_token=secrets["upstash"],
             rate_limit_fail_open=True,
         ) as docent,
@@ -137,6 +139,33 @@ def test_no_secret_or_internal_url_in_bodies_or_logs(
     for text in bodies:
         assert "127.0.0.1" not in text
         assert not re.search(r"Traceback|File \"/", text)
+    assert upstash not in logs and url.split("//")[1] not in logs
+
+
+def test_logs_are_json_lines_carrying_the_request_id(tmp_path: Path) -> None:
+    import io
+
+    from docent.logs import get_logger
+
+    production = get_logger().handlers[0].formatter  # the Powertools JSON formatter
+    captured = io.StringIO()
+    tap = logging.StreamHandler(captured)
+    tap.setFormatter(production)
+    logging.getLogger("docent").addHandler(tap)
+    try:
+        with running_docent(tmp_path) as docent, docent.client() as client:
+            responses = [
+                client.get("/health"),
+                client.post("/chat", json={"question": "anything"}),
+                client.post("/chat", json={"question": ""}),
+            ]
+    finally:
+        logging.getLogger("docent").removeHandler(tap)
+    ids = {r.headers["x-request-id"] for r in responses}
+    records = [json.loads(line) for line in captured.getvalue().splitlines()]  # all JSON
+    logged = {r["request_id"] for r in records if r.get("message") == "request"}
+    assert ids <= logged
+    assert all({"level", "timestamp", "message", "service"} <= set(r) for r in records)
 
 
 def httpx_fault(status: int) -> Any:

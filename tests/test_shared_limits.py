@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ADMIN_KEY, running_docent
-from tests.support.servers import GATEWAY_TOKEN, docent_process, silent_server
+from tests.support.servers import GATEWAY_TOKEN, docent_process, free_port, silent_server
 
 
 @pytest.mark.services
@@ -65,10 +67,21 @@ def hung_store(tmp_path: Path, address: str, **overrides: object) -> object:
     )
 
 
-def test_a_hung_store_admits_chat_and_refuses_ingest_by_default(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@contextmanager
+def unreachable(kind: str) -> Iterator[str]:
+    """A store address that hangs (accepts, never answers) or refuses connections."""
+    if kind == "hung":
+        with silent_server() as address:
+            yield address
+    else:
+        yield f"127.0.0.1:{free_port()}"
+
+
+@pytest.mark.parametrize("kind", ["hung", "refused"])
+def test_a_store_down_admits_chat_and_refuses_ingest_by_default(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
-    with silent_server() as address, hung_store(tmp_path, address) as docent:  # type: ignore[attr-defined]
+    with unreachable(kind) as address, hung_store(tmp_path, address) as docent:  # type: ignore[attr-defined]
         with docent.client() as client, caplog.at_level(logging.WARNING):
             chat = client.post("/chat", json={"question": "anything"})
         with docent.admin() as admin:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_KEY, USER_KEY, Docent, running_docent
+from tests.support.standins import StandIn
 
 
 def error_of(response: httpx.Response) -> dict[str, str]:
@@ -194,3 +195,61 @@ def test_hostile_bodies_get_a_clear_4xx(docent: Docent, body: bytes) -> None:
     assert 400 <= response.status_code < 500
     assert error_of(response)["code"] in {"bad_request", "validation_error", "payload_too_large"}
     assert health.status_code == 200
+
+
+def test_a_50_mb_ingest_is_413_and_writes_nothing(docent: Docent) -> None:
+    """Over MAX_BODY_BYTES (10 MiB): refused as it arrives, nothing parsed or written."""
+    huge = b'{"documents": [{"id": "big.md", "text": "' + b"x" * (50 * 1024 * 1024) + b'"}]}'
+    with docent.admin() as client:
+        response = client.post(
+            "/ingest", content=huge, headers={"content-type": "application/json"}
+        )
+        listing = client.get("/documents").json()
+        health = client.get("/health")
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "payload_too_large"
+    assert listing["documents"] == []
+    assert docent.services.ingestor.counters.documents_written == 0
+    assert health.status_code == 200
+
+
+def test_missing_wrong_and_revoked_keys_get_one_uniform_401_and_no_model_call(
+    tmp_path: Path, standin: tuple[str, StandIn]
+) -> None:
+    url, state = standin
+    common = {"openai_base_url": url, "embedding_provider": "openai"}
+    with (
+        running_docent(tmp_path / "a", api_keys=("old-key",), **common) as docent,
+        docent.client(headers={"X-API-Key": "old-key"}) as client,
+    ):
+        assert client.post("/chat", json={"question": "q"}).status_code == 200
+    state.reset()
+    # The key is revoked: the next deployment no longer lists it.
+    with running_docent(tmp_path / "b", api_keys=(USER_KEY,), **common) as docent:
+        bodies = []
+        for key in ("old-key", "wrong-key", None):
+            headers = {"X-API-Key": key} if key else {}
+            with docent.client(headers=headers) as client:
+                if key:
+                    chat = client.post("/chat", json={"question": "q"})
+                    assert chat.status_code == 401
+                    bodies.append(error_of(chat))
+                ingest = client.post("/ingest", json={"documents": [{"id": "a", "text": "x"}]})
+                assert ingest.status_code == 401
+                bodies.append(error_of(ingest))
+    shapes = {(b["code"], b["message"]) for b in bodies}
+    assert len(shapes) == 1, shapes  # nothing tells a revoked key from a wrong or missing one
+    assert state.chat_requests == [] and state.embedding_requests == []
+
+
+def test_a_question_over_the_limit_is_422_before_any_embedding(
+    tmp_path: Path, standin: tuple[str, StandIn]
+) -> None:
+    url, state = standin
+    with (
+        running_docent(tmp_path, openai_base_url=url, embedding_provider="openai") as docent,
+        docent.client() as client,
+    ):
+        response = client.post("/chat", json={"question": "tokenise me " * 1000})
+    assert response.status_code == 422
+    assert state.embedding_requests == [] and state.chat_requests == []

@@ -249,7 +249,7 @@ def _pdf_text(data: bytes, filename: str) -> str:
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -266,6 +266,9 @@ def _pdf_text(data: bytes, filename: str) -> str:
             pages.append(text.strip())
     except DocumentError:
         raise
+    except LimitReachedError as exc:
+        # pypdf stops inflating a stream at 75 MB: a compression bomb costs that, not the worker.
+        raise DocumentError(f"{filename}: the PDF expands beyond the size limit.") from exc
     except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
         raise DocumentError(f"{filename}: not a readable PDF.") from exc
     text = "\n\n".join(p for p in pages if p)

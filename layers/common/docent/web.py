@@ -272,7 +272,7 @@ async def get_caller(request: Request, settings: SettingsDep, services: Services
         tier = _keyring(settings).tier_of(key)
         if tier is None:
             await _count_bad_key(ip, settings, services)
-            raise Unauthorized("The API key is not valid.")
+            raise Unauthorized(UNAUTHORIZED)
         caller = Caller(tier, ip, key_id(key))
     request.scope.setdefault("state", {})["tier"] = caller.tier
     return caller
@@ -293,11 +293,13 @@ async def _count_bad_key(ip: str, settings: Settings, services: Services) -> Non
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+# One body for every 401 (missing, wrong or revoked key): it tells a caller nothing.
+UNAUTHORIZED = "A valid API key is required."
 
 
 async def require_admin(caller: CallerDep) -> Caller:
     if caller.tier == "anonymous":
-        raise Unauthorized("This route needs an admin API key.")
+        raise Unauthorized(UNAUTHORIZED)
     if caller.tier != "admin":
         raise Forbidden("This route needs an admin API key.")
     return caller
