@@ -138,15 +138,18 @@ def test_a_pdf_compression_bomb_is_refused_without_inflating_it(tmp_path: Path) 
     with pytest.raises(DocumentError, match="expands beyond the size limit"):
         extract(bomb.read_bytes(), "bomb.pdf")
     # Peak memory of a fresh process doing the same: far below what the bomb inflates to.
+    # VmHWM is the peak of this process's own memory; ru_maxrss would include the parent's RSS
+    # at fork (Linux carries it across exec), which is the whole test session's.
     probe = (
-        "import resource, sys\n"
+        "import re\n"
         "from docent.parsing import extract\n"
         "from docent.errors import DocumentError\n"
         "try:\n"
         f"    extract(open({str(bomb)!r}, 'rb').read(), 'bomb.pdf')\n"
         "except DocumentError:\n"
         "    pass\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1)) // 1024)\n"
     )
     peak_mb = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                  check=True).stdout)  # fmt: skip
