@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "bench" / "results"
 ADMIN_KEY = "bench-admin-key"
 MODEL_TTFT_S = 0.2
 MODEL_TOKEN_S = 0.02
@@ -66,7 +67,7 @@ FULL = Sizes(
     chat_requests={1: 30, 10: 100, 50: 250},
     retrieval_chunks=20_000,
     retrieval_queries=300,
-    coldstart_runs=5,
+    coldstart_runs=9,  # a noisy shared machine: the median of 9
     open_streams=200,
     limiter_calls=2000,
     per_chunk_files=100,
@@ -549,18 +550,35 @@ async def bench_retrieval(sizes: Sizes, work: Path) -> dict[str, Any]:
 
 
 def bench_coldstart(sizes: Sizes, work: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    import shutil
+
+    # A container starts on an index someone filled: Docent's own docs, ingested once and
+    # copied for every run, so the chat event gets a real answer with sources.
+    prepared = work / "prepared"
+    base_env = {**os.environ, "SAMPLE_CORPUS": "", "LOG_LEVEL": "WARNING"}
+    subprocess.run(
+        [sys.executable, "-m", "docent.cli", "ingest", str(ROOT / "docs")],
+        cwd=ROOT,
+        env={
+            **base_env,
+            "QDRANT_PATH": str(prepared / "qdrant"),
+            "DOCENT_URL": "http://127.0.0.1:9",
+        },
+        capture_output=True,
+        check=True,
+    )
+    out: dict[str, Any] = {"index": "docs/ ingested (embedded store)"}
     for name in ("health", "chat", "ingest"):
         for eager in (False, True):
             runs = []
             for run in range(sizes.coldstart_runs):
+                copy = work / f"cold-{name}-{eager}-{run}"
+                shutil.copytree(prepared, copy)
                 env = {
-                    **os.environ,
-                    "QDRANT_PATH": str(work / f"cold-{name}-{eager}-{run}"),
-                    "SAMPLE_CORPUS": "",
+                    **base_env,
+                    "QDRANT_PATH": str(copy / "qdrant"),
                     "ADMIN_API_KEYS": "admin-example-key",
                     "AWS_DEFAULT_REGION": "us-east-1",
-                    "LOG_LEVEL": "WARNING",
                     "POWERTOOLS_METRICS_NAMESPACE": "DocentBench",
                 }
                 command = [sys.executable, "-m", "bench.coldstart", name]
@@ -585,6 +603,7 @@ def bench_coldstart(sizes: Sizes, work: Path) -> dict[str, Any]:
             out[key] = {
                 "status": runs[0]["status"],
                 "first_response_s": median("first_response_s"),
+                "first_response_best_s": round(min(r["first_response_s"] for r in runs), 3),
                 "import_s": median("import_s"),
                 "process_wall_s": median("process_wall_s"),
                 "heavy_modules_loaded": runs[0]["heavy_modules_loaded"],
@@ -861,9 +880,11 @@ def details(results: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
         for name in ("health", "chat", "ingest"):
             rows.append(
                 (
-                    f"Cold start, {name}: first response lazy vs eager (s)",
-                    f"{cold[f'{name}_lazy']['first_response_s']} vs "
-                    f"{cold[f'{name}_eager']['first_response_s']}",
+                    f"Cold start, {name}: first response lazy vs eager, median (best) (s)",
+                    f"{cold[f'{name}_lazy']['first_response_s']} "
+                    f"({cold[f'{name}_lazy']['first_response_best_s']}) vs "
+                    f"{cold[f'{name}_eager']['first_response_s']} "
+                    f"({cold[f'{name}_eager']['first_response_best_s']})",
                 )
             )
     memory = results.get("memory")
@@ -915,10 +936,26 @@ async def run(sections: Sequence[str], sizes: Sizes, out: Path, smoke: bool) -> 
     return results
 
 
+README_START = "<!-- bench:start (make bench writes this table) -->"
+README_END = "<!-- bench:end -->"
+
+
+def update_readme(readme: Path, table: str) -> bool:
+    """Put the latest table between the README's bench markers; False if they are missing."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    body = table.split("\n", 1)[1].strip()  # without the summary's own title
+    readme.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}")
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="toy sizes, seconds not minutes")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     args = parser.parse_args(argv)
     sections = [s for s in args.only.split(",") if s]
@@ -926,6 +963,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     asyncio.run(run(sections, SMOKE if args.smoke else FULL, args.out, args.smoke))
+    if not args.smoke and set(sections) == set(SECTIONS) and args.out == DEFAULT_OUT:
+        update_readme(ROOT / "README.md", (args.out / "summary.md").read_text())
     return 0
 
 

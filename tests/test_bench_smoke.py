@@ -64,3 +64,17 @@ def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None
     summary = (tmp_path / "summary.md").read_text()
     assert "| Measure | Figure | Target | Met |" in summary
     assert "None" not in summary  # every target's figure was found
+
+
+def test_the_readme_table_is_replaced_between_its_markers(tmp_path: Path) -> None:
+    from bench.run import README_END, README_START, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold table\n{README_END}\noutro\n")
+    assert update_readme(readme, "# Docent benchmark\n\nmachine line\n\n| a | b |\n")
+    text = readme.read_text()
+    assert "old table" not in text and "# Docent benchmark" not in text
+    assert text.startswith("intro\n") and text.endswith("\noutro\n")
+    assert f"{README_START}\nmachine line\n\n| a | b |\n{README_END}" in text
+    readme.write_text("no markers")
+    assert not update_readme(readme, "# t\n\nx\n")

@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         return bool(self.openai_api_key or self.openai_base_url)
 
     @property
+    def token_model(self) -> str | None:
+        """The model whose encoding counts tokens: the chat model when one answers."""
+        return self.chat_model if self.llm_configured else None
+
+    @property
     def embeddings(self) -> Literal["openai", "local", "none"]:
         """The dense embedding provider: as set, else OpenAI when a model server is configured."""
         if self.embedding_provider is not None:

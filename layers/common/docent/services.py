@@ -99,7 +99,7 @@ class Services:
     @property
     def token_model(self) -> str | None:
         """The model whose encoding counts tokens: the chat model when one answers."""
-        return self.settings.chat_model if self.settings.llm_configured else None
+        return self.settings.token_model
 
     @cached_property
     def ingestor(self) -> Ingestor:
