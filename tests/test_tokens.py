@@ -89,4 +89,3 @@ def test_the_prepared_encodings_are_tiktokens_own(name: str) -> None:
     assert fast._pat_str == reference._pat_str
     text = "Déployez 12345 fois: naïve <|endoftext|> code `x = y`\n\n  indented"
     assert fast.encode(text, disallowed_special=()) == reference.encode(text, disallowed_special=())
-
