@@ -163,3 +163,22 @@ async def test_stores_round_trip_bytes_with_expiry(
     assert await store.get_many(["a", "c"]) == [None, b"kept"]
     await store.ping()
     await store.aclose()
+
+
+async def test_the_memory_store_is_bounded_by_bytes_least_recently_used_first() -> None:
+    from docent.kv import MemoryStore
+
+    now = [0.0]
+    store = MemoryStore(max_items=100, max_bytes=1000, clock=lambda: now[0])
+    await store.set_many({"a": b"a" * 300, "b": b"b" * 300, "c": b"c" * 300}, ttl_s=0)
+    assert await store.get_many(["a"]) == [b"a" * 300]  # a is now the most recent
+    await store.set_many({"d": b"d" * 300}, ttl_s=0)  # 1200 bytes: the oldest (b) goes
+    assert await store.get_many(["a", "b", "c", "d"]) == [b"a" * 300, None, b"c" * 300, b"d" * 300]
+    assert store.size_bytes == 900
+    await store.set_many({"c": b"c" * 10}, ttl_s=5)  # replacing counts the new size only
+    assert store.size_bytes == 610
+    now[0] = 10.0
+    assert await store.get_many(["c"]) == [None]  # expired, and its bytes released
+    assert store.size_bytes == 600
+    await store.set_many({"huge": b"x" * 5000}, ttl_s=0)  # larger than the cache: not kept
+    assert await store.get_many(["huge", "a"]) == [None, b"a" * 300]
