@@ -89,3 +89,21 @@ def test_the_prepared_encodings_are_tiktokens_own(name: str) -> None:
     assert fast._pat_str == reference._pat_str
     text = "Déployez 12345 fois: naïve <|endoftext|> code `x = y`\n\n  indented"
     assert fast.encode(text, disallowed_special=()) == reference.encode(text, disallowed_special=())
+
+
+def test_an_unreadable_prepared_encoding_falls_back_to_the_bundled_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    key = dict(line.split() for line in (tokens.BUNDLED / ".complete").read_text().splitlines())
+    shutil.copy(tokens.BUNDLED / key["o200k_base"], tmp_path / key["o200k_base"])
+    (tmp_path / "o200k_base.marshal").write_bytes(b"\x00not marshal")
+    monkeypatch.setattr(tokens, "BUNDLED", tmp_path)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    tokens._encoding.cache_clear()
+    try:
+        assert tokens.count_tokens("hello world") == 2
+    finally:
+        tokens._encoding.cache_clear()
+    assert any("unreadable" in r.getMessage() for r in caplog.records)

@@ -58,7 +58,10 @@ def _encoding(name: str) -> tiktoken.Encoding:
         # file, so it is as trusted as the code): skips decoding 200k base64 ranks again.
         import marshal
 
-        return tiktoken.Encoding(**marshal.loads(prepared.read_bytes()))  # noqa: S302
+        try:
+            return tiktoken.Encoding(**marshal.loads(prepared.read_bytes()))  # noqa: S302
+        except (ValueError, TypeError, EOFError) as exc:  # another Python's marshal format
+            log.warning("prepared %s unreadable (%s): loading the bundled file", name, exc)
     return tiktoken.get_encoding(name)
 
 
