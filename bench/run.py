@@ -135,22 +135,17 @@ def machine() -> dict[str, Any]:
 @contextlib.contextmanager
 def model_standin() -> Iterator[str]:
     """The OpenAI-compatible stand-in in its own process; yields its root URL."""
-    from tests.support.servers import _wait, free_port
+    from tests.support.servers import background_process, free_port
 
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.standin", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(lambda: httpx.get(f"{url}/stats", timeout=1).status_code == 200, "stand-in", process)
+    with background_process(
+        [sys.executable, "-m", "bench.standin", str(port)],
+        lambda: httpx.get(f"{url}/stats", timeout=1).status_code == 200,
+        "stand-in",
+        cwd=ROOT,
+    ):
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def control(model: str, **values: Any) -> None:
@@ -705,98 +700,132 @@ async def bench_limiter(sizes: Sizes, work: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- report
 
-TARGETS: list[tuple[str, str, Callable[[dict[str, Any]], Any], Callable[[Any], bool], str]] = [
-    # (label, section, figure, met?, target text)
-    (
+
+@dataclass(frozen=True)
+class Target:
+    """A target of the issue: the figure it reads from a section's results, and its bound."""
+
+    label: str
+    section: str
+    figure: Callable[[dict[str, Any]], Any]
+    kind: str  # at_most | at_least | exactly
+    bound: Any
+    unit: str = ""  # with its own spacing: " ms", "x"
+
+    def met(self, value: Any) -> bool:
+        if self.kind == "at_most":
+            return bool(value <= self.bound)
+        if self.kind == "at_least":
+            return bool(value >= self.bound)
+        return bool(value == self.bound)
+
+    @property
+    def text(self) -> str:
+        sign = {"at_most": "<= ", "at_least": ">= "}.get(self.kind, "")
+        bound = "yes" if self.bound is True else f"{self.bound:,}"
+        return f"{sign}{bound}{self.unit}"
+
+
+TARGETS = [
+    Target(
         "Chat: added time to first chunk, p50 at the most streams (50)",
         "chat",
         lambda r: _top(r)["overhead_ttft_p50_ms"],
-        lambda v: v <= 5,
-        "<= 5 ms",
+        "at_most",
+        5,
+        " ms",
     ),
-    (
+    Target(
         "Chat: errors at the most streams (50)",
         "chat",
         lambda r: _top(r)["docent"]["errors"],
-        lambda v: v == 0,
-        "0",
+        "exactly",
+        0,
     ),
-    (
+    Target(
         "Chat: `sources` before the model's first token (all levels)",
         "chat",
         lambda r: all(level["sources_before_model_first_token"] for level in r["levels"].values()),
-        lambda v: v is True,
-        "yes",
+        "exactly",
+        True,
     ),
-    (
+    Target(
         "Ingest: chunks/s, embedded default",
         "ingest",
         lambda r: r["embedded"]["chunks_per_s"],
-        lambda v: v >= 1000,
-        ">= 1,000",
+        "at_least",
+        1000,
     ),
-    (
+    Target(
         "Ingest: fewer embedding requests than one per chunk",
         "ingest",
         lambda r: r["with_embeddings"]["reduction"],
-        lambda v: v >= 10,
-        ">= 10x",
+        "at_least",
+        10,
+        "x",
     ),
-    (
+    Target(
         "Ingest: re-ingest of the unchanged corpus, speed-up",
         "ingest",
         lambda r: min(r["embedded"]["reingest_speedup"], r["with_embeddings"]["reingest_speedup"]),
-        lambda v: v >= 20,
-        ">= 20x",
+        "at_least",
+        20,
+        "x",
     ),
-    (
+    Target(
         "Ingest: embedding calls on re-ingest",
         "ingest",
         lambda r: r["with_embeddings"]["reingest_embedding_requests"],
-        lambda v: v == 0,
-        "0",
+        "exactly",
+        0,
     ),
-    (
+    Target(
         "Retrieval: added to the engine, BM25 p50 (ms)",
         "retrieval",
         lambda r: r["bm25"]["added_p50_ms"],
-        lambda v: v <= 1,
-        "<= 1 ms",
+        "at_most",
+        1,
+        " ms",
     ),
-    (
+    Target(
         "Retrieval: added to the engine, hybrid p50 (ms)",
         "retrieval",
         lambda r: r["hybrid"]["added_p50_ms"],
-        lambda v: v <= 1,
-        "<= 1 ms",
+        "at_most",
+        1,
+        " ms",
     ),
-    (
+    Target(
         "Cold start: health to first response (s)",
         "coldstart",
         lambda r: r["health_lazy"]["first_response_s"],
-        lambda v: v <= 0.25,
-        "<= 0.25 s",
+        "at_most",
+        0.25,
+        " s",
     ),
-    (
+    Target(
         "Cold start: chat to first response (s)",
         "coldstart",
         lambda r: r["chat_lazy"]["first_response_s"],
-        lambda v: v <= 0.8,
-        "<= 0.8 s",
+        "at_most",
+        0.8,
+        " s",
     ),
-    (
+    Target(
         "Cold start: eager / lazy, health",
         "coldstart",
         lambda r: r["health_speedup"],
-        lambda v: v >= 3,
-        ">= 3x",
+        "at_least",
+        3,
+        "x",
     ),
-    (
+    Target(
         "Cold start: eager / lazy, chat",
         "coldstart",
         lambda r: r["chat_speedup"],
-        lambda v: v >= 3,
-        ">= 3x",
+        "at_least",
+        3,
+        "x",
     ),
 ]
 
@@ -817,15 +846,15 @@ def summary(results: dict[str, dict[str, Any]], about: dict[str, Any], smoke: bo
         "| Measure | Figure | Target | Met |",
         "|---|---|---|---|",
     ]
-    for label, section, figure, met, target in TARGETS:
-        if section not in results:
+    for target in TARGETS:
+        if target.section not in results:
             continue
         try:
-            value = figure(results[section])
+            value = target.figure(results[target.section])
         except (KeyError, TypeError):
             value = None
-        ok = value is not None and met(value)
-        lines.append(f"| {label} | {value} | {target} | {'yes' if ok else '**no**'} |")
+        ok = value is not None and target.met(value)
+        lines.append(f"| {target.label} | {value} | {target.text} | {'yes' if ok else '**no**'} |")
     lines += ["", "| Figure | Value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in details(results)]
     return "\n".join(lines) + "\n"

@@ -28,12 +28,9 @@ import math
 import os
 import random
 import re
-import subprocess
-import sys
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tests.conftest import ADMIN_KEY, USER_KEY, corpus_documents, parse_sse, serve
-from tests.support.servers import free_port
+from tests.support.servers import docent_server, log_tail
 from tests.support.standins import StandIn
 
 
@@ -220,60 +217,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return math.nan
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def docent_server(
-    env: dict[str, str], data_dir: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`docent serve` in its own process, as tests/support/servers.py's `docent_process` starts
-    it, but with its process (for its pid) and its output kept in a log file."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "QDRANT_PATH": str(data_dir / "qdrant"),
-        "SAMPLE_CORPUS": "",
-        "LOG_LEVEL": "WARNING",
-        **env,
-    }
-    log_path = data_dir / "docent.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "docent.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(port)],
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"docent did not start (exit {process.poll()}): {log_tail(log_path)}"
-                    )
-                time.sleep(0.1)
-            yield url, process
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 # The requests -----------------------------------------------------------------------------------
@@ -609,7 +552,7 @@ def test_steady_mixed_traffic_keeps_memory_errors_and_latency_flat(tmp_path: Pat
             "REQUEST_TIMEOUT_S": "20",
             "MAX_CHAT_BODY_BYTES": str(MAX_CHAT_BODY),
         }
-        with docent_server(env, tmp_path) as (url, process):
+        with docent_server(env, str(tmp_path), log=tmp_path / "docent.log") as (url, process):
             seeded = httpx.post(
                 f"{url}/ingest", json={"documents": corpus_documents()}, headers=ADMIN, timeout=60
             )

@@ -14,7 +14,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +43,27 @@ def _wait(check: object, what: str, process: subprocess.Popen[bytes], timeout: f
         time.sleep(0.05)
 
 
+@contextmanager
+def background_process(
+    command: list[str], ready: object, what: str, **popen: Any
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` in its own process, yielded once `ready()` holds; stopped on exit (killed if
+    it does not stop). Output is discarded unless `stdout`/`stderr` say otherwise."""
+    popen.setdefault("stdout", subprocess.DEVNULL)
+    popen.setdefault("stderr", subprocess.DEVNULL)
+    process = subprocess.Popen(command, **popen)
+    try:
+        _wait(ready, what, process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 def ensure_redis_server() -> str:
     """The redis-server binary, installed from Debian's packages when absent."""
     found = shutil.which("redis-server")
@@ -60,48 +83,32 @@ def redis_server() -> Iterator[str]:
     binary = ensure_redis_server()
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", folder, "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
 
         def ping() -> bool:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
                 return sock.recv(16).startswith(b"+PONG")
 
-        try:
-            _wait(ping, "redis-server", process)
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--dir", folder, "--protected-mode", "no"]  # fmt: skip
+        with background_process(command, ping, "redis-server"):
             yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.terminate()
-            process.wait(10)
 
 
 @contextmanager
 def gateway_server(redis_url: str, token: str = GATEWAY_TOKEN) -> Iterator[str]:
     """`docent gateway` in its own process; yields its base URL."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "docent.gateway", "--redis-url", redis_url,
-         "--token", token, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
         response = httpx.post(url, json=["PING"], headers={"Authorization": f"Bearer {token}"})
         return response.status_code == 200
 
-    try:
-        _wait(ready, "gateway", process)
+    command = [sys.executable, "-m", "docent.gateway", "--redis-url", redis_url,
+               "--token", token, "--port", str(port)]  # fmt: skip
+    with background_process(command, ready, "gateway"):
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture(scope="session")
@@ -129,11 +136,22 @@ def silent_server() -> Iterator[str]:
         listener.close()
 
 
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a process's log file ('' if it cannot be read)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 @contextmanager
 def docent_server(
-    env: dict[str, str], data_dir: str
+    env: dict[str, str], data_dir: str, log: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`docent serve` in its own process (its own interpreter and memory): (base URL, process)."""
+    """`docent serve` in its own process (its own interpreter and memory): (base URL, process).
+
+    Its output goes to `log` when given (a failed start then shows its tail), else nowhere.
+    """
     port = free_port()
     full_env = {
         **os.environ,
@@ -142,19 +160,27 @@ def docent_server(
         "LOG_LEVEL": "WARNING",
         **env,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "docent.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200, "docent", process)
+    command = [sys.executable, "-m", "docent.cli", "serve", "--host", "127.0.0.1", "--port",
+               str(port)]  # fmt: skip
+    with ExitStack() as stack:
+        output: Any = stack.enter_context(log.open("wb")) if log else subprocess.DEVNULL
+        try:
+            process = stack.enter_context(
+                background_process(
+                    command,
+                    lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200,
+                    "docent",
+                    env=full_env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+                )
+            )
+        except RuntimeError as exc:
+            if log is None:
+                raise
+            raise RuntimeError(f"{exc}: {log_tail(log)}") from exc
         yield url, process
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @contextmanager
