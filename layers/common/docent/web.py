@@ -261,6 +261,10 @@ def _keyring(settings: Settings) -> KeyRing:
     return _keyrings[cache_key]
 
 
+# One body for every 401 (missing, wrong or revoked key): it tells a caller nothing.
+UNAUTHORIZED = "A valid API key is required."
+
+
 async def get_caller(request: Request, settings: SettingsDep, services: ServicesDep) -> Caller:
     """Who is calling. A key that is sent but unknown is refused, never treated as anonymous."""
     headers = request.headers
@@ -293,8 +297,6 @@ async def _count_bad_key(ip: str, settings: Settings, services: Services) -> Non
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
-# One body for every 401 (missing, wrong or revoked key): it tells a caller nothing.
-UNAUTHORIZED = "A valid API key is required."
 
 
 async def require_admin(caller: CallerDep) -> Caller:
