@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 ENCODINGS := layers/common/docent/encodings/.complete
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-soak lint format bench encodings llama tools sam-build clean
+.PHONY: install run test test-soak lint format bench eval encodings llama tools sam-build clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ test: install llama tools
 # The benchmark suite (a few minutes): figures to bench/results/, table in bench/results/summary.md.
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Answer quality on real docs (Debian doc packages, cached in $(DOCENT_CACHE)/eval), beside
+# LlamaIndex's BM25 pipeline in its own cached venv: bench/results/eval.json and eval.md.
+eval: install
+	$(PY) -m bench.eval $(EVAL_ARGS)
 
 test-soak: install
 	$(PY) -m pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)

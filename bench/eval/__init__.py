@@ -1,0 +1,1 @@
+"""The answer-quality benchmark (`make eval`): real documentation sets, questions, figures."""

