@@ -125,3 +125,94 @@ def test_links_split_across_deltas_are_judged_whole(cut: int) -> None:
     assert run_links([whole[:cut], whole[cut:]], ["https://docs.acme.test/"]) == (
         "Go to [docs](https://docs.acme.test/a) not i end."
     )
+
+
+# Real passages, as Docent parses their pages: Python's tutorial (4.8.1) and Django REST
+# framework's throttling guide.
+DEFAULTS = Passage(
+    "S1",
+    "4. More Control Flow Tools",
+    "4.8.1. Default Argument Values",
+    "The default values are evaluated at the point of function definition in the defining "
+    "scope, so that\n\n```\ni = 5\n\ndef f(arg=i):\n    print(arg)\n\ni = 6\nf()\n```\n\n"
+    "will print 5 .\n\nImportant warning: The default value is evaluated only once. This makes "
+    "a difference when the default is a mutable object such as a list, dictionary, or instances "
+    "of most classes. For example, the following function accumulates the arguments passed to "
+    "it on subsequent calls:\n\n```\ndef f(a, L=[]):\n    L.append(a)\n    return L\n\n"
+    "print(f(1))\nprint(f(2))\nprint(f(3))\n```\n\nThis will print\n\n```\n[1]\n[1, 2]\n"
+    "[1, 2, 3]\n```",
+    9.0,
+)
+THROTTLING = Passage(
+    "S2",
+    "Throttling - Django REST framework",
+    "Setting the throttling policy",
+    "The default throttling policy may be set globally, using the DEFAULT_THROTTLE_CLASSES and "
+    "DEFAULT_THROTTLE_RATES settings. For example.\n\n```\nREST_FRAMEWORK = {\n"
+    "    'DEFAULT_THROTTLE_CLASSES': [\n        'rest_framework.throttling.AnonRateThrottle',\n"
+    "        'rest_framework.throttling.UserRateThrottle'\n    ],\n"
+    "    'DEFAULT_THROTTLE_RATES': {\n        'anon': '100/day',\n        'user': '1000/day'\n"
+    "    }\n}\n```\n\nThe rate descriptions used in DEFAULT_THROTTLE_RATES may include second , "
+    "minute , hour or day as the throttle period.\n\nYou can also set the throttling policy on "
+    "a per-view or per-viewset basis, using the APIView class-based views.",
+    7.0,
+)
+
+
+async def test_the_best_section_is_quoted_in_whole_sentences_in_reading_order() -> None:
+    from bench.eval.score import unfaithful_pieces
+
+    text, _ = await answer(
+        "Why is a mutable default argument value shared between calls?", [DEFAULTS, THROTTLING]
+    )
+    # The run starts at the sentence that answers, reads on, and brings the code it introduces.
+    assert text.startswith(
+        "Important warning: The default value is evaluated only once. This makes a difference"
+    )
+    assert "arguments passed to it on subsequent calls:\n\n```\ndef f(a, L=[]):" in text
+    assert "print(f(3))\n```\n\n[S1]" in text
+    assert "[S2]" not in text and "will print 5" not in text
+    assert unfaithful_pieces(text, {"S1": DEFAULTS.text}) == []
+
+
+async def test_a_code_block_holding_the_asked_setting_is_quoted_whole() -> None:
+    text, _ = await answer("Where do I set DEFAULT_THROTTLE_RATES?", [DEFAULTS, THROTTLING])
+    block = THROTTLING.text[THROTTLING.text.index("```") : THROTTLING.text.index("```\n\n") + 3]
+    assert block in text
+    assert text.startswith("The default throttling policy may be set globally")
+    assert text.count("[S2]") == 1 and "[S1]" not in text
+
+
+async def test_a_sentence_found_in_two_sources_is_quoted_once() -> None:
+    copy = Passage("S3", "Throttling", "Copy", THROTTLING.text, 6.9)
+    text, _ = await answer(
+        "What periods can the rate descriptions in DEFAULT_THROTTLE_RATES use?", [THROTTLING, copy]
+    )
+    assert text.count("The rate descriptions used in DEFAULT_THROTTLE_RATES") == 1
+
+
+async def test_markdown_and_links_to_the_sources_own_site_survive_the_answer() -> None:
+    guide = Passage(
+        "S1",
+        "Throttling",
+        "API reference",
+        "The **ScopedRateThrottle** class restricts access to parts of the API, see the "
+        "[settings guide](https://www.django-rest-framework.org/api-guide/settings/). "
+        "It applies only to views with a `throttle_scope`.",
+        5.0,
+    )
+    text, _ = await answer("What does ScopedRateThrottle restrict?", [guide])
+    assert "The **ScopedRateThrottle** class restricts access" in text
+    links = LinkFilter(
+        ["https://www.django-rest-framework.org/api-guide/throttling/#api-reference"]
+    )
+    shown = links.feed(text) + links.flush()
+    assert "[settings guide](https://www.django-rest-framework.org/api-guide/settings/)" in shown
+    assert "link removed" not in shown
+
+
+async def test_a_question_the_passages_do_not_cover_is_not_answered() -> None:
+    text, _ = await answer(
+        "How do I deploy to Kubernetes with a Helm chart?", [DEFAULTS, THROTTLING]
+    )
+    assert text == NOT_FOUND

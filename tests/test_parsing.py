@@ -154,3 +154,30 @@ def test_a_pdf_compression_bomb_is_refused_without_inflating_it(tmp_path: Path) 
     peak_mb = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                  check=True).stdout)  # fmt: skip
     assert peak_mb < 250, f"peak RSS {peak_mb} MB"
+
+
+def test_html_site_chrome_is_left_out_and_the_marked_content_kept() -> None:
+    # GIVEN a Sphinx page (sidebars marked by role) and an MkDocs page (content in #main-content)
+    sphinx = (
+        '<div class="related" role="navigation"><ul><li>previous</li><li>next</li></ul></div>'
+        '<div class="body" role="main"><section id="sorting-basics"><h2>Sorting Basics</h2>'
+        "<p>A simple ascending sort is very easy.</p></section></div>"
+        '<div class="sphinxsidebar" role="navigation"><h3>Table of Contents</h3>'
+        "<ul><li>Sorting HOW TO</li></ul></div>"
+    )
+    mkdocs = (
+        '<div class="navbar"><ul><li>API Guide</li><li>Throttling</li></ul></div>'
+        '<div class="span3"><div id="table-of-contents"><ul><li>Throttling</li></ul></div></div>'
+        '<div id="main-content" class="span9"><h1 id="throttling">Throttling</h1>'
+        "<p>Throttling is similar to permissions.</p></div>"
+    )
+    # WHEN they are parsed
+    for page, heading, text in (
+        (sphinx, "Sorting Basics", "A simple ascending sort is very easy."),
+        (mkdocs, "Throttling", "Throttling is similar to permissions."),
+    ):
+        doc = parse(f"<html><body>{page}</body></html>", "html")
+        # THEN only the content's sections remain, without the navigation's lists
+        assert [(s.headings[-1], [b.text for b in s.blocks]) for s in doc.sections] == [
+            (heading, [text])
+        ]

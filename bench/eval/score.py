@@ -24,6 +24,7 @@ class Question:
     page: str | None
     anchors: tuple[str, ...] = ()
     expect: tuple[str, ...] = ()
+    near: str | None = None  # unanswerable, but the docs discuss something close: why
 
     @property
     def answerable(self) -> bool:
@@ -38,6 +39,7 @@ class Question:
             data.get("page"),
             tuple(data.get("anchors") or ()),
             tuple(data.get("expect") or ()),
+            data.get("near"),
         )
 
 
@@ -53,6 +55,7 @@ class Outcome:
     passages: dict[str, str] = field(default_factory=dict)  # source id -> the text it read
     latency_s: float = 0.0
     top_score: float | None = None
+    evidence: float | None = None  # the answerer's coverage of the question (answered's basis)
 
     def rank(self) -> int | None:
         """1-based position of the first source from the expected page."""
@@ -92,9 +95,20 @@ def unfaithful_pieces(answer: str, passages: Mapping[str, str]) -> list[str]:
             piece = _flat(piece)
             if len(piece) < 3 or piece.strip("`~") == "":
                 continue
-            if not any(piece in source for source in sources):
+            if not any(_found(piece, source) for source in sources):
                 missing.append(piece)
     return missing
+
+
+REDACTED = "[link removed]"
+
+
+def _found(piece: str, source: str) -> bool:
+    """`piece` is in `source`, where the link filter's redaction stands for the URL it hid."""
+    if REDACTED not in piece:
+        return piece in source
+    pattern = r"https?://\S+?".join(re.escape(p) for p in piece.split(REDACTED))
+    return re.search(pattern, source) is not None
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -154,9 +168,25 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         with_answer = [o for o in decided if o.answer is not None]
         figures["answer_check"] = {
             "expected_in_answer": _ratio(
-                sum(o.answered and o.has_expected() for o in answerable), len(answerable)
+                sum(bool(o.answered) and o.has_expected() for o in answerable), len(answerable)
             ),
             "faithful": _ratio(sum(not o.unfaithful() for o in with_answer), len(with_answer)),
             "unfaithful_pieces": sum(len(o.unfaithful()) for o in with_answer),
         }
     return figures
+
+
+def calibration(outcomes: Sequence[Outcome], thresholds: Iterable[float]) -> list[dict[str, Any]]:
+    """`answered` precision and recall if it were `evidence >= threshold`, for each threshold."""
+    rows = []
+    for threshold in thresholds:
+        said = [o for o in outcomes if o.evidence is not None and o.evidence >= threshold]
+        right = sum(o.question.answerable for o in said)
+        rows.append(
+            {
+                "threshold": round(threshold, 3),
+                "precision": _ratio(right, len(said)),
+                "recall": _ratio(right, sum(o.question.answerable for o in outcomes)),
+            }
+        )
+    return rows

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from docent.sentences import Unit, units
+
 
 @dataclass(frozen=True)
 class Message:
@@ -106,85 +108,186 @@ class CitationFilter:
         return "".join(f"[{i}]" for i in kept)
 
 
-RELEVANCE_FLOOR = 0.6
 NOT_FOUND = (
     "I couldn't find the answer to that in the documentation. "
     "Try rephrasing the question, or browse the closest sections listed as sources."
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[*_])")
-_FENCE = re.compile(r"^(```|~~~)")
+# `answered` is decided by how much of the question the chosen section covers: the share of
+# the question's term weight (rarer terms weigh more) found in the section's heading path and
+# in the quoted sentences. Derived on `make eval`'s 101 questions (Django REST framework and
+# Python docs, BM25 and hybrid): see bench/results/eval.json, `calibration`, for the sweep.
+ANSWER_COVERAGE = 0.4
+MAX_WINDOW_UNITS = 3
+RANK_PENALTY = 0.1
+LEAD_BONUS = 0.05
+_IDENTIFIER = re.compile(
+    r"`([^`]+)`"  # anything in backticks
+    r"|\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\(\))?)"  # dotted: request.user, router.register
+    r"|\b(\w*_\w+)\b"  # snake or constant case: add_note, DEFAULT_THROTTLE_RATES
+    r"|\b([A-Z][a-z0-9]+[A-Z]\w*)\b"  # CamelCase: ScopedRateThrottle
+    r"|\b([A-Za-z_]\w*)\(\)"  # a call: zip()
+)
 
 
-def _units(text: str) -> list[tuple[str, bool]]:
-    """Split a passage into answer-sized units: sentences, list items, whole code blocks."""
-    units: list[tuple[str, bool]] = []
-    for block in re.split(r"\n\s*\n", text):
-        block = block.strip()
-        if not block or block == "…":
-            continue
-        if _FENCE.match(block):
-            units.append((block, True))
-            continue
-        for line in block.splitlines():
-            line = line.strip()
-            if not line or line.startswith("#") or re.fullmatch(r"[|:\-\s]+", line):
-                continue
-            for sentence in _SENTENCE_END.split(line):
-                if len(sentence.split()) >= 3:
-                    units.append((sentence.strip(), False))
-    return units
+def identifiers(question: str) -> list[str]:
+    """The code names a question asks about, as written."""
+    names = []
+    for match in _IDENTIFIER.finditer(question):
+        name = next(g for g in match.groups() if g)
+        if len(name) >= 3 and name not in names:
+            names.append(name.strip("`"))
+    return names
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """What the extractive answer quotes: units of passages, in reading order, and its evidence."""
+
+    units: list[tuple[int, Unit]]  # (passage index, unit), in answer order
+    coverage: float  # share of the question's term weight the chosen section covers
+
+    def text(self, passages: Sequence[Passage]) -> str:
+        """Markdown: a block's sentences run together as a paragraph; each excerpt cited."""
+        out: list[str] = []
+        for p_index, group in itertools.groupby(self.units, key=lambda u: u[0]):
+            pieces: list[str] = []
+            previous: Unit | None = None
+            for _, unit in group:
+                text = " ".join(unit.text.split()) if unit.kind == "sentence" else unit.text
+                joins = previous is not None and previous.kind == unit.kind == "sentence"
+                if joins and previous is not None and previous.block == unit.block:
+                    pieces[-1] += " " + text
+                else:
+                    pieces.append(text)
+                previous = unit
+            cite = f"[{passages[p_index].id}]"
+            # The citation closes the excerpt; after a fenced block it goes on its own line.
+            fenced = pieces[-1].rstrip().endswith(("```", "~~~"))
+            pieces[-1] += f"\n\n{cite}" if fenced else f" {cite}"
+            out.append("\n\n".join(pieces))
+        return "\n\n".join(out)
 
 
 class ExtractiveAnswerer:
-    """The embedded default: the passages' most relevant sentences, each cited, nothing invented.
+    """The embedded default: the best-matching section's own sentences, cited; nothing invented.
 
-    Relevance is term overlap under BM25's own analysis (stemming, stopwords). The question
-    counts as answered when the chosen sentences cover at least half of its terms.
+    Relevance is term overlap under BM25's own analysis (stemming, stopwords), each term weighted
+    by its rarity among the retrieved units. The answer is one section's best run of consecutive
+    sentences (up to `max_words`), in reading order; a code block is quoted whole when it holds
+    a name the question asks about, or when the quoted run introduces it ("... like this:").
+    The question counts as answered when that section covers ANSWER_COVERAGE of its weight.
     """
 
     model = "extractive"
 
-    def __init__(self, max_units: int = 4, max_words: int = 160, pace_s: float = 0.0) -> None:
+    def __init__(
+        self, max_units: int = MAX_WINDOW_UNITS, max_words: int = 110, pace_s: float = 0.0
+    ) -> None:
         self.pace_s = pace_s  # a pause between words, for a typed-out look (EXTRACTIVE_PACE_MS)
         self.max_units = max_units
         self.max_words = max_words
 
-    def select(
-        self, question: str, passages: Sequence[Passage]
-    ) -> list[tuple[int, int, str, bool]]:
-        """Chosen units as (passage index, unit index, text, is_code), in reading order."""
+    def excerpt(self, question: str, passages: Sequence[Passage]) -> Excerpt | None:
+        """The units to quote and the evidence for them; None when nothing matches at all."""
+        import math
+
         from docent import sparse
 
         asked = sparse.terms(question)
-        if not asked:
-            return []
-        scored = []
-        for p_index, passage in enumerate(passages):
-            heading_terms = sparse.terms(passage.heading or "") & asked
-            for u_index, (text, is_code) in enumerate(_units(passage.text)):
-                matched = sparse.terms(text) & asked
-                lead = u_index < 2 and bool(heading_terms)
-                if not matched and not lead:
+        if not asked or not passages:
+            return None
+        parsed = [units(p.text) for p in passages]
+        matched = [[sparse.terms(u.text) & asked for u in us] for us in parsed]
+        frequency: dict[int, int] = {}
+        for per_passage in matched:
+            for terms in per_passage:
+                for term in terms:
+                    frequency[term] = frequency.get(term, 0) + 1
+        total = sum(len(us) for us in parsed) + 1
+        weight = {t: 1.0 + math.log(total / (1 + frequency.get(t, 0))) for t in asked}
+        whole = sum(weight.values())
+        names = identifiers(question)
+
+        best: tuple[float, int, int, int] | None = None  # (score, passage, first, last)
+        best_cover = 0.0
+        for p_index, (passage, us) in enumerate(zip(passages, parsed, strict=True)):
+            context = sparse.terms(" ".join(filter(None, [passage.title, passage.heading])))
+            for first in range(len(us)):
+                if us[first].fragment or us[first].kind == "code":
                     continue
-                score = len(matched) + (0.5 * len(heading_terms) if lead else 0.0) - 0.15 * p_index
-                scored.append((score, p_index, u_index, text, is_code, matched | heading_terms))
-        scored.sort(key=lambda s: (-s[0], s[1], s[2]))
-        # Only sentences close to the best one: padding with weak matches reads as noise.
-        floor = max(0.0, RELEVANCE_FLOOR * scored[0][0]) if scored else 0.0
-        chosen: list[tuple[int, int, str, bool]] = []
-        covered: set[int] = set()
-        words = 0
-        for score, p_index, u_index, text, is_code, matched in scored:
-            if len(chosen) >= self.max_units or words >= self.max_words:
+                found: set[int] = set()
+                words = 0
+                for last in range(first, min(len(us), first + self.max_units)):
+                    unit = us[last]
+                    if unit.kind == "code" or unit.fragment:
+                        break
+                    words += unit.words
+                    if words > self.max_words and last > first:
+                        break
+                    found |= matched[p_index][last]
+                    if not matched[p_index][first]:
+                        break  # a run starts at a sentence that matches
+                    cover = sum(weight[t] for t in found | (context & asked)) / whole
+                    # Retrieval's order counts (it saw the whole section); a section's opening
+                    # sentence often defines its subject. On a tie the earliest, shortest run
+                    # wins: the reading continues from there.
+                    score = cover - RANK_PENALTY * p_index + LEAD_BONUS * (first == 0)
+                    if best is None or score > best[0]:
+                        best, best_cover = (score, p_index, first, last), cover
+        if best is None:
+            return None
+        _, p_index, first, last = best
+        us = parsed[p_index]
+        # Then read on in the section, as far as the word budget goes: the sentences after the
+        # best match often hold the how (the setting's name, the directive, the example).
+        words = sum(u.words for u in us[first : last + 1])
+        while last + 1 < len(us):
+            following = us[last + 1]
+            if following.kind in ("code", "table") or following.fragment:
                 break
-            if score <= 0 or score < floor:
-                continue
-            chosen.append((p_index, u_index, text, is_code))
-            covered |= matched
-            words += len(text.split())
-        if 2 * len(covered) < len(asked):
-            return []
-        return sorted(chosen)
+            if words + following.words > self.max_words or us[last].text.endswith(":"):
+                break
+            words += following.words
+            last += 1
+        chosen = [(p_index, u) for u in us[first : last + 1]]
+        after = us[last + 1] if last + 1 < len(us) else None
+        # A run that ends "... like this:" brings the block it introduces.
+        introduces = us[last].text.endswith(":")
+        if after and not after.fragment and after.kind != "sentence" and introduces:
+            chosen.append((p_index, after))
+        elif names:
+            code = self._code_with(names, passages, parsed, prefer=p_index)
+            if code is not None and code[1] not in [u for _, u in chosen]:
+                chosen.append(code)
+        seen: set[str] = set()
+        unique = []
+        for p, unit in chosen:
+            key = " ".join(unit.text.split())
+            if key not in seen:
+                seen.add(key)
+                unique.append((p, unit))
+        unique.sort(key=lambda item: (item[0] != p_index, item[0], item[1].block))
+        return Excerpt(unique, best_cover)
+
+    @staticmethod
+    def _code_with(
+        names: Sequence[str], passages: Sequence[Passage], parsed: list[list[Unit]], prefer: int
+    ) -> tuple[int, Unit] | None:
+        """The first whole code block holding an asked name, the chosen section's first."""
+        order = [prefer, *[i for i in range(len(passages)) if i != prefer]]
+        for p_index in order:
+            for unit in parsed[p_index]:
+                whole = unit.kind == "code" and not unit.fragment
+                if whole and unit.text.count("\n") <= 30 and any(n in unit.text for n in names):
+                    return p_index, unit
+        return None
+
+    def select(self, question: str, passages: Sequence[Passage]) -> Excerpt | None:
+        """The excerpt the answer quotes, or None when the passages do not answer."""
+        excerpt = self.excerpt(question, passages)
+        if excerpt is None or excerpt.coverage < ANSWER_COVERAGE:
+            return None
+        return excerpt
 
     async def standalone_query(
         self, question: str, history: Sequence[Message], usage: Usage, deadline: float
@@ -203,16 +306,8 @@ class ExtractiveAnswerer:
     ) -> AsyncIterator[str]:
         from docent.tokens import count_tokens
 
-        chosen = self.select(question, passages)
-        if not chosen:
-            text = NOT_FOUND
-        else:
-            paragraphs: list[str] = []
-            for p_index, group in itertools.groupby(chosen, key=lambda c: c[0]):
-                cite = f"[{passages[p_index].id}]"
-                parts = [f"\n{t}\n" if code else t for _, _, t, code in group]
-                paragraphs.append(" ".join(parts).strip() + f" {cite}")
-            text = "\n\n".join(paragraphs)
+        excerpt = self.select(question, passages)
+        text = NOT_FOUND if excerpt is None else excerpt.text(passages)
         usage.prompt_tokens += count_tokens(question) + sum(count_tokens(p.text) for p in passages)
         usage.completion_tokens += count_tokens(text)
         # Word-sized deltas, as a model would stream them, through the same path.

@@ -177,6 +177,10 @@ def _markdown(text: str) -> ParsedDocument:
 # HTML ----------------------------------------------------------------------------------------
 
 _DROP = "script, style, noscript, template, svg, nav, header, footer, form, iframe, head"
+# Site chrome that generators mark by role rather than by element (Sphinx sidebars, search boxes).
+_CHROME = '[role="navigation"], [role="search"], [role="dialog"]'
+# The page's own content, where the generator marks it: everything around it is chrome.
+_MAIN = 'main, [role="main"], #main-content'
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 
@@ -190,10 +194,10 @@ def _html(text: str) -> ParsedDocument:
     tree = HTMLParser(text)
     title_node = tree.css_first("title")
     title = _text(title_node) if title_node else None
-    for node in tree.css(_DROP):
+    for node in tree.css(f"{_DROP}, {_CHROME}"):
         node.decompose()
     sections = _Sections()
-    root = tree.body or tree.root
+    root = tree.css_first(_MAIN) or tree.body or tree.root
     if root is not None:
         _walk(root, sections)
     if not title:

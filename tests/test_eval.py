@@ -1,0 +1,109 @@
+"""The answer-quality benchmark, small: its scoring, and the invariants on real answers.
+
+The real run uses Python's tutorial and HOWTO pages from the Debian package `python3.11-doc`
+(fetched once into the eval cache) and the questions `make eval` asks about them, on BM25.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bench.eval import corpora
+from bench.eval.run import check_questions, load_questions, run_docent
+from bench.eval.score import Outcome, Question, summarize, unfaithful_pieces
+
+PAGE = "howto/sorting.html"
+
+
+def question(qid: str, page: str | None, kind: str = "keyword") -> Question:
+    return Question(qid, kind, f"question {qid}", page, ("key-functions",), ("key=",))
+
+
+def test_ranks_recall_and_mrr_count_the_expected_page() -> None:
+    outcomes = [
+        Outcome(question("a", PAGE), pages=[PAGE, "x"], anchors=["key-functions", None]),
+        Outcome(question("b", PAGE), pages=["x", "y", PAGE], anchors=[None, None, "other"]),
+        Outcome(question("c", PAGE, "paraphrase"), pages=["x"], anchors=[None]),
+    ]
+    figures = summarize(outcomes)
+    assert figures["recall_at_1"] == 0.333
+    assert figures["recall_at_5"] == 0.667
+    assert figures["mrr"] == round((1 + 1 / 3) / 3, 3)
+    assert figures["anchor_at_5"] == 0.333  # b found the page but not its section
+    assert figures["anchor_exact"] == 0.5
+    assert figures["by_kind"]["paraphrase"]["recall_at_5"] == 0.0
+
+
+def test_answered_precision_and_recall_count_unanswerable_questions() -> None:
+    outcomes = [
+        Outcome(question("a", PAGE), pages=[PAGE], answered=True, answer="use key= [S1]"),
+        Outcome(question("b", PAGE), pages=[PAGE], answered=False, answer="no"),
+        Outcome(question("u", None, "unanswerable"), pages=[PAGE], answered=True, answer="x"),
+        Outcome(question("v", None, "unanswerable"), pages=[PAGE], answered=False, answer="x"),
+    ]
+    answered = summarize(outcomes)["answered"]
+    assert answered["precision"] == 0.5
+    assert answered["recall"] == 0.5
+    assert answered["unanswerable_answered"] == 1
+
+
+def test_a_cited_sentence_missing_from_its_source_is_caught() -> None:
+    passages = {"S1": "Sorting is stable.\n\nThe key parameter takes a function.", "S2": "Other."}
+    assert (
+        unfaithful_pieces("Sorting is stable. The key parameter takes a function. [S1]", passages)
+        == []
+    )
+    assert unfaithful_pieces("The key parameter takes a function. [S2]", passages) == [
+        "The key parameter takes a function."
+    ]
+    # The link filter's redaction of a foreign URL stands for that URL, nothing else.
+    linked = {"S1": "Fetch it with urlopen('http://example.org/a') here."}
+    assert unfaithful_pieces("Fetch it with urlopen('[link removed]') here. [S1]", linked) == []
+    assert unfaithful_pieces("Fetch it with [link removed] now. [S1]", linked) != []
+    invented = "Sorting is stable. Sorting is also parallel. [S1]"
+    assert unfaithful_pieces(invented, passages) == ["Sorting is also parallel."]
+
+
+def test_a_question_naming_a_missing_anchor_is_refused(tmp_path: Path) -> None:
+    page = tmp_path / "p.html"
+    page.write_text('<section id="key-functions"><h2>Key</h2></section>')
+    check_questions([question("a", "p.html")], {"p.html": page})
+    bad = Question("b", "keyword", "q", "p.html", ("no-such-section",), ())
+    with pytest.raises(SystemExit, match="no anchor no-such-section"):
+        check_questions([bad], {"p.html": page})
+
+
+@pytest.fixture(scope="module")
+def python_docs() -> dict[str, Path]:
+    corpus = corpora.by_name(["python"])[0]
+    return corpora.pages(corpus)
+
+
+@pytest.mark.slow
+def test_real_answers_cite_only_what_their_sources_say(
+    python_docs: dict[str, Path], tmp_path: Path
+) -> None:
+    # GIVEN Python's tutorial and HOWTOs, and the eval's questions about them
+    corpus = corpora.by_name(["python"])[0]
+    questions = load_questions("python")
+    check_questions(questions, python_docs)
+    # WHEN Docent ingests the pages and answers every question (BM25, extractive)
+    costs, outcomes = asyncio.run(run_docent("bm25", corpus, python_docs, questions, tmp_path))
+    assert costs["pages"] == len(python_docs) and costs["chunks"] > len(python_docs)
+    # THEN every sentence cited to a source is in that source's text, word for word
+    for outcome in outcomes:
+        assert outcome.unfaithful() == [], outcome.question.id
+    # AND no question about a subject the docs never discuss is answered
+    unanswerable = [o for o in outcomes if not o.question.answerable]
+    assert len([o for o in unanswerable if not o.question.near]) >= 4
+    assert [o.question.id for o in unanswerable if o.answered and not o.question.near] == []
+    # AND near misses (the docs discuss something close) stay rare among the answers
+    assert summarize(outcomes)["answered"]["precision"] >= 0.9
+    # AND answerable questions mostly are, with the expected page among the sources
+    answerable = [o for o in outcomes if o.question.answerable]
+    answered = [o for o in answerable if o.answered]
+    assert len(answered) >= 0.9 * len(answerable)
+    assert sum(o.rank() is not None for o in answerable) >= 0.9 * len(answerable)
