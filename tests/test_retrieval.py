@@ -74,3 +74,24 @@ def test_budget_keeps_the_best_passages_and_trims_the_last() -> None:
     assert total <= 200
     assert words.startswith(passages[1].text) and len(passages[1].text) < len(words)
     assert fit_budget(sources, 5000, None)[1].text == words
+
+
+def test_changelog_pages_rank_below_a_guide_that_scores_close() -> None:
+    # GIVEN a release-notes section that outscores the guide's section by less than half
+    hits = [
+        hit("community/release-notes/index.html", 0, 0, "Add throttle_scope.", 20.0,
+            title="Release Notes - Django REST framework"),
+        hit("api-guide/throttling/index.html", 2, 0, "Set throttle_scope on a view.", 15.0,
+            title="Throttling - Django REST framework"),
+        hit("community/3.4-announcement/index.html", 0, 0, "throttle_scope, much better.", 40.0),
+    ]  # fmt: skip
+    # WHEN they are grouped into sources
+    sources = group_sections(hits, top_k=3)
+    # THEN the guide ranks above the release notes that outscored it; a history page far
+    # ahead stays ahead
+    assert [s.document_id for s in sources] == [
+        "community/3.4-announcement/index.html",
+        "api-guide/throttling/index.html",
+        "community/release-notes/index.html",
+    ]
+    assert [s.score for s in sources] == [20.0, 15.0, 10.0]
