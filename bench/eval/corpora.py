@@ -87,14 +87,11 @@ def fetch(corpus: Corpus, folder: Path) -> None:
     """Download the package, unpack it, keep the selected pages; the manifest is written last."""
     with tempfile.TemporaryDirectory(prefix="docent-eval-") as tmp:
         work = Path(tmp)
-        done = subprocess.run(
-            ["apt-get", "download", corpus.package],
-            cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        done = _download(corpus.package, work)
+        if done.returncode != 0 and os.geteuid() == 0:
+            # A fresh machine has no package lists yet: read them once, then try again.
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
+            done = _download(corpus.package, work)
         debs = list(work.glob("*.deb"))
         if done.returncode != 0 or not debs:
             raise SystemExit(
@@ -124,3 +121,14 @@ def fetch(corpus: Corpus, folder: Path) -> None:
                 {"package": corpus.package, "version": version, "pages": len(selected)}, indent=1
             )
         )
+
+
+def _download(package: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["apt-get", "download", package],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
