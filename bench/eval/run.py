@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--corpora", default=",".join(c.name for c in corpora.CORPORA))
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
-        "--smoke", action="store_true", help="only the pages the questions expect, 12 questions"
+        "--smoke", action="store_true", help="12 questions per set, on 20 pages or fewer"
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -277,10 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             questions = load_questions(corpus.name)
             check_questions(questions, pages)
             if args.smoke:
-                questions = questions[:8] + [q for q in questions if not q.answerable][:4]
-                wanted = {q.page for q in questions}
-                pages = {p: f for p, f in pages.items() if p in wanted or len(wanted) > 40}
-                pages = dict(list(pages.items())[:40])
+                # 8 answerable and 4 unanswerable questions; their pages and 12 others.
+                answerable = [q for q in questions if q.answerable][:8]
+                questions = answerable + [q for q in questions if not q.answerable][:4]
+                wanted = {q.page for q in answerable}
+                others = [p for p in pages if p not in wanted][:12]
+                pages = {p: f for p, f in pages.items() if p in wanted or p in others}
             sets[corpus.name] = corpora.manifest(corpus) | {
                 "pages_used": len(pages),
                 "questions": len(questions),
