@@ -216,3 +216,27 @@ async def test_a_question_the_passages_do_not_cover_is_not_answered() -> None:
         "How do I deploy to Kubernetes with a Helm chart?", [DEFAULTS, THROTTLING]
     )
     assert text == NOT_FOUND
+
+
+async def test_a_section_titled_with_the_asked_name_is_quoted_from_its_opening() -> None:
+    # Django REST framework's validators guide, as Docent parses it.
+    section = Passage(
+        "S1",
+        "Validators - Django REST framework",
+        "UniqueTogetherValidator",
+        "This validator can be used to enforce unique_together constraints on model instances. "
+        "It has two required arguments, and a single optional messages argument:\n\n"
+        "- queryset required - This is the queryset against which uniqueness should be "
+        "enforced.\n- fields required - A list or tuple of field names which should make a "
+        "unique set. These must exist as fields on the serializer class.\n- message - The error "
+        "message that should be used when validation fails.\n\n"
+        "The validator should be applied to serializer classes, like so:",
+        8.0,
+    )
+    text, _ = await answer("What is UniqueTogetherValidator for?", [section, THROTTLING])
+    # The opening defines it; the list it introduces comes whole, each item on its line.
+    assert text.startswith("This validator can be used to enforce unique_together constraints")
+    assert "\n\n- queryset required" in text and "\n\n- fields required" in text
+    assert text.endswith(
+        "- message - The error message that should be used when validation fails. [S1]"
+    )

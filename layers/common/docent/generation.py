@@ -219,6 +219,7 @@ class ExtractiveAnswerer:
         best_cover = 0.0
         for p_index, (passage, us) in enumerate(zip(passages, parsed, strict=True)):
             context = sparse.terms(" ".join(filter(None, [passage.title, passage.heading])))
+            titled = bool(sparse.terms(passage.heading or "") & asked)
             for first in range(len(us)):
                 if us[first].fragment or us[first].kind == "code":
                     continue
@@ -232,8 +233,8 @@ class ExtractiveAnswerer:
                     if words > self.max_words and last > first:
                         break
                     found |= matched[p_index][last]
-                    if not matched[p_index][first]:
-                        break  # a run starts at a sentence that matches
+                    if not matched[p_index][first] and not (first == 0 and titled):
+                        break  # a run starts at a match, or opens a section titled with one
                     cover = sum(weight[t] for t in found | (context & asked)) / whole
                     # Retrieval's order counts (it saw the whole section); a section's opening
                     # sentence often defines its subject. On a tie the earliest, shortest run
@@ -262,6 +263,15 @@ class ExtractiveAnswerer:
         introduces = _INTRODUCES.search(us[last].text) is not None
         if after and not after.fragment and after.kind != "sentence" and introduces:
             chosen.append((p_index, after))
+            # A list comes with its items, as far as the budget goes.
+            following = us[last + 2 :] if after.kind == "item" else []
+            for item in following:
+                if item.kind != "item" or item.block != after.block or item.fragment:
+                    break
+                words += item.words
+                if words > self.max_words:
+                    break
+                chosen.append((p_index, item))
         elif names:
             code = self._code_with(names, passages, parsed, prefer=p_index)
             if code is not None and code[1] not in [u for _, u in chosen]:
