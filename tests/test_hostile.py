@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -533,7 +534,8 @@ def serve_in(folder: Path, env: dict[str, str]) -> Iterator[tuple[str, Any]]:
 def test_the_sample_corpus_is_docents_own_docs_and_only_when_asked(tmp_path: Path) -> None:
     notes = tmp_path / "docs" / "internal-notes.md"
     notes.parent.mkdir()
-    notes.write_text("# Internal notes\n\nThe staging password is hunter2.")
+    secret = f"pw-{uuid.uuid4().hex}"
+    notes.write_text(f"# Internal notes\n\nThe staging password is {secret}.")
     admin = {"X-API-Key": ADMIN_KEY}
     question = {"question": "What is the staging password?"}
 
@@ -552,10 +554,10 @@ def test_the_sample_corpus_is_docents_own_docs_and_only_when_asked(tmp_path: Pat
     )  # fmt: skip
 
     assert unasked == []
-    assert "hunter2" not in answer.text
+    assert secret not in answer.text
     assert {"getting-started.md", "configuration.md", "reliability.md"} <= asked
     assert "internal-notes.md" not in asked
-    assert "hunter2" not in answer_asked.text
+    assert secret not in answer_asked.text
     assert folder_name.returncode == 2
     assert "SAMPLE_CORPUS" in folder_name.stderr
 
