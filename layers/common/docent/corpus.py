@@ -29,12 +29,12 @@ def docent_docs() -> Path | None:
 
     import functions
 
-    for folder in (
-        Path(sys.prefix) / "share" / "docent" / "docs",
-        Path(functions.__file__).resolve().parent.parent / "docs",
-    ):
-        if (folder / "getting-started.md").is_file():
-            return folder
+    installed = Path(sys.prefix) / "share" / "docent" / "docs"
+    if (installed / "getting-started.md").is_file():
+        return installed
+    checkout = Path(functions.__file__).resolve().parent.parent
+    if (checkout / "layers" / "common" / "docent").is_dir():  # Docent's own source tree
+        return checkout / "docs"
     return None
 
 
