@@ -109,6 +109,11 @@
       headers: headers,
       body: chatBody(question, history),
     }).then(function (response) {
+      // A server configured with a smaller MAX_CHAT_BODY_BYTES (413), or stricter limits (422),
+      // refuses the history before counting the request: ask again without it.
+      if ((response.status === 413 || response.status === 422) && history.length) {
+        return ask(question, [], onEvent);
+      }
       if (!response.ok) {
         return response.json().catch(function () { return {}; }).then(function (body) {
           var error = (body && body.error) || {};
