@@ -181,6 +181,29 @@ def test_front_matter_over_its_caps_refuses_the_document_by_name(
         assert client.get("/health").status_code == 200
 
 
+@pytest.mark.slow
+def test_the_alias_bomb_costs_docent_serve_no_memory(tmp_path: Path) -> None:
+    """The 1.7 kB request that grew the server to 946 MB and `GET /documents` to 34 MB."""
+    admin = {"X-API-Key": ADMIN_KEY}
+    body = {"documents": [{"id": "laughs.md", "text": ALIAS_BOMB}]}
+    warm_up = {"documents": [{"id": "warm.md", "text": "---\ntitle: Warm\n---\n# Warm\n\nUp."}]}
+    with docent_server({"ADMIN_API_KEYS": ADMIN_KEY}, str(tmp_path)) as (url, process):
+        # The first ingest loads the parsers and the tokenizer: the baseline comes after it.
+        assert httpx.post(f"{url}/ingest", json=warm_up, headers=admin, timeout=60).is_success
+        assert httpx.delete(f"{url}/documents/warm.md", headers=admin, timeout=60).is_success
+        before = vm(process.pid, "VmHWM")
+        response = httpx.post(f"{url}/ingest", json=body, headers=admin, timeout=60)
+        listing = httpx.get(f"{url}/documents", headers=admin, timeout=60)
+        peak = vm(process.pid, "VmHWM")
+        assert process.poll() is None
+
+    print(f"alias bomb: peak RSS {before:.1f} then {peak:.1f} MB; listing {len(listing.content)} B")
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_document"
+    assert listing.json()["documents"] == [] and len(listing.content) < 1024
+    assert peak - before < 10
+
+
 def test_front_matter_within_the_caps_still_gives_title_url_and_tags(docent: Docent) -> None:
     text = (
         "---\ntitle: Limits\nurl: https://docs.example.com/limits\n"
