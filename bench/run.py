@@ -163,6 +163,8 @@ def docent_env(model: str | None, **extra: str) -> dict[str, str]:
         "RATE_LIMIT_KEY": "10000000/60s",
         "LOG_LEVEL": "WARNING",
         "EMBEDDING_PROVIDER": "none",
+        # One load generator on one address opens hundreds of connections on purpose.
+        "MAX_CONNECTIONS_PER_CLIENT": "0",
     }
     if model is not None:
         env |= {"OPENAI_BASE_URL": f"{model}/v1", "OPENAI_API_KEY": "bench-key"}

@@ -20,15 +20,15 @@ log = logging.getLogger("docent")
 
 
 async def ingest_sample_corpus(services: Services) -> int:
-    """On an empty index, ingest the sample corpus (Docent's own docs) so /chat answers at once."""
-    from docent.corpus import find_files, read_documents
+    """On an empty index with `SAMPLE_CORPUS=docent`, ingest Docent's own docs."""
+    from docent.corpus import docent_docs, find_files, read_documents
 
-    corpus = services.settings.sample_corpus
-    if not corpus or await services.store.total() > 0:
+    if services.settings.sample_corpus != "docent" or await services.store.total() > 0:
         return 0
-    files = find_files([corpus])
+    folder = docent_docs()
+    files = find_files([folder]) if folder else []
     if not files:
-        log.warning("sample corpus %s not found: the index stays empty", corpus)
+        log.warning("Docent's own docs are not installed: the index stays empty")
         return 0
     result = await services.ingestor.ingest(list(read_documents(files)))
     log.info("ingested the sample corpus", extra=result.as_dict())

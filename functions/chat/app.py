@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from docent import chat, sse
 from docent.aws import http_handler
@@ -19,11 +19,26 @@ router = APIRouter(tags=["chat"])
 log = logging.getLogger("docent.chat")
 
 
+MAX_TURN_CHARS = 8000
+
+
 class HistoryMessage(BaseModel):
+    """One earlier turn. An assistant turn is Docent's own answer sent back, and an answer can
+    be longer than a turn may be (extractive answers quote whole passages): it is cut to the
+    limit, not refused, so a conversation never locks up after a long answer."""
+
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant"]
-    content: Annotated[str, Field(min_length=1, max_length=8000)]
+    content: Annotated[str, Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _bounded(self) -> HistoryMessage:
+        if len(self.content) > MAX_TURN_CHARS:
+            if self.role == "user":
+                raise ValueError(f"a user turn holds at most {MAX_TURN_CHARS} characters")
+            self.content = self.content[:MAX_TURN_CHARS]
+        return self
 
 
 class ChatFilter(BaseModel):

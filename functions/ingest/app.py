@@ -11,9 +11,10 @@ from docent.aws import http_handler, is_storage_event, storage_handler
 from docent.errors import NotFound, backend
 from docent.ingest import DocumentIn
 from docent.services import get_services
-from docent.web import AdminDep, ServicesDep, create_app, rate_limit
+from docent.web import AdminDep, AdminRoute, ServicesDep, create_app, rate_limit
 
-router = APIRouter(tags=["documents"])
+# Every route here is an admin route: the key and the limit are checked before a body is read.
+router = APIRouter(tags=["documents"], route_class=AdminRoute)
 
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docent import metrics
+from docent.display import shown_source
 from docent.errors import DocentError, UpstreamTimeout, backend
 from docent.generation import CitationFilter, LinkFilter, Message, Passage, Usage
 from docent.retrieval import Source, fit_budget, retrieve
@@ -111,10 +112,11 @@ async def events(services: Services, prepared: Prepared) -> AsyncIterator[dict[s
 async def _events(
     services: Services, prepared: Prepared, outcome: dict[str, Any]
 ) -> AsyncIterator[dict[str, Any]]:
-    yield {"type": "sources", "sources": [s.public() for s in prepared.sources]}
+    shown = [shown_source(s.public()) for s in prepared.sources]
+    yield {"type": "sources", "sources": shown}
     answerer = services.answerer
     citations = CitationFilter([s.id for s in prepared.sources])
-    links = LinkFilter([s.url for s in prepared.sources])
+    links = LinkFilter([s["url"] for s in shown])
     try:
         stream = answerer.stream(
             prepared.question.question,
