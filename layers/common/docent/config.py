@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     log_questions: bool = False
     docent_url: str = "http://127.0.0.1:7860"
 
+    # Protocols (/v1/chat/completions, /mcp)
+    completions_sources_block: bool = True
+
     @field_validator("api_keys", "admin_api_keys", "cors_allow_origins", mode="before")
     @classmethod
     def _commas(cls, value: object) -> object:
