@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docent import chat, sse
 from docent.auth import Caller
@@ -103,6 +104,14 @@ class OpenAIRoute(APIRoute):
                 failure: DocentError = _validation(exc)
             except DocentError as exc:
                 failure = exc
+            except StarletteHTTPException as exc:  # a body FastAPI could not even parse
+                failure = OpenAIError(
+                    "The request body could not be parsed."
+                    if exc.status_code == 400
+                    else str(exc.detail),
+                    code="invalid_json" if exc.status_code == 400 else "http_error",
+                    status=exc.status_code,
+                )
             except Exception:
                 log.exception("completion failed")
                 failure = DocentError()
