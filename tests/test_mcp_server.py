@@ -255,3 +255,20 @@ def test_the_mcp_sdk_is_not_imported_by_the_apps_or_health(tmp_path: Path) -> No
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
     )
     assert json.loads(out.stdout.splitlines()[-1]) == []
+
+
+async def test_protocol_requests_are_logged_and_counted_like_chat(protocol_docent: str) -> None:
+    import openai
+
+    from tests.conftest import ADMIN_KEY
+
+    await call(protocol_docent, "ask_docs", {"question": "How do I install Acme?"}, **bearer())
+    openai.OpenAI(base_url=f"{protocol_docent}/v1", api_key=USER_KEY).chat.completions.create(
+        model="docent", messages=[{"role": "user", "content": "How do I upgrade Acme?"}]
+    )
+    metrics = httpx.get(f"{protocol_docent}/metrics", headers={"X-API-Key": ADMIN_KEY}).text
+    for route in ("/mcp", "/v1/chat/completions"):
+        assert re.search(rf'docent_requests_total\{{route="{route}",status="200"\}} [1-9]', metrics)
+    # Both answers went through the chat pipeline's stream accounting.
+    streams = re.search(r"docent_stream_seconds_count ([0-9.]+)", metrics)
+    assert streams and float(streams[1]) >= 2

@@ -238,7 +238,8 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(settings.cors_allow_origins),
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["content-type", "authorization", "x-api-key", "accept"],
+            allow_headers=["content-type", "authorization", "x-api-key", "accept",
+                           "mcp-protocol-version"],
             expose_headers=["x-request-id", "x-ratelimit-limit", "x-ratelimit-remaining",
                             "x-ratelimit-reset", "retry-after"],
         )  # fmt: skip
