@@ -209,7 +209,7 @@ async def test_an_over_long_question_is_a_tool_error(protocol_docent: str) -> No
     for tool, argument in (("ask_docs", "question"), ("search_docs", "query")):
         result = await call(protocol_docent, tool, {argument: "x" * 2001}, **bearer())
         assert result.is_error
-        assert "2001 characters; the limit is 2000" in text_of(result)
+        assert f"The {argument} is 2001 characters; the limit is 2000" in text_of(result)
         assert "Traceback" not in text_of(result)
 
 
@@ -272,3 +272,13 @@ async def test_protocol_requests_are_logged_and_counted_like_chat(protocol_docen
     # Both answers went through the chat pipeline's stream accounting.
     streams = re.search(r"docent_stream_seconds_count ([0-9.]+)", metrics)
     assert streams and float(streams[1]) >= 2
+
+
+async def test_a_question_the_docs_do_not_answer_is_not_answered(protocol_docent: str) -> None:
+    result = await call(
+        protocol_docent, "ask_docs", {"question": "Who painted the Mona Lisa?"}, **bearer()
+    )
+    assert not result.is_error
+    answer = result.structured_content or {}
+    assert answer["answered"] is False and answer["citations"] == []
+    assert "Sources:" not in text_of(result)

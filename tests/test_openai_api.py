@@ -16,8 +16,9 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import USER_KEY, running_docent
+from tests.conftest import USER_KEY, corpus_documents, running_docent
 from tests.support.protocols import LIMIT, LambdaEndpoint
+from tests.support.standins import StandIn
 
 QUESTION = "How do I install Acme with pip?"
 
@@ -145,8 +146,6 @@ def test_a_follow_up_uses_the_history(protocol_docent: str) -> None:
 
 
 def test_the_sources_block_can_be_turned_off(tmp_path: Path) -> None:
-    from tests.conftest import corpus_documents
-
     with running_docent(tmp_path, completions_sources_block=False) as docent:
         docent.ingest(corpus_documents())
         completion = client(docent.url).chat.completions.create(model="docent", messages=ask())
@@ -265,3 +264,32 @@ def test_the_chat_lambda_answers_the_openai_sdk(lambda_url: LambdaEndpoint) -> N
     text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
     assert text == completion.choices[0].message.content
     assert lambda_url.shim.invocations >= 3  # the ingest and both completions
+
+
+def test_with_a_model_server_the_model_is_chat_model_and_failures_arrive_in_band(
+    tmp_path: Path, standin: tuple[str, StandIn]
+) -> None:
+    url, state = standin
+    with running_docent(
+        tmp_path, openai_base_url=url, openai_api_key="k", embedding_provider="none"
+    ) as docent:
+        docent.ingest(corpus_documents())
+        openai_client = client(docent.url)
+        assert [m.id for m in openai_client.models.list().data] == ["gpt-4o-mini"]
+        completion = openai_client.chat.completions.create(model="gpt-4o-mini", messages=ask())
+        assert (completion.choices[0].message.content or "").startswith("Docent answers")
+        assert state.chat_requests[-1]["model"] == "gpt-4o-mini"
+
+        # The model drops the connection mid-answer: the stream has begun, so the failure is
+        # its last event, which the SDK raises after the text it already gave.
+        state.mode = "drop"
+        received: list[str] = []
+        with pytest.raises(openai.APIError) as caught:
+            for chunk in openai_client.chat.completions.create(
+                model="docent", messages=ask(), stream=True
+            ):
+                if chunk.choices:
+                    received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received).startswith("Docent answers")
+    assert isinstance(caught.value.body, dict) and caught.value.body["type"] == "server_error"
+    assert "Traceback" not in str(caught.value.body)

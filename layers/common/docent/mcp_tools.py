@@ -141,20 +141,22 @@ async def _admit(call: Call) -> None:
     await check(call.request, call.caller, call.settings, call.services)
 
 
-def _question(text: str) -> str:
+def _question(text: str, name: str = "question") -> str:
     question = text.strip()
     if not question:
-        raise ToolError("The question is empty.")
+        raise ToolError(f"The {name} is empty.")
     if len(question) > MAX_QUESTION_CHARS:
         raise ToolError(
-            f"The question is {len(question)} characters; the limit is {MAX_QUESTION_CHARS}. "
-            "Ask something shorter."
+            f"The {name} is {len(question)} characters; the limit is {MAX_QUESTION_CHARS}. "
+            "Make it shorter."
         )
     return question
 
 
 async def search_docs(
-    query: Annotated[str, Field(description="What to look for, in words the docs would use.")],
+    query: Annotated[
+        str, Field(description="What to look for, in words the docs would use (<= 2000 chars).")
+    ],
     top_k: Annotated[int, Field(ge=1, le=20, description="How many sections (1-20).")] = 5,
     filter: Annotated[
         DocFilter | None, Field(description="Narrow to one document or to tagged documents.")
@@ -166,7 +168,7 @@ async def search_docs(
     match first, within a token budget. Use it to read the docs, quote them or check a detail.
     For a written answer, use ask_docs instead.
     """
-    text = _question(query)
+    text = _question(query, "query")
 
     async def work() -> CallToolResult:
         call = current.get()

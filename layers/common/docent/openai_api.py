@@ -7,6 +7,8 @@ its `[S1]` citations; the sources ride along in the extra fields `sources` (and 
 `answered`) and, unless `COMPLETIONS_SOURCES_BLOCK=off`, as a closing "Sources" list in the text.
 Errors come in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, with the
 status Docent gives them, so the SDKs raise their usual exceptions (`RateLimitError`, ...).
+Every OpenAI client sends a key, so `/v1` takes no anonymous callers: a missing key is a 401
+like an unknown one. Completions count against the chat rate limit of their key.
 """
 
 from __future__ import annotations
