@@ -111,7 +111,9 @@ class OpenAIRoute(APIRoute):
                     "The request body could not be parsed."
                     if exc.status_code == 400
                     else str(exc.detail),
-                    code="invalid_json" if exc.status_code == 400 else "http_error",
+                    code={400: "invalid_json", 413: "request_too_large"}.get(
+                        exc.status_code, "http_error"
+                    ),
                     status=exc.status_code,
                 )
             except Exception:
