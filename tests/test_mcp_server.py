@@ -34,10 +34,12 @@ TOOLS = {"search_docs", "ask_docs", "list_documents"}
 
 
 @asynccontextmanager
-async def connect(url: str, **headers: str) -> AsyncIterator[Client]:
+async def connect(url: str, mode: str = "auto", **headers: str) -> AsyncIterator[Client]:
+    """The SDK's client; `mode="legacy"` speaks the initialize handshake of the 2025 protocol
+    revisions (what most agents speak today), "auto" the newest the server offers."""
     async with (
         httpx2.AsyncClient(headers=headers, timeout=30) as http,
-        Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
+        Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode) as client,
     ):
         yield client
 
@@ -76,9 +78,9 @@ async def refusal(url: str, **headers: str) -> MCPError:
     pytest.fail("the server did not refuse the client")
 
 
-async def check_every_tool(url: str, **headers: str) -> None:
+async def check_every_tool(url: str, mode: str = "auto", **headers: str) -> None:
     """List the tools and call each: what an agent does first."""
-    async with connect(url, **headers) as client:
+    async with connect(url, mode, **headers) as client:
         listed = (await client.list_tools()).tools
         assert {t.name for t in listed} == TOOLS
         for tool in listed:
@@ -114,12 +116,14 @@ async def check_every_tool(url: str, **headers: str) -> None:
         assert "https://docs.acme.test/billing" in text_of(listing)
 
 
-async def test_the_tools_are_listed_and_each_answers(protocol_docent: str) -> None:
-    await check_every_tool(protocol_docent, **bearer())
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_the_tools_are_listed_and_each_answers(protocol_docent: str, mode: str) -> None:
+    await check_every_tool(protocol_docent, mode, **bearer())
 
 
-async def test_the_chat_lambda_serves_the_same_tools(lambda_url: LambdaEndpoint) -> None:
-    await check_every_tool(lambda_url.url, **bearer())
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_the_chat_lambda_serves_the_same_tools(lambda_url: LambdaEndpoint, mode: str) -> None:
+    await check_every_tool(lambda_url.url, mode, **bearer())
     assert lambda_url.shim.invocations >= 5  # discovery, tools/list, three calls
 
 
