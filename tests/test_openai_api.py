@@ -293,3 +293,18 @@ def test_with_a_model_server_the_model_is_chat_model_and_failures_arrive_in_band
     assert "".join(received).startswith("Docent answers")
     assert isinstance(caught.value.body, dict) and caught.value.body["type"] == "server_error"
     assert "Traceback" not in str(caught.value.body)
+
+
+def test_the_sample_completions_event_answers(lambda_url: LambdaEndpoint) -> None:
+    """`events/completions.json` (what `sam local invoke -e` takes) through the chat handler."""
+    import json
+
+    from tests.test_lambda import EVENTS, body_of
+
+    event = json.loads((EVENTS / "completions.json").read_text())
+    event["headers"]["authorization"] = f"Bearer {USER_KEY}"
+    response = lambda_url.shim.worker.submit(lambda_url.shim.invoke, event).result(60)
+    assert response["statusCode"] == 200, body_of(response)
+    completion = json.loads(body_of(response))
+    assert completion["object"] == "chat.completion" and completion["model"] == "extractive"
+    assert completion["choices"][0]["message"]["content"]
