@@ -27,7 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
 
 from tests.conftest import USER_KEY
-from tests.support.protocols import LIMIT, LambdaEndpoint
+from tests.support.protocols import LIMIT, WINDOW_S, LambdaEndpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = {"search_docs", "ask_docs", "list_documents"}
@@ -194,7 +194,8 @@ async def test_a_missing_key_is_the_anonymous_tier_and_its_limit(limited_docent:
         refused = await client.call_tool("search_docs", {"query": "rate limit"})
     assert refused.is_error
     assert re.search(
-        rf"Rate limit of {LIMIT} requests per 60s exceeded; retry in \d+s\.", text_of(refused)
+        rf"Rate limit of {LIMIT} requests per {WINDOW_S}s exceeded; retry in \d+s\.",
+        text_of(refused),
     )
 
 

@@ -30,6 +30,7 @@ from tests.support.servers import docent_server, free_port
 # Keys for the limited server: one per test that runs a window dry.
 LIMITED_KEYS = ("openai-limited-key", "mcp-limited-key", "openai-async-limited-key")
 LIMIT = 3
+WINDOW_S = 3600
 
 
 def _ingest(url: str) -> None:
@@ -60,8 +61,10 @@ def limited_docent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {
         "ADMIN_API_KEYS": ADMIN_KEY,
         "API_KEYS": ",".join(LIMITED_KEYS),
-        "RATE_LIMIT_ANON": f"{LIMIT}/60s",
-        "RATE_LIMIT_KEY": f"{LIMIT}/60s",
+        # An hour's window: a test's few requests never straddle a window boundary, where the
+        # sliding window's weighting of the previous window could admit one more.
+        "RATE_LIMIT_ANON": f"{LIMIT}/{WINDOW_S}s",
+        "RATE_LIMIT_KEY": f"{LIMIT}/{WINDOW_S}s",
     }
     with docent_server(env, str(tmp_path_factory.mktemp("limited"))) as (url, _):
         _ingest(url)

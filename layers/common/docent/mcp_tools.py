@@ -122,17 +122,19 @@ def _result(text: str, data: BaseModel) -> CallToolResult:
 async def _guarded(tool: str, work: Awaitable[T]) -> T:
     """Docent's errors become tool errors with their message; anything else is logged."""
     call = current.get()
-    request_id = call.request.scope.get("state", {}).get("request_id")
+    about = {"tool": tool, "request_id": call.request.scope.get("state", {}).get("request_id")}
     try:
-        return await work
+        result = await work
     except DocentError as exc:
-        log.info("tool refused", extra={"tool": tool, "code": exc.code, "request_id": request_id})
+        log.info("tool refused", extra={**about, "code": exc.code})
         raise ToolError(exc.message) from None
     except ToolError:
         raise
     except Exception:
-        log.exception("tool failed", extra={"tool": tool, "request_id": request_id})
+        log.exception("tool failed", extra=about)
         raise ToolError(f"{tool} failed with an internal error.") from None
+    log.info("tool", extra=about)  # which tools agents use; the request line has the rest
+    return result
 
 
 async def _admit(call: Call) -> None:
