@@ -287,3 +287,32 @@ async def test_a_question_the_docs_do_not_answer_is_not_answered(protocol_docent
     answer = result.structured_content or {}
     assert answer["answered"] is False and answer["citations"] == []
     assert "Sources:" not in text_of(result)
+
+
+async def test_chat_mcp_and_openai_share_one_window(limited_docent: str) -> None:
+    import openai
+
+    key = "shared-limited-key"
+    chat = httpx.post(
+        f"{limited_docent}/chat",
+        json={"question": "What is the rate limit?"},
+        headers={"X-API-Key": key, "Accept": "application/json"},
+    )
+    assert chat.status_code == 200
+    tool = await call(limited_docent, "search_docs", {"query": "rate limit"}, **bearer(key))
+    assert not tool.is_error
+    completions = openai.OpenAI(base_url=f"{limited_docent}/v1", api_key=key, max_retries=0)
+    completions.chat.completions.create(
+        model="docent", messages=[{"role": "user", "content": "What is the rate limit?"}]
+    )
+    # Three requests through three doors used the key's whole window of three.
+    refused = await call(limited_docent, "search_docs", {"query": "rate limit"}, **bearer(key))
+    assert refused.is_error and "Rate limit" in text_of(refused)
+    with pytest.raises(openai.RateLimitError):
+        completions.chat.completions.create(
+            model="docent", messages=[{"role": "user", "content": "Again?"}]
+        )
+    again = httpx.post(
+        f"{limited_docent}/chat", json={"question": "Again?"}, headers={"X-API-Key": key}
+    )
+    assert again.status_code == 429

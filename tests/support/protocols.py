@@ -28,7 +28,12 @@ from tests.conftest import ADMIN_KEY, USER_KEY, corpus_documents, serve
 from tests.support.servers import docent_server, free_port
 
 # Keys for the limited server: one per test that runs a window dry.
-LIMITED_KEYS = ("openai-limited-key", "mcp-limited-key", "openai-async-limited-key")
+LIMITED_KEYS = (
+    "openai-limited-key",
+    "mcp-limited-key",
+    "openai-async-limited-key",
+    "shared-limited-key",
+)
 LIMIT = 3
 WINDOW_S = 3600
 
