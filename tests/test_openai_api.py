@@ -8,6 +8,7 @@ Retry-After), the vector store down (InternalServerError).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -277,8 +278,19 @@ def test_with_a_model_server_the_model_is_chat_model_and_failures_arrive_in_band
         openai_client = client(docent.url)
         assert [m.id for m in openai_client.models.list().data] == ["gpt-4o-mini"]
         completion = openai_client.chat.completions.create(model="gpt-4o-mini", messages=ask())
-        assert (completion.choices[0].message.content or "").startswith("Docent answers")
+        first = completion.choices[0].message.content or ""
+        assert first.startswith("Docent answers") and "\n\nSources:\n- [S1]" in first
         assert state.chat_requests[-1]["model"] == "gpt-4o-mini"
+
+        # A follow-up sends the answer back: the model sees it without its Sources list.
+        asked = len(state.chat_requests)
+        openai_client.chat.completions.create(
+            model="docent",
+            messages=[*ask(), {"role": "assistant", "content": first}, *ask("And upgrades?")],
+        )
+        sent = json.dumps(state.chat_requests[asked:])
+        assert "Docent answers from your documentation" in sent  # the history reached the model
+        assert "Sources:" not in sent
 
         # The model drops the connection mid-answer: the stream has begun, so the failure is
         # its last event, which the SDK raises after the text it already gave.
@@ -297,8 +309,6 @@ def test_with_a_model_server_the_model_is_chat_model_and_failures_arrive_in_band
 
 def test_the_sample_completions_event_answers(lambda_url: LambdaEndpoint) -> None:
     """`events/completions.json` (what `sam local invoke -e` takes) through the chat handler."""
-    import json
-
     from tests.test_lambda import EVENTS, body_of
 
     event = json.loads((EVENTS / "completions.json").read_text())

@@ -40,6 +40,7 @@ log = logging.getLogger("docent.openai")
 MAX_QUESTION_CHARS = 2000
 MAX_HISTORY = 20
 MAX_HISTORY_CHARS = 8000
+SOURCES_HEADING = "\n\nSources:\n"
 # Accepted as the model of any request: whatever answers in this deployment.
 ALIAS = "docent"
 
@@ -202,7 +203,8 @@ def question_of(body: CompletionRequest) -> chat.Question:
     history = [
         Message(m.role, text[:MAX_HISTORY_CHARS])  # type: ignore[arg-type]
         for _, m in turns[:-1]
-        if (text := m.text().strip())
+        # An earlier answer comes back with its Sources list: the history needs only the answer.
+        if (text := m.text().split(SOURCES_HEADING, 1)[0].strip())
     ][-MAX_HISTORY:]
     flt = body.filter
     return chat.Question(
@@ -251,7 +253,7 @@ def sources_block(sources: Sequence[dict[str, Any]], cited: Sequence[str]) -> st
         name = name or str(source.get("document_id"))
         link = f": {source['url']}" if source.get("url") else ""
         lines.append(f"- [{source_id}] {name}{link}")
-    return "\n\nSources:\n" + "\n".join(lines) if lines else ""
+    return SOURCES_HEADING + "\n".join(lines) if lines else ""
 
 
 def usage_of(usage: dict[str, int]) -> dict[str, int]:
