@@ -26,7 +26,7 @@ from docent.config import Settings
 from docent.errors import DocentError, backend
 from docent.generation import Message
 from docent.mcp_server import Call, current
-from docent.openai_api import sources_block
+from docent.openai_api import SOURCES_HEADING, sources_block
 from docent.vectors import SearchFilter
 from docent.web import rate_limit
 
@@ -231,8 +231,10 @@ async def ask_docs(
     async def work() -> CallToolResult:
         call = current.get()
         await _admit(call)
+        # An earlier ask_docs answer may come back whole: its Sources list is not history.
+        turns = [(t.role, t.content.split(SOURCES_HEADING, 1)[0].strip()) for t in history or ()]
         asked = chat.Question(
-            question=text, history=tuple(Message(t.role, t.content) for t in history or ())
+            question=text, history=tuple(Message(role, said) for role, said in turns if said)
         )
         request_id = call.request.scope["state"]["request_id"]
         prepared = await chat.begin(call.services, asked, call.request.scope, request_id)
