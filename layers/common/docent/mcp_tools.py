@@ -202,10 +202,14 @@ async def search_docs(
     return await _guarded("search_docs", work())
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _search_text(query: str, sections: list[Section]) -> str:
     if not sections:
         return f"No section of the documentation matches {query!r}. Try other words."
-    parts = [f"{len(sections)} sections match {query!r}, best first."]
+    parts = [f"{_count(len(sections), 'section')} match {query!r}, best first."]
     for s in sections:
         name = " › ".join(p for p in (s.title or s.document_id, s.heading) if p)
         link = f"\nLink: {s.url}" if s.url else ""
@@ -295,7 +299,7 @@ def _listing_text(listing: DocumentListing, prefix: str | None) -> str:
     where = f" with ids starting {prefix!r}" if prefix else ""
     if not listing.documents:
         return f"No documents{where}."
-    head = f"{len(listing.documents)} documents{where}"
+    head = f"{_count(len(listing.documents), 'document')}{where}"
     head += ":" if listing.complete else " (not all of them: narrow with `prefix`):"
     lines = [head]
     for d in listing.documents:
