@@ -321,6 +321,9 @@ async def chunks(
             payload["usage"] = None
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
+    # A text chunk is the same JSON around its content: built once, filled in per chunk (an
+    # answer is many small chunks, and this is most of what the protocol adds per answer).
+    head, _, tail = chunk({"content": ""}).partition('"content":""')
     sources: list[dict[str, Any]] = []
     async for event in events:
         kind = event["type"]
@@ -328,7 +331,9 @@ async def chunks(
             sources = event["sources"]
             yield chunk({"role": "assistant", "content": ""}, sources=sources)
         elif kind == "chunk":
-            yield chunk({"content": event["content"]})
+            content = json.dumps(event["content"], ensure_ascii=False)
+            yield f'{head}"content":{content}{tail}'
+
         elif kind == "error":
             failure = DocentError(event["message"])
             failure.code = event["code"]
