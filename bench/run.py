@@ -12,6 +12,7 @@ against the targets):
 - coldstart: each Lambda handler from a fresh interpreter to its first response, lazy vs eager.
 - memory: RSS of the bundled app idle, after ingest, and holding open SSE streams.
 - limiter: the cost of one sliding-window check on each store.
+- protocols: what MCP and the OpenAI protocol add to an answer over /chat (bench/protocols.py).
 
 `--smoke` runs every section at toy sizes (seconds): `make test` runs it so the suite cannot rot.
 """
@@ -37,6 +38,8 @@ from typing import Any
 
 import httpx
 
+from bench import protocols
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results"
 ADMIN_KEY = "bench-admin-key"
@@ -45,7 +48,7 @@ MODEL_TOKEN_S = 0.02
 ANSWER = " ".join(f"Step {i} of the procedure is described in the guide [S1]." for i in range(4))
 # How long the stand-in takes to stream ANSWER (about 45 tokens).
 STREAM_S = MODEL_TTFT_S + 45 * MODEL_TOKEN_S
-SECTIONS = ("chat", "ingest", "retrieval", "coldstart", "memory", "limiter")
+SECTIONS = ("chat", "ingest", "retrieval", "coldstart", "memory", "limiter", "protocols")
 
 
 @dataclass(frozen=True)
@@ -830,6 +833,11 @@ TARGETS = [
         "x",
     ),
 ]
+
+
+bench_protocols = protocols.bench_protocols
+TARGETS += [Target(label, "protocols", figure, "at_most", bound, " ms")
+            for label, figure, bound in protocols.TARGETS]  # fmt: skip
 
 
 def _top(chat: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from docent.config import Settings, get_settings
+from docent.mcp_server import router as mcp_router
+from docent.openai_api import router as openai_router
 from docent.services import Services, get_services
 from docent.web import create_app
 from functions.chat.app import router as chat_router
@@ -49,7 +51,10 @@ def _lifespan(
 
 def build_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     """The bundled app; tests pass their own settings and services."""
-    app = create_app(chat_router, ingest_router, health_router, web_router, settings=settings)
+    app = create_app(
+        chat_router, openai_router, mcp_router, ingest_router, health_router, web_router,
+        settings=settings,
+    )  # fmt: skip
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     if services is not None:

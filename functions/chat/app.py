@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -12,11 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from docent import chat, sse
 from docent.aws import http_handler
 from docent.generation import Message
+from docent.mcp_server import router as mcp_router
+from docent.openai_api import router as openai_router
 from docent.vectors import SearchFilter
 from docent.web import ServicesDep, SettingsDep, create_app, rate_limit
 
 router = APIRouter(tags=["chat"])
-log = logging.getLogger("docent.chat")
 
 
 MAX_TURN_CHARS = 8000
@@ -97,16 +97,13 @@ async def post_chat(
         else SearchFilter(),
     )
     request_id = request.scope["state"]["request_id"]
-    if settings.log_questions:  # off by default: questions can carry personal data
-        log.info("question", extra={"request_id": request_id, "question": question.question})
-    deadline = chat.deadline_for(request.scope, settings.request_timeout_s)
-    prepared = await chat.prepare(services, question, deadline, request_id)
+    prepared = await chat.begin(services, question, request.scope, request_id)
     events = chat.events(services, prepared)
     if sse.wants_json(request.headers.get("accept")):
         return JSONResponse(await chat.collect(events))
     return sse.event_stream(events, settings.sse_ping_s)
 
 
-app = create_app(router, title="Docent chat")
+app = create_app(router, openai_router, mcp_router, title="Docent chat")
 # Buffered HTTP invocations (API Gateway, `sam local invoke`): Mangum without lifespan.
 handler = http_handler(app)

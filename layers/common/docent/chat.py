@@ -91,6 +91,17 @@ async def prepare(
     )
 
 
+async def begin(
+    services: Services, question: Question, scope: Mapping[str, Any], request_id: str
+) -> Prepared:
+    """Every protocol's way in (`/chat`, `/v1/chat/completions`, MCP): log, deadline, `prepare`."""
+    settings = services.settings
+    if settings.log_questions:  # off by default: questions can carry personal data
+        log.info("question", extra={"request_id": request_id, "question": question.question})
+    deadline = deadline_for(scope, settings.request_timeout_s)
+    return await prepare(services, question, deadline, request_id)
+
+
 async def events(services: Services, prepared: Prepared) -> AsyncIterator[dict[str, Any]]:
     """The answer as contract events: `sources`, `chunk`*, then `done` (or `error`)."""
     metrics.stream_opened()

@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(default=60.0, gt=0)
     max_connections_per_client: int = Field(default=64, ge=0)
 
+    # Protocols (/v1/chat/completions, /mcp)
+    completions_sources_block: bool = True
+
     @field_validator("api_keys", "admin_api_keys", "cors_allow_origins", mode="before")
     @classmethod
     def _commas(cls, value: object) -> object:

@@ -82,7 +82,7 @@ class RequestContext:
     def _limit_for(self, path: str) -> int:
         return (
             self.settings.max_chat_body_bytes
-            if path.startswith("/chat")
+            if path.startswith(("/chat", "/v1/", "/mcp"))
             else self.settings.max_body_bytes
         )
 
@@ -272,7 +272,8 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(settings.cors_allow_origins),
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["content-type", "authorization", "x-api-key", "accept"],
+            allow_headers=["content-type", "authorization", "x-api-key", "accept",
+                           "mcp-protocol-version"],
             expose_headers=["x-request-id", "x-ratelimit-limit", "x-ratelimit-remaining",
                             "x-ratelimit-reset", "retry-after"],
         )  # fmt: skip
