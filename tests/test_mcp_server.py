@@ -26,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
 
-from tests.conftest import USER_KEY
+from tests.conftest import ADMIN_KEY, USER_KEY
 from tests.support.protocols import LIMIT, WINDOW_S, LambdaEndpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +141,28 @@ async def test_search_docs_honours_the_filter(protocol_docent: str) -> None:
     )
     sections = (result.structured_content or {})["sections"]
     assert sections and {s["document_id"] for s in sections} == {"limits.md"}
+
+
+async def test_search_docs_shows_sources_as_plain_text(protocol_docent: str) -> None:
+    hostile = {
+        "id": "hostile-mcp.md",
+        "title": "<img src=x onerror=alert(1)>Zanzibar quotas",
+        "url": "javascript:alert(1)",
+        "text": "# <b onmouseover=alert(2)>Zanzibar</b>\n\nZanzibar quotas reset hourly.",
+    }
+    admin = {"X-API-Key": ADMIN_KEY}
+    assert httpx.post(f"{protocol_docent}/ingest", json={"documents": [hostile]}, headers=admin)
+    try:
+        result = await call(
+            protocol_docent, "search_docs", {"query": "zanzibar quotas"}, **bearer()
+        )
+    finally:
+        httpx.delete(f"{protocol_docent}/documents/hostile-mcp.md", headers=admin)
+    sections = (result.structured_content or {})["sections"]
+    found = [s for s in sections if s["document_id"] == "hostile-mcp.md"]
+    assert found and found[0]["title"] == "Zanzibar quotas" and found[0]["url"] is None
+    shown = json.dumps(sections) + text_of(result)
+    assert "<img" not in shown and "onerror" not in shown and "onmouseover" not in shown
 
 
 async def test_ask_docs_follows_up_with_history(protocol_docent: str) -> None:

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from docent import __version__, chat
 from docent.config import Settings
+from docent.display import shown_source
 from docent.errors import DocentError, backend
 from docent.generation import Message
 from docent.mcp_server import Call, current
@@ -185,17 +186,19 @@ async def search_docs(
         request_id = call.request.scope["state"]["request_id"]
         prepared = await chat.begin(call.services, question, call.request.scope, request_id)
         passages = {p.id: p.text for p in prepared.passages}
+        # Titles, headings and urls as every other answer shows them: plain text, http(s) only.
+        shown = [(s, shown_source(s.public())) for s in prepared.sources]
         sections = [
             Section(
                 id=s.id,
                 document_id=s.document_id,
-                title=s.title,
-                heading=s.heading,
-                url=s.url,
+                title=clean["title"],
+                heading=clean["heading"],
+                url=clean["url"],
                 score=round(s.score, 6),
                 text=passages.get(s.id, s.text),
             )
-            for s in prepared.sources
+            for s, clean in shown
         ]
         return _result(_search_text(text, sections), SearchResult(query=text, sections=sections))
 
