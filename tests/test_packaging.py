@@ -66,10 +66,11 @@ def test_template_key_properties(template: dict[str, Any]) -> None:
     assert globals_["AutoPublishAlias"] == "live"
     assert globals_["Layers"] == [{"!Ref": "CommonLayer"}]
     fns = functions(template)
-    assert set(fns) == {"ChatFunction", "IngestFunction", "HealthFunction"}
+    assert set(fns) == {"ChatFunction", "ChatBufferedFunction", "IngestFunction", "HealthFunction"}
     for name, props in fns.items():
         assert props.get("Runtime", globals_["Runtime"]) == "python3.13"
-        assert props["CodeUri"] == f"functions/{name.removesuffix('Function').lower()}/"
+        code = name.removesuffix("Function").removesuffix("Buffered").lower()
+        assert props["CodeUri"] == f"functions/{code}/"
         assert template["Resources"][name]["Metadata"]["BuildMethod"] == "makefile"
         assert 10 <= props["Timeout"] <= 900
     chat = fns["ChatFunction"]
@@ -80,15 +81,21 @@ def test_template_key_properties(template: dict[str, Any]) -> None:
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/health"
-    assert "LambdaAdapterLayerX86" in chat["Layers"][0]["!Sub"]
+    # v1.1.0-era adapter (layer version 28 on): the SnapStart hooks exist.
+    adapter = re.search(r"LambdaAdapterLayer\w+:(\d+)$", chat["Layers"][0]["!Sub"])
+    assert adapter and int(adapter[1]) >= 28
+    assert env["AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH"].startswith("/_lwa/")
+    assert env["AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"].startswith("/_lwa/")
     assert fns["HealthFunction"]["Handler"] == fns["IngestFunction"]["Handler"] == "app.handler"
+    assert fns["ChatBufferedFunction"]["Handler"] == "app.handler"
     layer = template["Resources"]["CommonLayer"]
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     parameters = template["Parameters"]
     assert {p for p, v in parameters.items() if v.get("NoEcho")} == SECRETS
     # Least privilege: only ingest gets a policy, and it is s3:GetObject on the bucket's objects.
-    assert "Policies" not in fns["ChatFunction"] and "Policies" not in fns["HealthFunction"]
+    for name in ("ChatFunction", "ChatBufferedFunction", "HealthFunction"):
+        assert "Policies" not in fns[name]
     (policy,) = fns["IngestFunction"]["Policies"]
     statement = policy["!If"][1]["Statement"]
     assert [s["Action"] for s in statement] == ["s3:GetObject"]
@@ -101,6 +108,9 @@ def test_template_key_properties(template: dict[str, Any]) -> None:
     known = {name.upper() for name in Settings.model_fields}
     for variable in globals_["Environment"]["Variables"]:
         assert variable in known or variable.startswith("POWERTOOLS_"), variable
+    for props in fns.values():
+        for variable in (props.get("Environment") or {}).get("Variables", {}):
+            assert variable in known or variable.startswith(("AWS_LWA_", "AWS_LAMBDA_")), variable
 
 
 def test_template_routes_are_the_apps_routes(template: dict[str, Any]) -> None:
