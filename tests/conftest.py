@@ -29,6 +29,7 @@ pytest_plugins = [
     "tests.support.standins",
     "tests.support.llama",
     "tests.support.qdrant",
+    "tests.support.sam",
 ]
 
 FIXTURES = Path(__file__).parent / "fixtures"
