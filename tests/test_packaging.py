@@ -149,11 +149,17 @@ def sam_build(sam_built: Path) -> Path:
 
 @pytest.mark.slow
 def test_sam_build_layer_holds_the_locked_versions_for_python_3_13(sam_build: Path) -> None:
-    site = sam_build / "CommonLayer" / "python"
-    installed = {}
-    for dist in site.glob("*.dist-info"):
-        name, version = dist.name.removesuffix(".dist-info").rsplit("-", 1)
-        installed[re.sub(r"[-_.]+", "-", name).lower()] = version
+    """The common layer and the ingest layer together hold every locked version, each once;
+    the document parsers only in the ingest layer."""
+    layers = {}
+    for layer in ("CommonLayer", "IngestLayer"):
+        installed = {}
+        for dist in (sam_build / layer / "python").glob("*.dist-info"):
+            name, version = dist.name.removesuffix(".dist-info").rsplit("-", 1)
+            installed[re.sub(r"[-_.]+", "-", name).lower()] = version
+        layers[layer] = installed
+    assert not set(layers["CommonLayer"]) & set(layers["IngestLayer"])
+    installed = {**layers["CommonLayer"], **layers["IngestLayer"]}
     locked = {}
     for line in (ROOT / "layers/common/requirements.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
@@ -161,10 +167,12 @@ def test_sam_build_layer_holds_the_locked_versions_for_python_3_13(sam_build: Pa
             name, version = line.split("==")
             locked[re.sub(r"[-_.]+", "-", name).lower()] = version
     assert {name: installed.get(name) for name in locked} == locked
+    assert {"pypdf", "selectolax", "markdown-it-py"} <= set(layers["IngestLayer"])
+    site = sam_build / "CommonLayer" / "python"
     assert (site / "docent" / "encodings" / ".complete").exists()
     natives = [p.name for p in site.rglob("*.so") if "cpython" in p.name]
     assert natives and all("cpython-313-x86_64" in n for n in natives), natives[:5]
-    for name in ("Chat", "Ingest", "Health"):
+    for name in ("Chat", "ChatBuffered", "Ingest", "Health"):
         assert (sam_build / f"{name}Function" / "app.py").exists()
     assert os.access(sam_build / "ChatFunction" / "run.sh", os.X_OK)
 

@@ -170,9 +170,11 @@ class RuntimeAPI:
         self.server.server_close()
 
 
-def read_only_copy(source: Path, target: Path) -> Path:
-    """`source` copied to `target` with every write bit removed."""
-    shutil.copytree(source, target, symlinks=True)
+def read_only_copy(source: Path | list[Path], target: Path) -> Path:
+    """`source` copied to `target` with every write bit removed; several sources are merged, as
+    Lambda extracts every layer of a function into one /opt."""
+    for each in source if isinstance(source, list) else [source]:
+        shutil.copytree(each, target, symlinks=True, dirs_exist_ok=True)
     for folder, _dirs, files in os.walk(target):
         for name in files:
             path = os.path.join(folder, name)
@@ -250,17 +252,17 @@ def lambda_environment(
 def lambda_function(
     name: str,
     built: Path,
-    layer: Path,
+    layers: list[Path],
     handler: str,
     env: dict[str, str],
     tmp: Path,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[LambdaInstance]:
-    """The built function `built` with the built layer `layer` (its `python/` folder) under
-    awslambdaric in Python 3.13; read-only copies; stopped and checked unwritten on exit."""
+    """The built function `built` with its built layers (merged as /opt) under awslambdaric in
+    Python 3.13; read-only copies; stopped and checked unwritten on exit."""
     tmp.mkdir(parents=True, exist_ok=True)
     task = read_only_copy(built, tmp / "task")
-    opt = read_only_copy(layer, tmp / "opt")
+    opt = read_only_copy(layers, tmp / "opt")
     before = listing(task) | {f"opt/{p}" for p in listing(opt)}
     scratch = tmp / "tmp"
     scratch.mkdir()
