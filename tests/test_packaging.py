@@ -93,11 +93,16 @@ def test_template_key_properties(template: dict[str, Any]) -> None:
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     parameters = template["Parameters"]
     assert {p for p, v in parameters.items() if v.get("NoEcho")} == SECRETS
-    # Least privilege: only ingest gets a policy, and it is s3:GetObject on the bucket's objects.
+    # Least privilege: only ingest gets more than logs: its own role, scoped to its queue and
+    # (when set) the bucket's objects; SAM's generated role would add the managed SQS policy.
     for name in ("ChatFunction", "ChatBufferedFunction", "HealthFunction"):
-        assert "Policies" not in fns[name]
-    (policy,) = fns["IngestFunction"]["Policies"]
-    statement = policy["!If"][1]["Statement"]
+        assert "Policies" not in fns[name] and "Role" not in fns[name]
+    assert fns["IngestFunction"]["Role"] == {"!GetAtt": "IngestRole.Arn"}
+    queue, bucket = template["Resources"]["IngestRole"]["Properties"]["Policies"]
+    (statement,) = queue["PolicyDocument"]["Statement"]
+    assert statement["Resource"] == {"!GetAtt": "IngestQueue.Arn"}
+    assert all(action.startswith("sqs:") for action in statement["Action"])
+    statement = bucket["!If"][1]["PolicyDocument"]["Statement"]
     assert [s["Action"] for s in statement] == ["s3:GetObject"]
     assert fns["IngestFunction"]["Events"]["Queue"]["Properties"]["FunctionResponseTypes"] == [
         "ReportBatchItemFailures"

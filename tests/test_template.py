@@ -15,8 +15,6 @@ from docent.config import TEMPLATE_PARAMETERS, load_settings
 from docent.errors import ConfigurationError
 from tests.support.cfn import Stack, samconfig_overrides, translated
 
-pytestmark = pytest.mark.slow
-
 FUNCTIONS = ("HealthFunction", "IngestFunction", "ChatFunction", "ChatBufferedFunction")
 # The parameters a first deploy must give (secrets and backend URLs), as a user would.
 PRODUCTION = {
@@ -164,3 +162,27 @@ def test_every_parameter_named_in_startup_errors_is_the_templates() -> None:
         for function in FUNCTIONS:
             environment = translated()["Resources"][function]["Properties"]["Environment"]
             assert variable in environment["Variables"], (function, variable)
+
+
+def test_operations_resources() -> None:
+    """Log retention for every function, a bounded queue consumer, an alarm on dead letters,
+    and no managed SQS policy on any role."""
+    deployed = stack(**PRODUCTION, LogRetentionDays="14")
+    groups = deployed.resources("AWS::Logs::LogGroup")
+    functions = deployed.resources("AWS::Lambda::Function")
+    for function in FUNCTIONS:
+        group = functions[function]["LoggingConfig"]["LogGroup"].strip("<>")
+        assert groups[group]["RetentionInDays"] == "14"
+        assert groups[group]["LogGroupName"] == f"/aws/lambda/{functions[function]['FunctionName']}"
+    (mapping,) = deployed.resources("AWS::Lambda::EventSourceMapping").values()
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] == "2"
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    (alarm,) = deployed.resources("AWS::CloudWatch::Alarm").values()
+    assert alarm["Dimensions"][0]["Value"] == "<IngestDeadLetterQueue.QueueName>"
+    for role in deployed.resources("AWS::IAM::Role").values():
+        assert not any("SQSQueueExecutionRole" in arn for arn in role.get("ManagedPolicyArns", []))
+    stage = deployed.resources("AWS::ApiGatewayV2::Stage")["HttpApiApiGatewayDefaultStage"]
+    assert stage["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": "50",
+        "ThrottlingBurstLimit": "100",
+    }
