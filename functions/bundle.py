@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from docent.config import Settings, get_settings
+from docent.logs import get_logger
 from docent.services import Services, get_services
 from docent.web import create_app
 from functions.chat.app import router as chat_router
@@ -50,6 +51,9 @@ def _lifespan(
 def build_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     """The bundled app; tests pass their own settings and services."""
     app = create_app(chat_router, ingest_router, health_router, web_router, settings=settings)
+    # JSON lines on stdout for every `docent.*` logger (Lambda's handlers do the same), so a
+    # server (`docent serve`, the Spaces image) logs as the README says.
+    get_logger((settings or get_settings()).log_level)
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     if services is not None:

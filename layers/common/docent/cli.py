@@ -62,6 +62,7 @@ def serve(host: str | None, port: int | None) -> int:
         port=port or settings.port,
         log_level=settings.log_level.lower(),
         proxy_headers=False,
+        access_log=False,  # Docent logs each request as a JSON line itself
         # Longer than proxies' idle timeouts (60 s on ALB): else a reused connection can meet
         # the server closing it (a 502 at the proxy, a ReadError at a client), as the soak saw.
         timeout_keep_alive=75,
