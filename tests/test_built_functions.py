@@ -34,6 +34,7 @@ from tests.support.lambdaruntime import (
     runtime_site,
 )
 from tests.support.qdrant import qdrant_standin
+from tests.support.sam import ARCHITECTURE
 from tests.support.servers import GATEWAY_TOKEN, _wait, free_port
 from tests.support.tools import tool
 
@@ -137,6 +138,7 @@ def stack(backends: dict[str, str]) -> Stack:
     return Stack(
         {
             **samconfig_overrides(),
+            "Architecture": ARCHITECTURE,  # what runs on this machine (the default is arm64)
             "AdminApiKeys": ADMIN,
             "QdrantUrl": backends["qdrant"],
             "QdrantApiKey": QDRANT_KEY,

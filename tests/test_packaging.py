@@ -82,14 +82,23 @@ def test_template_key_properties(template: dict[str, Any]) -> None:
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/health"
     # v1.1.0-era adapter (layer version 28 on): the SnapStart hooks exist.
-    adapter = re.search(r"LambdaAdapterLayer\w+:(\d+)$", chat["Layers"][0]["!Sub"])
-    assert adapter and int(adapter[1]) >= 28
+    condition, arm, x86 = chat["Layers"][0]["!If"]
+    assert condition == "IsArm64"
+    for arn, name in (
+        (arm["!Sub"], "LambdaAdapterLayerArm64"),
+        (x86["!Sub"], "LambdaAdapterLayerX86"),
+    ):
+        adapter = re.search(rf"{name}:(\d+)$", arn)
+        assert adapter and int(adapter[1]) >= 28
     assert env["AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH"].startswith("/_lwa/")
     assert env["AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"].startswith("/_lwa/")
     assert fns["HealthFunction"]["Handler"] == fns["IngestFunction"]["Handler"] == "app.handler"
     assert fns["ChatBufferedFunction"]["Handler"] == "app.handler"
+    assert globals_["Architectures"] == [{"!Ref": "Architecture"}]
+    assert template["Parameters"]["Architecture"]["Default"] == "arm64"
     layer = template["Resources"]["CommonLayer"]
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == [{"!Ref": "Architecture"}]
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     parameters = template["Parameters"]
     assert {p for p, v in parameters.items() if v.get("NoEcho")} == SECRETS

@@ -186,3 +186,19 @@ def test_operations_resources() -> None:
         "ThrottlingRateLimit": "50",
         "ThrottlingBurstLimit": "100",
     }
+
+
+@pytest.mark.parametrize(("architecture", "adapter"), [("arm64", "Arm64"), ("x86_64", "X86")])
+def test_one_architecture_for_functions_layers_and_the_adapter(
+    architecture: str, adapter: str
+) -> None:
+    values = dict(PRODUCTION)
+    if architecture != "arm64":  # arm64 is the default
+        values["Architecture"] = architecture
+    deployed = stack(**values)
+    for function in deployed.resources("AWS::Lambda::Function").values():
+        assert function["Architectures"] == [architecture]
+    for layer in deployed.resources("AWS::Lambda::LayerVersion").values():
+        assert layer["CompatibleArchitectures"] == [architecture]
+    chat = deployed.resources("AWS::Lambda::Function")["ChatFunction"]
+    assert any(f"LambdaAdapterLayer{adapter}:" in str(layer) for layer in chat["Layers"])
