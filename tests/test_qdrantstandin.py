@@ -4,6 +4,8 @@ runs on it in test_vectors.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from docent.errors import Unavailable, UpstreamError
@@ -30,3 +32,20 @@ async def test_a_closed_port_is_unavailable() -> None:
     with pytest.raises(Unavailable):
         await store.total()
     await store.close()
+
+
+def test_the_cli_command_serves_the_standin(tmp_path: Path) -> None:
+    import sys
+
+    import httpx
+
+    from tests.support.servers import background_process
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "docent.cli", "qdrant-standin", "--path", str(tmp_path),
+               "--port", str(port)]  # fmt: skip
+    ready = lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200  # noqa: E731
+    with background_process(command, ready, "docent qdrant-standin"):
+        exists = httpx.get(f"{url}/collections/docent/exists").json()
+    assert exists["result"] == {"exists": False}

@@ -240,6 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_gateway.add_argument("--token", required=True)
     p_gateway.add_argument("--host", default="127.0.0.1")
     p_gateway.add_argument("--port", type=int, default=8079)
+    p_qdrant = commands.add_parser(
+        "qdrant-standin", help="development only: a Qdrant REST stand-in over Qdrant Edge"
+    )
+    p_qdrant.add_argument("--path", required=True, help="folder of the collections")
+    p_qdrant.add_argument("--host", default="127.0.0.1")
+    p_qdrant.add_argument("--port", type=int, default=6333)
+    p_qdrant.add_argument("--api-key")
     args = parser.parse_args(argv)
     from docent.errors import ConfigurationError
 
@@ -250,6 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ingest(args.paths)
         if args.command == "ask":
             return ask(args.question, args.top_k)
+        if args.command == "qdrant-standin":
+            from docent.qdrantstandin import serve as serve_qdrant
+
+            serve_qdrant(args.path, args.host, args.port, args.api_key)
+            return 0
         from docent.gateway import serve as serve_gateway
 
         serve_gateway(args.redis_url, args.token, args.host, args.port)
