@@ -38,7 +38,8 @@ from tests.support.sam import ARCHITECTURE
 from tests.support.servers import GATEWAY_TOKEN, _wait, free_port
 from tests.support.tools import tool
 
-pytestmark = [pytest.mark.slow, pytest.mark.services]
+# `sam build` (cross-platform wheels) and the runtime venv: on a fresh machine, downloads too.
+pytestmark = [pytest.mark.slow, pytest.mark.services, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "built-admin-key"

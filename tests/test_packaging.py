@@ -162,6 +162,7 @@ def sam_build(sam_built: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # may run the session's `sam build` (downloads on a fresh machine)
 def test_sam_build_layer_holds_the_locked_versions_for_python_3_13(sam_build: Path) -> None:
     """The common layer and the ingest layer together hold every locked version, each once;
     the document parsers only in the ingest layer."""

@@ -30,7 +30,8 @@ import pytest
 from tests.support.lambdaruntime import python313
 from tests.support.servers import free_port
 
-pytestmark = [pytest.mark.slow]
+# The build installs every requirement for Python 3.13: on a fresh machine, downloads too.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[1]
 NOBODY = 65534
