@@ -44,9 +44,12 @@ $(TOOLS)/.installed: requirements-tools.txt
 
 tools: $(TOOLS)/.installed
 
+# The template's Architecture parameter and the layers' wheels: arm64 (the default) or x86_64.
+ARCH ?= arm64
 sam-build: install tools
 	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam validate --lint
-	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build
+	LAMBDA_ARCH=$(if $(filter arm64,$(ARCH)),aarch64,$(ARCH)) SAM_CLI_TELEMETRY=0 \
+		$(TOOLS)/bin/sam build --parameter-overrides Architecture=$(ARCH)
 
 test: install llama tools
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from bench import protocols
+from bench import deploy, protocols
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results"
@@ -48,7 +48,7 @@ MODEL_TOKEN_S = 0.02
 ANSWER = " ".join(f"Step {i} of the procedure is described in the guide [S1]." for i in range(4))
 # How long the stand-in takes to stream ANSWER (about 45 tokens).
 STREAM_S = MODEL_TTFT_S + 45 * MODEL_TOKEN_S
-SECTIONS = ("chat", "ingest", "retrieval", "coldstart", "memory", "limiter", "protocols")
+SECTIONS = ("chat", "ingest", "retrieval", "coldstart", "memory", "limiter", "protocols", "deploy")
 
 
 @dataclass(frozen=True)
@@ -846,6 +846,9 @@ def _top(chat: dict[str, Any]) -> dict[str, Any]:
     return dict(levels[max(levels, key=int)])
 
 
+TARGETS += deploy.targets(Target)
+
+
 def summary(results: dict[str, dict[str, Any]], about: dict[str, Any], smoke: bool) -> str:
     lines = [
         "# Docent benchmark" + (" (smoke run: toy sizes, figures mean nothing)" if smoke else ""),
@@ -866,7 +869,7 @@ def summary(results: dict[str, dict[str, Any]], about: dict[str, Any], smoke: bo
         ok = value is not None and target.met(value)
         lines.append(f"| {target.label} | {value} | {target.text} | {'yes' if ok else '**no**'} |")
     lines += ["", "| Figure | Value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in details(results)]
+    lines += [f"| {k} | {v} |" for k, v in details(results) + deploy.details(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -964,6 +967,8 @@ async def run(sections: Sequence[str], sizes: Sizes, out: Path, smoke: bool) -> 
             print(f"bench: {section} ...", flush=True)
             if section == "coldstart":
                 figures = await asyncio.to_thread(bench_coldstart, sizes, work)
+            elif section == "deploy":  # the built Lambda artifacts: bench/deploy.py
+                figures = await asyncio.to_thread(deploy.bench_deploy, sizes, work)
             else:
                 figures = await globals()[f"bench_{section}"](sizes, work)
             figures["bench_seconds"] = round(time.perf_counter() - started, 1)

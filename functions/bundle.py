@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from docent.config import Settings, get_settings
+from docent.logs import get_logger
 from docent.mcp_server import router as mcp_router
 from docent.openai_api import router as openai_router
 from docent.services import Services, get_services
@@ -55,6 +56,9 @@ def build_app(settings: Settings | None = None, services: Services | None = None
         chat_router, openai_router, mcp_router, ingest_router, health_router, web_router,
         settings=settings,
     )  # fmt: skip
+    # JSON lines on stdout for every `docent.*` logger (Lambda's handlers do the same), so a
+    # server (`docent serve`, the Spaces image) logs as the README says.
+    get_logger((settings or get_settings()).log_level)
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     if services is not None:

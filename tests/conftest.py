@@ -29,6 +29,8 @@ pytest_plugins = [
     "tests.support.standins",
     "tests.support.llama",
     "tests.support.protocols",
+    "tests.support.qdrant",
+    "tests.support.sam",
 ]
 
 FIXTURES = Path(__file__).parent / "fixtures"

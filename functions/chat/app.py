@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from docent import chat, sse
+from docent import chat, snapstart, sse
 from docent.aws import http_handler
+from docent.config import get_settings
 from docent.generation import Message
 from docent.mcp_server import router as mcp_router
 from docent.openai_api import router as openai_router
@@ -105,5 +106,25 @@ async def post_chat(
 
 
 app = create_app(router, openai_router, mcp_router, title="Docent chat")
-# Buffered HTTP invocations (API Gateway, `sam local invoke`): Mangum without lifespan.
+
+
+@app.get("/health", include_in_schema=False)
+async def get_health() -> dict[str, str]:
+    """Liveness of this process: the Web Adapter's readiness check path."""
+    return {"status": "ok"}
+
+
+# Behind the Web Adapter (functions/chat/run.sh): its SnapStart hooks, where their variables set
+# paths (the adapter refuses outside requests to them). Under Mangum: the runtime's hooks.
+_settings = get_settings()
+snapstart.hook_routes(
+    app,
+    "chat",
+    (
+        _settings.aws_lwa_snapstart_before_checkpoint_path,
+        _settings.aws_lwa_snapstart_after_restore_path,
+    ),
+)
+snapstart.register("chat")
+# Buffered HTTP invocations (the HTTP API's POST /chat, `sam local invoke`): Mangum, no lifespan.
 handler = http_handler(app)

@@ -82,6 +82,7 @@ def serve(host: str | None, port: int | None) -> int:
         port=port or settings.port,
         log_level=settings.log_level.lower(),
         proxy_headers=False,
+        access_log=False,  # Docent logs each request as a JSON line itself
         # Longer than proxies' idle timeouts (60 s on ALB): else a reused connection can meet
         # the server closing it (a 502 at the proxy, a ReadError at a client), as the soak saw.
         timeout_keep_alive=75,
@@ -262,6 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_gateway.add_argument("--token", required=True)
     p_gateway.add_argument("--host", default="127.0.0.1")
     p_gateway.add_argument("--port", type=int, default=8079)
+    p_qdrant = commands.add_parser(
+        "qdrant-standin", help="development only: a Qdrant REST stand-in over Qdrant Edge"
+    )
+    p_qdrant.add_argument("--path", required=True, help="folder of the collections")
+    p_qdrant.add_argument("--host", default="127.0.0.1")
+    p_qdrant.add_argument("--port", type=int, default=6333)
+    p_qdrant.add_argument("--api-key")
     args = parser.parse_args(argv)
     from docent.errors import ConfigurationError
 
@@ -272,6 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ingest(args.paths)
         if args.command == "ask":
             return ask(args.question, args.top_k)
+        if args.command == "qdrant-standin":
+            from docent.qdrantstandin import serve as serve_qdrant
+
+            serve_qdrant(args.path, args.host, args.port, args.api_key)
+            return 0
         from docent.gateway import serve as serve_gateway
 
         serve_gateway(args.redis_url, args.token, args.host, args.port)

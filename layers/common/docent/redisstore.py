@@ -25,9 +25,10 @@ def sliding_window_script() -> str:
     """upstash-ratelimit's sliding-window script, as open-source Redis accepts it."""
     from upstash_ratelimit.limiter import SlidingWindow
 
-    from docent.gateway import strip_shebang
-
-    return strip_shebang(SlidingWindow.SCRIPT)
+    # Upstash-only first line `#!lua flags=...` (as docent.gateway.strip_shebang, which is a
+    # development tool and not in the Lambda layer).
+    script = SlidingWindow.SCRIPT
+    return script.split("\n", 1)[1] if script.startswith("#!lua") else script
 
 
 def _client(url: str, timeout_s: float) -> aioredis.Redis:

@@ -91,12 +91,18 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        headers = _headers(scope)
+        if "aws.context" not in scope:  # behind the Web Adapter: its forwarded Lambda context
+            from docent.aws import adapter_context
+
+            forwarded = adapter_context(headers)
+            if forwarded is not None:
+                scope["aws.context"] = forwarded
         context = scope.get("aws.context")
         request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        headers = _headers(scope)
         status = {"code": 500}
 
         async def send_wrapped(message: Message) -> None:
