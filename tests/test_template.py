@@ -61,7 +61,7 @@ def test_function_url_cors_follows_the_origins_parameter() -> None:
     url = stack(**PRODUCTION, CorsAllowOrigins="https://docs.example.com")
     (config,) = url.resources("AWS::Lambda::Url").values()
     assert config["Cors"]["AllowOrigins"] == ["https://docs.example.com"]
-    assert config["Cors"]["AllowMethods"] == ["POST"]
+    assert config["Cors"]["AllowMethods"] == ["GET", "POST"]  # GET: /v1/models
     assert "x-api-key" in config["Cors"]["AllowHeaders"]
     (closed,) = stack(**PRODUCTION).resources("AWS::Lambda::Url").values()
     assert "Cors" not in closed
@@ -82,12 +82,17 @@ def test_each_route_reaches_the_function_meant_for_its_transport() -> None:
         ("GET", "/documents"): "IngestFunction",
         ("DELETE", "/documents/{id}"): "IngestFunction",
         ("POST", "/chat"): "ChatBufferedFunction",
+        ("POST", "/mcp"): "ChatBufferedFunction",
+        ("POST", "/v1/chat/completions"): "ChatBufferedFunction",
+        ("GET", "/v1/models"): "ChatBufferedFunction",
+        ("GET", "/v1/models/{model}"): "ChatBufferedFunction",
     }
     # The HTTP API cannot stream and waits at most 30 s: the buffered chat answers within it.
     functions = stack(**PRODUCTION).resources("AWS::Lambda::Function")
     buffered = functions["ChatBufferedFunction"]
     assert buffered["Handler"] == "app.handler" and buffered["Timeout"] < 30
-    assert found[("POST", "/chat")]["timeoutInMillis"] <= 29_000
+    for route in [("POST", "/chat"), ("POST", "/mcp"), ("POST", "/v1/chat/completions")]:
+        assert found[route]["timeoutInMillis"] <= 29_000
     request_timeout = float(buffered["Environment"]["Variables"]["REQUEST_TIMEOUT_S"])
     assert request_timeout < buffered["Timeout"]
     # Streaming chat: the function URL only, through the Web Adapter in response_stream mode.
