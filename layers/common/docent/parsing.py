@@ -67,11 +67,17 @@ class _Sections:
         self._blocks: list[Block] = []
         self._seen: dict[str, int] = {}
 
-    def heading(self, level: int, text: str, anchor: str | None = None) -> None:
+    def heading(
+        self, level: int, text: str, anchor: str | None = None, *, assigned: bool = False
+    ) -> None:
+        """Open a section; `assigned` anchors (from an anchor style, maybe None) are final."""
         self._close()
         while self._path and self._path[-1][0] >= level:
             self._path.pop()
         self._path.append((level, text))
+        if assigned:
+            self._anchor = anchor or None
+            return
         base = anchor or slugify(text)
         count = self._seen.get(base, 0)
         self._seen[base] = count + 1
@@ -95,10 +101,14 @@ class _Sections:
         return tuple(self.sections)
 
 
-def parse(text: str, fmt: Format) -> ParsedDocument:
-    """Split a document into sections of blocks, by its headings."""
+def parse(text: str, fmt: Format, anchors: object = None) -> ParsedDocument:
+    """Split a document into sections of blocks, by its headings.
+
+    `anchors` is a document's `metadata["anchors"]`: the generator whose heading ids (and
+    explicit-id syntax) a markdown document's anchors follow (see `docent.anchors`).
+    """
     if fmt == "markdown":
-        return _markdown(text)
+        return _markdown(text, anchors)
     if fmt == "html":
         return _html(text)
     if fmt == "text":
@@ -138,9 +148,11 @@ def _inline_text(token: Token) -> str:
     return "".join(parts).strip()
 
 
-def _markdown(text: str) -> ParsedDocument:
+def _markdown(text: str, anchors: object = None) -> ParsedDocument:
     import frontmatter
     from markdown_it import MarkdownIt
+
+    from docent.anchors import AnchorStyle
 
     metadata: dict[str, Any] = {}
     try:
@@ -158,15 +170,21 @@ def _markdown(text: str) -> ParsedDocument:
         "bullet_list_open": "list", "ordered_list_open": "list",
         "paragraph_open": "text", "blockquote_open": "text", "html_block": "text",
     }  # fmt: skip
-    for index, token in enumerate(tokens):
-        if token.level != 0 or token.map is None:
-            continue
+    top = [i for i, t in enumerate(tokens) if t.level == 0 and t.map is not None]
+    raw = [
+        (int(tokens[i].tag[1]), _inline_text(tokens[i + 1]))
+        for i in top
+        if tokens[i].type == "heading_open"
+    ]
+    assigned = iter(AnchorStyle.from_spec(anchors).assign(raw))
+    for index in top:
+        token = tokens[index]
         if token.type == "heading_open":
-            heading = _inline_text(tokens[index + 1])
+            heading, anchor = next(assigned)
             if token.tag == "h1" and title is None:
                 title = heading
-            sections.heading(int(token.tag[1]), heading)
-        elif token.type in kinds:
+            sections.heading(int(token.tag[1]), heading, anchor, assigned=True)
+        elif token.type in kinds and token.map is not None:
             source = "\n".join(lines[token.map[0] : token.map[1]])
             if token.type == "html_block":
                 source = re.sub(r"<[^>]+>", "", source)
@@ -177,6 +195,8 @@ def _markdown(text: str) -> ParsedDocument:
 # HTML ----------------------------------------------------------------------------------------
 
 _DROP = "script, style, noscript, template, svg, nav, header, footer, form, iframe, head"
+# Permalink markers inside headings (Sphinx and MkDocs `headerlink`, Docusaurus `hash-link`).
+_PERMALINKS = "a.headerlink, a.hash-link"
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 
@@ -191,6 +211,8 @@ def _html(text: str) -> ParsedDocument:
     title_node = tree.css_first("title")
     title = _text(title_node) if title_node else None
     for node in tree.css(_DROP):
+        node.decompose()
+    for node in tree.css(_PERMALINKS):
         node.decompose()
     sections = _Sections()
     root = tree.body or tree.root
@@ -208,7 +230,7 @@ def _walk(node: Node, sections: _Sections) -> None:
         if tag == "-text":
             sections.block(" ".join((child.text_content or "").split()))
         elif tag in _HEADINGS:
-            anchor = child.attributes.get("id")
+            anchor = child.attributes.get("id") or _section_id(child)
             sections.heading(_HEADINGS[tag], _text(child), anchor or None)
         elif tag == "pre":
             sections.block("```\n" + (child.text(deep=True) or "").strip("\n") + "\n```", "code")
@@ -222,6 +244,22 @@ def _walk(node: Node, sections: _Sections) -> None:
             sections.block(_text(child))
         else:
             _walk(child, sections)
+
+
+def _section_id(heading: Node) -> str | None:
+    """The id of the section a heading opens (Sphinx puts ids on `<section>`, not on `<h2>`)."""
+    parent = heading.parent
+    if parent is None or parent.tag not in ("section", "div"):
+        return None
+    # Extra ids of a section come as empty `<span id>` before its heading: skip them.
+    first = next((c for c in parent.iter() if c.tag != "-text" and not _empty_span(c)), None)
+    if first is None or first.mem_id != heading.mem_id:
+        return None
+    return parent.attributes.get("id") or None
+
+
+def _empty_span(node: Node) -> bool:
+    return node.tag == "span" and not (node.text() or "").strip()
 
 
 # Files ---------------------------------------------------------------------------------------
