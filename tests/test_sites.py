@@ -171,3 +171,40 @@ def test_a_sphinx_source_folder_without_a_build_says_how_to_build(tmp_path: Path
 
     with pytest.raises(DocumentError, match="sphinx-build"):
         plan(tmp_path)
+
+
+@pytest.mark.slow
+def test_docent_ingest_of_an_mkdocs_project_answers_with_deep_links(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    project = tmp_path / "mkdocs"
+    shutil.copytree(SITES / "mkdocs", project)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "QDRANT_PATH": str(tmp_path / "data" / "qdrant"),
+        "DOCENT_URL": f"http://127.0.0.1:{free_port()}",
+        "SAMPLE_CORPUS": "",
+    }
+
+    def docent(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "docent.cli", *args],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    ingested = docent("ingest", str(project), "--exclude", "guide/install.md")
+    answer = docent("ask", "How often should the frobnicator be rotated?")
+
+    assert ingested.returncode == 0, ingested.stderr
+    counts = json.loads(ingested.stdout.strip().splitlines()[-1])
+    assert counts["documents"] == 1 and counts["added"] == 1  # hidden.md: search exclude
+    assert "skipped docs/guide/hidden.md: excluded from search" in ingested.stderr
+    assert "chunks=" in ingested.stderr  # running chunk count on the progress bar
+    assert answer.returncode == 0, answer.stderr
+    assert "https://docs.example.test/fixture/#snippet-included" in answer.stdout

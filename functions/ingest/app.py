@@ -11,6 +11,7 @@ from docent.aws import http_handler, is_storage_event, storage_handler
 from docent.errors import NotFound, backend
 from docent.ingest import DocumentIn
 from docent.services import get_services
+from docent.sites.sync import source_of_payload
 from docent.web import AdminDep, ServicesDep, create_app, rate_limit
 
 router = APIRouter(tags=["documents"])
@@ -52,6 +53,7 @@ class DocumentInfo(BaseModel):
     chunks: int
     content_hash: str
     ingested_at: int | None
+    source: str | None = None
 
 
 class DocumentList(BaseModel):
@@ -109,6 +111,7 @@ async def get_documents(
                 chunks=h.payload.get("chunk_count", 0),
                 content_hash=h.payload.get("content_hash", ""),
                 ingested_at=h.payload.get("ingested_at"),
+                source=source_of_payload(h.payload),
             )
             for h in heads
         ],
