@@ -1,4 +1,5 @@
-"""The ingest function: `POST /ingest`, `GET /documents`, `DELETE /documents/{id}` (admin key)."""
+"""The ingest function: `POST /ingest`, `POST /sync`, `GET /documents`, `DELETE /documents/{id}`
+(admin key)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from docent.errors import NotFound, backend
 from docent.ingest import DocumentIn
 from docent.services import get_services
 from docent.sites.sync import source_of_payload
-from docent.web import AdminDep, ServicesDep, create_app, rate_limit
+from docent.web import AdminDep, ServicesDep, SettingsDep, create_app, rate_limit
 
 router = APIRouter(tags=["documents"])
 
@@ -42,6 +43,20 @@ class IngestResponse(BaseModel):
     chunks: int
     unchanged: int
     deleted_chunks: int
+
+
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://\S+$")]
+
+
+class SyncResponse(BaseModel):
+    added: int
+    changed: int
+    unchanged: int
+    deleted: int
+    skipped: list[dict[str, str]]
 
 
 class DocumentInfo(BaseModel):
@@ -83,6 +98,18 @@ async def post_ingest(body: IngestRequest, _: AdminDep, services: ServicesDep) -
     ]
     with backend("vector store"):
         result = await services.ingestor.ingest(documents)
+    return result.as_dict()
+
+
+@router.post("/sync", dependencies=[Depends(rate_limit("ingest"))], response_model=SyncResponse)
+async def post_sync(
+    body: SyncRequest, _: AdminDep, services: ServicesDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Sync a sitemap or page URL: add new pages, replace changed ones, delete the gone."""
+    from docent.sites.fetch import Policy, sync_web
+
+    with backend("vector store"):
+        result = await sync_web(services, body.source, Policy.from_settings(settings))
     return result.as_dict()
 
 

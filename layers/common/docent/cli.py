@@ -81,10 +81,8 @@ def _plans(paths: Sequence[str], options: Any) -> list[Any]:
 
     plans = []
     for raw in paths:
-        if raw.startswith(("http://", "https://")):
-            from docent.errors import DocumentError
-
-            raise DocumentError(f"{raw}: web sources are not supported yet; give a folder.")
+        if _is_url(raw):
+            continue  # web sources are synced by run_sources itself
         path = Path(raw)
         if path.is_file():
             source = source_of(path)
@@ -102,6 +100,30 @@ def _plans(paths: Sequence[str], options: Any) -> list[Any]:
         else:
             plans.append(plan(path, options))
     return plans
+
+
+def _is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+async def _sync_url(url: str, client: Any, services: Any) -> Any:
+    """A sitemap or page URL: a running server syncs it (POST /sync), else this process does."""
+    from urllib.parse import urlsplit
+
+    from docent.config import get_settings
+    from docent.sites.fetch import Policy, sync_web
+    from docent.sites.sync import ServerError, SyncResult
+
+    if client is not None:
+        response = await client.post("/sync", json={"source": url})
+        if response.status_code != 200:
+            raise ServerError(response.status_code, response.text)
+        body = response.json()
+        return SyncResult(**{k: body[k] for k in ("added", "changed", "unchanged", "deleted")},
+                          skipped=body.get("skipped", []))  # fmt: skip
+    # The user named this host: it is allowed for this run, on top of SYNC_ALLOWED_HOSTS.
+    policy = Policy.from_settings(get_settings(), [urlsplit(url).hostname or ""])
+    return await sync_web(services, url, policy)
 
 
 def _items(site_plan: Any, bar: Any, skipped: list[str]) -> Iterator[Any]:
@@ -136,8 +158,9 @@ def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
     except DocentError as exc:
         print(f"docent: {exc.message}", file=sys.stderr)
         return 1
+    urls = [p for p in paths if _is_url(p)]
     total_pages = sum(len(p.pages) for p in plans)
-    if not total_pages and not delete:
+    if not total_pages and not urls and not delete:
         print("docent: no .md/.mdx/.html/.txt/.pdf files found", file=sys.stderr)
         return 1
     for site_plan in plans:
@@ -151,7 +174,9 @@ def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
     def progress(_: int, result: SyncResult) -> None:
         bar.set_postfix(chunks=sum(r.chunks for r in results) + result.chunks, refresh=False)
 
-    async def drive(target: Any) -> None:
+    async def drive(target: Any, client: Any = None, services: Any = None) -> None:
+        for url in urls:
+            results.append(await _sync_url(url, client, services))
         for site_plan in plans:
             result = await sync(
                 target,
@@ -172,13 +197,13 @@ def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
             async with httpx.AsyncClient(
                 base_url=settings.docent_url, headers=headers, timeout=300
             ) as client:
-                await drive(HttpTarget(client))
+                await drive(HttpTarget(client), client=client)
             return
         from docent.services import get_services
 
         services = get_services()
         try:
-            await drive(LocalTarget(services))
+            await drive(LocalTarget(services), services=services)
         finally:
             await services.aclose()
 

@@ -64,8 +64,15 @@ class SyncTarget(Protocol):
     async def delete(self, document_id: str) -> None: ...
 
 
-# An item of a source: a document, or (its id, why it could not be read).
-Item = DocumentIn | tuple[str, str]
+@dataclass(frozen=True)
+class Unchanged:
+    """A document the source says is unchanged (a 304, a sitemap lastmod): nothing to send."""
+
+    id: str
+
+
+# An item of a source: a document, an unchanged one, or (its id, why it could not be read).
+Item = DocumentIn | Unchanged | tuple[str, str]
 
 
 async def sync(
@@ -105,6 +112,11 @@ async def sync(
         batch, size = [], 0
 
     for item in items:
+        if isinstance(item, Unchanged):
+            if item.id in mine:
+                seen.add(item.id)
+                result.unchanged += 1
+            continue
         if isinstance(item, tuple):
             doc_id, reason = item
             seen.add(doc_id)  # unreadable now: its stored version stays
@@ -152,6 +164,18 @@ class LocalTarget:
             heads, offset = await self.services.store.documents(1000, offset)
             for head in heads:
                 found[str(head.payload["document_id"])] = source_of_payload(head.payload)
+            if offset is None:
+                return found
+
+    async def metadata(self, source: str) -> dict[str, dict[str, Any]]:
+        """The stored metadata of each document of one source, by id."""
+        found: dict[str, dict[str, Any]] = {}
+        offset: str | None = None
+        while True:
+            heads, offset = await self.services.store.documents(1000, offset)
+            for head in heads:
+                if source_of_payload(head.payload) == source:
+                    found[str(head.payload["document_id"])] = dict(head.payload["metadata"])
             if offset is None:
                 return found
 

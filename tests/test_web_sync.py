@@ -1,0 +1,268 @@
+"""Web sources: a real built site (MkDocs + Material) served on loopback with its sitemap.
+
+The server counts every body it sends, so "the second sync downloads nothing unchanged" is
+measured where it happens. Hostile pages sit beside the good ones: each is refused or skipped
+with its reason, and nothing else is lost. Every request goes through a transport that fails the
+test if anything but loopback is ever contacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from docent.config import load_settings
+from docent.errors import Forbidden, UpstreamError
+from docent.services import Services
+from docent.sites.fetch import Policy, sync_web
+from docent.sites.sync import LocalTarget
+from tests.conftest import free_port, running_docent
+
+pytestmark = pytest.mark.slow
+
+SITES = Path(__file__).parent / "fixtures" / "sites"
+HUGE = 50 * 1024 * 1024
+
+
+@dataclass
+class Site:
+    url: str
+    root: Path
+    bodies: Counter[str] = field(default_factory=Counter)  # path -> 200 bodies sent
+    huge_sent: int = 0
+
+
+def hostile_sitemap(base: str) -> str:
+    paths = [
+        "guide/install/", "redirect-private", "huge", "huge-declared", "hang",
+        "private/secret.html", "data.bin", "missing.html",
+    ]  # fmt: skip
+    urls = [base + p for p in paths] + [base.replace("127.0.0.1", "localhost") + "other.html"]
+    entries = "".join(f"<url><loc>{u}</loc></url>" for u in urls)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</urlset>'
+    )
+
+
+def handler(site: Site) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def send_body(self, body: bytes, kind: str) -> None:
+            etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", etag)
+            self.end_headers()
+            self.wfile.write(body)
+            site.bodies[self.path] += 1
+
+        def do_GET(self) -> None:
+            path = self.path.split("?")[0]
+            if path == "/robots.txt":
+                self.send_body(b"User-agent: *\nDisallow: /private/\n", "text/plain")
+            elif path == "/hostile-sitemap.xml":
+                self.send_body(hostile_sitemap(site.url).encode(), "application/xml")
+            elif path == "/redirect-private":
+                self.send_response(302)
+                self.send_header("Location", "http://10.1.2.3/metadata")
+                self.end_headers()
+            elif path == "/huge":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.end_headers()
+                chunk = b"<p>" + b"x" * 65536 + b"</p>"
+                try:
+                    while site.huge_sent < HUGE:
+                        self.wfile.write(chunk)
+                        site.huge_sent += len(chunk)
+                except OSError:
+                    pass  # the client hung up: what a size cap should do
+            elif path == "/huge-declared":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(HUGE))
+                self.end_headers()
+            elif path == "/hang":
+                time.sleep(6)
+            elif path == "/data.bin":
+                self.send_body(b"\x00\x01binary", "application/octet-stream")
+            else:
+                file = site.root / path.lstrip("/")
+                if file.is_dir():
+                    file = file / "index.html"
+                if not file.is_file():
+                    self.send_error(404)
+                    return
+                kind = "application/xml" if file.suffix == ".xml" else "text/html"
+                self.send_body(file.read_bytes(), kind)
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("web")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    project = tmp / "project"
+    shutil.copytree(SITES / "mkdocs", project)
+    config = project / "mkdocs.yml"
+    config.write_text(config.read_text().replace("https://docs.example.test/fixture/", url))
+    subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "-q", "-d", str(tmp / "site")],
+        cwd=project, check=True, capture_output=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "NO_MKDOCS_2_WARNING": "1"},
+    )  # fmt: skip
+    served = Site(url, tmp / "site")
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler(served))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class LoopbackOnly(httpx.AsyncHTTPTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.host in ("127.0.0.1", "localhost"), f"contacted {request.url}"
+        return await super().handle_async_request(request)
+
+
+POLICY = Policy(
+    allowed_hosts=frozenset({"127.0.0.1", "localhost", "10.1.2.3"}),
+    allow_networks=(__import__("ipaddress").ip_network("127.0.0.0/8"),),
+    max_bytes=1024 * 1024,
+    timeout_s=1.5,
+    concurrency=3,
+    max_pages=100,
+)
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    services = Services(load_settings(qdrant_path=str(tmp_path / "qdrant"), sample_corpus=""))
+    try:
+        yield services
+    finally:
+        await services.aclose()
+
+
+async def test_a_sitemap_syncs_every_page_then_downloads_nothing_unchanged(
+    site: Site, services: Services
+) -> None:
+    sitemap = site.url + "sitemap.xml"
+    before = sum(site.bodies.values())
+    first = await sync_web(services, sitemap, POLICY, transport=LoopbackOnly())
+    pages_first = sum(site.bodies.values()) - before
+    second = await sync_web(services, sitemap, POLICY, transport=LoopbackOnly())
+    pages_second = sum(site.bodies.values()) - before - pages_first
+
+    stored = await LocalTarget(services).metadata(sitemap)
+    assert set(stored) == {site.url, site.url + "guide/install/", site.url + "guide/hidden/"}
+    assert (first.added, first.changed, first.deleted) == (3, 0, 0)
+    assert (second.added, second.changed, second.unchanged, second.deleted) == (0, 0, 3, 0)
+    assert pages_first == 5  # sitemap.xml, robots.txt and the three pages
+    assert pages_second == 2  # sitemap.xml and robots.txt: no page body again
+    heads, _ = await services.store.documents(100, None)
+    install = next(h for h in heads if h.payload["document_id"].endswith("guide/install/"))
+    assert install.payload["url"] == site.url + "guide/install/"
+    assert install.payload["title"] == "Install the thing"
+
+
+async def test_a_page_source_is_fetched_conditionally(site: Site, services: Services) -> None:
+    page = site.url + "guide/install/"
+    first = await sync_web(services, page, POLICY, transport=LoopbackOnly())
+    sent = site.bodies["/guide/install/"]
+    second = await sync_web(services, page, POLICY, transport=LoopbackOnly())
+
+    assert first.added == 1 and second.unchanged == 1
+    assert site.bodies["/guide/install/"] == sent  # a 304: no body the second time
+
+
+async def test_hostile_pages_are_refused_with_reasons_and_lose_nothing(
+    site: Site, services: Services
+) -> None:
+    result = await sync_web(
+        services, site.url + "hostile-sitemap.xml", POLICY, transport=LoopbackOnly()
+    )
+
+    reasons = {item["id"].removeprefix(site.url): item["reason"] for item in result.skipped}
+    assert result.added == 1  # guide/install/
+    assert "non-public address (10.1.2.3)" in reasons["redirect-private"]
+    assert "larger than 1048576 bytes" in reasons["huge"]
+    assert "larger than 1048576 bytes" in reasons["huge-declared"]
+    assert "no answer within 1.5 s" in reasons["hang"]
+    assert reasons["private/secret.html"] == "disallowed by robots.txt"
+    assert reasons["data.bin"] == "not HTML (application/octet-stream)"
+    assert reasons["missing.html"] == "HTTP 404"
+    other = next(k for k in reasons if "localhost" in k)
+    assert reasons[other] == "not the same site as the source"
+    assert site.huge_sent < HUGE // 2  # the download was cut off, not read to the end
+
+
+async def test_a_host_outside_the_allow_list_is_refused(site: Site, services: Services) -> None:
+    strict = Policy(
+        allowed_hosts=frozenset({"docs.example.test"}),
+        allow_networks=(),
+        max_bytes=1024,
+        timeout_s=1,
+        concurrency=1,
+        max_pages=1,
+    )
+    with pytest.raises(Forbidden, match="not in SYNC_ALLOWED_HOSTS"):
+        await sync_web(services, site.url + "sitemap.xml", strict, transport=LoopbackOnly())
+    loopback_refused = Policy(**{**strict.__dict__, "allowed_hosts": frozenset({"127.0.0.1"})})
+    with pytest.raises(Forbidden, match="non-public address"):
+        await sync_web(
+            services, site.url + "sitemap.xml", loopback_refused, transport=LoopbackOnly()
+        )
+    closed = f"http://127.0.0.1:{free_port()}/sitemap.xml"
+    with pytest.raises(UpstreamError, match="ConnectError"):
+        await sync_web(services, closed, POLICY, transport=LoopbackOnly())
+
+
+def test_post_sync_is_admin_only_and_reports_counts(site: Site, tmp_path: Path) -> None:
+    with running_docent(
+        tmp_path,
+        sync_allowed_hosts=("127.0.0.1",),
+        sync_allow_networks=("127.0.0.0/8",),
+    ) as server:
+        with server.client() as anonymous:
+            refused = anonymous.post("/sync", json={"source": site.url + "sitemap.xml"})
+        with server.admin() as admin:
+            synced = admin.post("/sync", json={"source": site.url + "sitemap.xml"})
+            other = admin.post("/sync", json={"source": "http://localhost:1/sitemap.xml"})
+            listed = admin.get("/documents").json()["documents"]
+
+    assert refused.status_code == 401
+    assert synced.status_code == 200, synced.text
+    assert {k: synced.json()[k] for k in ("added", "changed", "unchanged", "deleted")} == {
+        "added": 3, "changed": 0, "unchanged": 0, "deleted": 0
+    }  # fmt: skip
+    assert other.status_code == 403 and "SYNC_ALLOWED_HOSTS" in other.text
+    assert {d["source"] for d in listed} == {site.url + "sitemap.xml"}
