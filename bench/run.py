@@ -37,6 +37,8 @@ from typing import Any
 
 import httpx
 
+from bench.sites import bench_sites  # noqa: F401  (the `sites` section, run by name)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results"
 ADMIN_KEY = "bench-admin-key"
@@ -45,7 +47,7 @@ MODEL_TOKEN_S = 0.02
 ANSWER = " ".join(f"Step {i} of the procedure is described in the guide [S1]." for i in range(4))
 # How long the stand-in takes to stream ANSWER (about 45 tokens).
 STREAM_S = MODEL_TTFT_S + 45 * MODEL_TOKEN_S
-SECTIONS = ("chat", "ingest", "retrieval", "coldstart", "memory", "limiter")
+SECTIONS = ("chat", "ingest", "retrieval", "coldstart", "memory", "limiter", "sites")
 
 
 @dataclass(frozen=True)
@@ -826,6 +828,14 @@ TARGETS = [
         "at_least",
         3,
         "x",
+    ),
+    Target(
+        "Sites: `docent ingest` of a 150-file MkDocs project, embedded default",
+        "sites",
+        lambda r: r["ingest_seconds"],
+        "at_most",
+        15,
+        " s",
     ),
 ]
 
