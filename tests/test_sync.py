@@ -210,3 +210,37 @@ def test_docent_sync_through_a_running_server(tmp_path: Path) -> None:
     assert first == {"added": 2, "changed": 0, "unchanged": 0, "deleted": 0}
     assert second == {"added": 0, "changed": 0, "unchanged": 1, "deleted": 1}
     assert [(d["id"], d["source"]) for d in listed] == [("b.md", str(docs.resolve()))]
+
+
+async def test_a_new_base_url_updates_urls_without_embedding_again(
+    tmp_path: Path, standin: tuple[str, Any]
+) -> None:
+    from docent.sites import SiteOptions
+
+    url, state = standin
+    services = Services(
+        load_settings(
+            qdrant_path=str(tmp_path / "qdrant"),
+            sample_corpus="",
+            openai_base_url=url,
+            openai_api_key="test-key",
+            embedding_provider="openai",
+        )
+    )
+    docs = tmp_path / "docs"
+    write(docs, {f"p{i}.md": page(f"P{i}", f"page {i} words") for i in range(4)})
+    try:
+        old = plan(docs, SiteOptions(base_url="https://old.example.test/docs"))
+        await sync(LocalTarget(services), old.source, items(old))
+        requests = len(state.embedding_requests)
+        new = plan(docs, SiteOptions(base_url="https://new.example.test/docs"))
+        moved = await sync(LocalTarget(services), new.source, items(new))
+        heads, _ = await services.store.documents(100, None)
+    finally:
+        await services.aclose()
+
+    assert requests > 0
+    assert moved.changed == 4 and len(state.embedding_requests) == requests  # no new call
+    assert {h.payload["url"] for h in heads} == {
+        f"https://new.example.test/docs/p{i}.md" for i in range(4)
+    }

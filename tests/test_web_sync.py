@@ -266,3 +266,32 @@ def test_post_sync_is_admin_only_and_reports_counts(site: Site, tmp_path: Path) 
     }  # fmt: skip
     assert other.status_code == 403 and "SYNC_ALLOWED_HOSTS" in other.text
     assert {d["source"] for d in listed} == {site.url + "sitemap.xml"}
+
+
+def test_docent_sync_of_a_sitemap_from_the_command_line(site: Site, tmp_path: Path) -> None:
+    import json
+    import os
+
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "QDRANT_PATH": str(tmp_path / "data" / "qdrant"),
+        "DOCENT_URL": f"http://127.0.0.1:{free_port()}",  # no server: the embedded store
+        "SAMPLE_CORPUS": "",
+    }
+
+    def docent(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "docent.cli", *args],
+            env={**env, **extra}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    refused = docent("sync", site.url + "sitemap.xml")
+    synced = docent("sync", site.url + "sitemap.xml", SYNC_ALLOW_NETWORKS="127.0.0.0/8")
+
+    assert refused.returncode == 1 and "non-public address (127.0.0.1)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert synced.returncode == 0, synced.stderr
+    assert json.loads(synced.stdout.strip().splitlines()[-1]) == {
+        "added": 3, "changed": 0, "unchanged": 0, "deleted": 0
+    }  # fmt: skip
