@@ -208,3 +208,33 @@ def test_docent_ingest_of_an_mkdocs_project_answers_with_deep_links(tmp_path: Pa
     assert "chunks=" in ingested.stderr  # running chunk count on the progress bar
     assert answer.returncode == 0, answer.stderr
     assert "https://docs.example.test/fixture/#snippet-included" in answer.stdout
+
+
+def test_built_html_anchors_are_only_the_ids_it_carries() -> None:
+    html = (
+        "<html><body><h1>Title</h1><p>Intro.</p>"
+        '<section id="install"><h2>Install<a class="headerlink" href="#install">¶</a></h2>'
+        "<p>Run it.</p></section><h2>No id here</h2><p>Text.</p></body></html>"
+    )
+    sections = parse(html, "html", "html").sections
+    assert [(s.headings[-1], s.anchor) for s in sections] == [
+        ("Title", None),
+        ("Install", "install"),  # the section's id, the permalink dropped from the text
+        ("No id here", None),
+    ]
+    assert [s.anchor for s in parse(html, "html").sections] == ["title", "install", "no-id-here"]
+
+
+def test_mkdocs_site_url_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "mkdocs"
+    shutil.copytree(SITES / "mkdocs", project)
+    config = project / "mkdocs.yml"
+    config.write_text(
+        config.read_text().replace(
+            "site_url: https://docs.example.test/fixture/",
+            "site_url: !ENV [DOCS_SITE_URL, 'https://default.example.test/']",
+        )
+    )
+    assert plan(project).pages[0].url == "https://default.example.test/guide/hidden/"
+    monkeypatch.setenv("DOCS_SITE_URL", "https://env.example.test/")
+    assert plan(project).pages[0].url == "https://env.example.test/guide/hidden/"

@@ -9,6 +9,8 @@ element id the generator gives that heading). The ids follow each generator's ow
   configured separator, attr_list ids (`{ #id .class }`, stripped) reserved first, repeats
   `_1`, `_2`, and an empty slug becomes `_1`.
 - `plain`: Docent's own default: a GitHub-like slug, `{#id}` / `{ #id }` honoured and stripped.
+- `html`: for HTML a site built: only the ids its headings (or their sections) carry, never a
+  made-up slug; markdown under this style is read as `plain`.
 A style travels with a document as `metadata["anchors"]` (its `spec()`), so the server that parses
 the document gives the same anchors the site does.
 """
@@ -23,9 +25,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-StyleName = Literal["plain", "github", "docusaurus", "mkdocs"]
+StyleName = Literal["plain", "github", "docusaurus", "mkdocs", "html"]
 MkDocsSlug = Literal["toc", "toc-unicode", "pymdownx"]
-STYLES: tuple[StyleName, ...] = ("plain", "github", "docusaurus", "mkdocs")
+STYLES: tuple[StyleName, ...] = ("plain", "github", "docusaurus", "mkdocs", "html")
 
 # attr_list on a heading: at least one space, `{`, optional `:`, the list, `}` at the end.
 _ATTR_LIST = re.compile(r"[ ]+\{:?[ ]*([^\}\n ][^\n]*)\}[ ]*$")
@@ -166,7 +168,7 @@ class AnchorStyle:
             text, explicit = raw, None
             if self.name == "docusaurus":
                 text, explicit = docusaurus_id(raw)
-            elif self.name == "plain":
+            elif self.name in ("plain", "html"):
                 text, explicit, _ = attr_list_id(raw)
                 if explicit is None:
                     text, explicit = docusaurus_id(text)
@@ -175,7 +177,7 @@ class AnchorStyle:
                 out.append((text, explicit))
                 continue
             base = self._slug(text)
-            if self.name == "plain":
+            if self.name in ("plain", "html"):
                 count = seen.get(base, 0)
                 seen[base] = count + 1
                 out.append((text, base if count == 0 else f"{base}-{count}"))

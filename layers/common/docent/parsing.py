@@ -110,7 +110,7 @@ def parse(text: str, fmt: Format, anchors: object = None) -> ParsedDocument:
     if fmt == "markdown":
         return _markdown(text, anchors)
     if fmt == "html":
-        return _html(text)
+        return _html(text, ids_only=anchors == "html")
     if fmt == "text":
         sections = _Sections()
         for paragraph in re.split(r"\n\s*\n", text):
@@ -204,7 +204,7 @@ def _text(node: Node) -> str:
     return " ".join(node.text(separator=" ").split())
 
 
-def _html(text: str) -> ParsedDocument:
+def _html(text: str, ids_only: bool = False) -> ParsedDocument:
     from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
     tree = HTMLParser(text)
@@ -217,21 +217,21 @@ def _html(text: str) -> ParsedDocument:
     sections = _Sections()
     root = tree.body or tree.root
     if root is not None:
-        _walk(root, sections)
+        _walk(root, sections, ids_only)
     if not title:
         first = tree.css_first("h1")
         title = _text(first) if first else None
     return ParsedDocument(title or None, sections.done())
 
 
-def _walk(node: Node, sections: _Sections) -> None:
+def _walk(node: Node, sections: _Sections, ids_only: bool = False) -> None:
     for child in node.iter(include_text=True):
         tag = child.tag
         if tag == "-text":
             sections.block(" ".join((child.text_content or "").split()))
         elif tag in _HEADINGS:
             anchor = child.attributes.get("id") or _section_id(child)
-            sections.heading(_HEADINGS[tag], _text(child), anchor or None)
+            sections.heading(_HEADINGS[tag], _text(child), anchor or None, assigned=ids_only)
         elif tag == "pre":
             sections.block("```\n" + (child.text(deep=True) or "").strip("\n") + "\n```", "code")
         elif tag in ("ul", "ol"):
@@ -243,7 +243,7 @@ def _walk(node: Node, sections: _Sections) -> None:
         elif tag in ("p", "blockquote", "dd", "dt", "figcaption"):
             sections.block(_text(child))
         else:
-            _walk(child, sections)
+            _walk(child, sections, ids_only)
 
 
 def _section_id(heading: Node) -> str | None:

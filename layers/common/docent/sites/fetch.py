@@ -309,7 +309,7 @@ async def _page(
     if kind not in HTML_TYPES:
         return (url, f"not HTML ({kind or 'no content type'})")
     title, body = main_content(fetched.body.decode("utf-8", errors="replace"))
-    metadata: dict[str, Any] = {"source": source}
+    metadata: dict[str, Any] = {"source": source, "anchors": "html"}
     for key, header in (("etag", "etag"), ("last_modified", "last-modified")):
         if fetched.headers.get(header):
             metadata[key] = fetched.headers[header]

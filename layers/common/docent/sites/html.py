@@ -91,7 +91,7 @@ def plan_html(root: Path, options: SiteOptions) -> Plan:
             title=title,
             url=page.url,
             format="html",
-            metadata={"source": source},
+            metadata={"source": source, "anchors": "html"},
         )
 
     notes = [] if options.base_url else ["built HTML: give --base-url so pages get URLs"]

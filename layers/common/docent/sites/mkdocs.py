@@ -7,6 +7,7 @@ name and arguments, so the toc's slug function can be recognised without importi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,11 @@ def _patterns(value: object) -> tuple[str, ...]:
 
 
 def _str(value: object) -> str | None:
+    """A plain string setting; `!ENV VAR` / `!ENV [VAR, ..., default]` read as MkDocs does."""
+    if isinstance(value, Tagged) and value.tag == "!ENV":
+        names = value.value if isinstance(value.value, list) else [value.value]
+        variables, default = (names[:-1], names[-1]) if len(names) > 1 else (names, None)
+        value = next((os.environ[str(n)] for n in variables if str(n) in os.environ), default)
     return value if isinstance(value, str) and value.strip() else None
 
 
