@@ -30,6 +30,7 @@ from docent.services import Services
 from docent.sites.fetch import Policy, sync_web
 from docent.sites.sync import LocalTarget
 from tests.conftest import free_port, running_docent
+from tests.test_lambda import lambda_env  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -295,3 +296,29 @@ def test_docent_sync_of_a_sitemap_from_the_command_line(site: Site, tmp_path: Pa
     assert json.loads(synced.stdout.strip().splitlines()[-1]) == {
         "added": 3, "changed": 0, "unchanged": 0, "deleted": 0
     }  # fmt: skip
+
+
+def test_a_scheduled_sync_event_syncs_its_source_on_lambda(
+    site: Site,
+    lambda_env: Path,  # noqa: F811  (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from docent.config import get_settings
+    from tests.test_lambda import EVENTS, LambdaContext, handler_module
+
+    sample = json.loads((EVENTS / "ingest-sync.json").read_text())
+    assert set(sample) == {"sync_source"}  # the schedule's fixed input, as in events/
+    monkeypatch.setenv("SYNC_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("SYNC_ALLOW_NETWORKS", "127.0.0.0/8")
+    get_settings.cache_clear()
+    ingest = handler_module("ingest")
+
+    first = ingest.handler({"sync_source": site.url + "sitemap.xml"}, LambdaContext())
+    second = ingest.handler({"sync_source": site.url + "sitemap.xml"}, LambdaContext())
+    with pytest.raises(Forbidden):
+        ingest.handler({"sync_source": "http://localhost:1/sitemap.xml"}, LambdaContext())
+
+    assert (first["added"], first["deleted"]) == (3, 0)
+    assert (second["unchanged"], second["added"], second["changed"]) == (3, 0, 0)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from docent.aws import http_handler, is_storage_event, storage_handler
+from docent.aws import http_handler, is_storage_event, is_sync_event, storage_handler, sync_handler
 from docent.errors import NotFound, backend
 from docent.ingest import DocumentIn
 from docent.services import get_services
@@ -159,10 +159,13 @@ async def delete_document(document_id: str, _: AdminDep, services: ServicesDep) 
 app = create_app(router, title="Docent ingest")
 _http = http_handler(app)
 _storage = storage_handler(get_services)
+_sync = sync_handler(get_services)
 
 
 def handler(event: dict[str, Any], context: Any) -> Any:
-    """HTTP events (API Gateway, function URL) and S3/SQS notifications of new documents."""
+    """HTTP events, S3/SQS notifications of new documents, and scheduled syncs of a web source."""
     if is_storage_event(event):
         return _storage(event, context)
+    if is_sync_event(event):
+        return _sync(event, context)
     return _http(event, context)
