@@ -238,3 +238,9 @@ def test_mkdocs_site_url_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert plan(project).pages[0].url == "https://default.example.test/guide/hidden/"
     monkeypatch.setenv("DOCS_SITE_URL", "https://env.example.test/")
     assert plan(project).pages[0].url == "https://env.example.test/guide/hidden/"
+
+
+def test_a_heading_inside_a_blockquote_still_takes_its_id() -> None:
+    text = "## Note\n\nA.\n\n> ## Note\n>\n> Quoted.\n\n## Note\n\nB.\n"
+    assert [s.anchor for s in parse(text, "markdown", "mkdocs").sections] == ["note", "note_2"]
+    assert [s.anchor for s in parse(text, "markdown", "github").sections] == ["note", "note-2"]

@@ -170,17 +170,15 @@ def _markdown(text: str, anchors: object = None) -> ParsedDocument:
         "bullet_list_open": "list", "ordered_list_open": "list",
         "paragraph_open": "text", "blockquote_open": "text", "html_block": "text",
     }  # fmt: skip
-    top = [i for i, t in enumerate(tokens) if t.level == 0 and t.map is not None]
-    raw = [
-        (int(tokens[i].tag[1]), _inline_text(tokens[i + 1]))
-        for i in top
-        if tokens[i].type == "heading_open"
-    ]
-    assigned = iter(AnchorStyle.from_spec(anchors).assign(raw))
-    for index in top:
-        token = tokens[index]
+    # Every heading takes an id (one in a blockquote or list too), so all go through the style.
+    headings = [i for i, t in enumerate(tokens) if t.type == "heading_open"]
+    raw = [(int(tokens[i].tag[1]), _inline_text(tokens[i + 1])) for i in headings]
+    assigned = dict(zip(headings, AnchorStyle.from_spec(anchors).assign(raw), strict=True))
+    for index, token in enumerate(tokens):
+        if token.level != 0 or token.map is None:
+            continue
         if token.type == "heading_open":
-            heading, anchor = next(assigned)
+            heading, anchor = assigned[index]
             if token.tag == "h1" and title is None:
                 title = heading
             sections.heading(int(token.tag[1]), heading, anchor, assigned=True)
