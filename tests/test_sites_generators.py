@@ -241,7 +241,7 @@ def test_docusaurus_deep_links_resolve_in_the_built_site(
     assert awkward == [
         None, "use-corsmiddleware", "repeated", "repeated-1", "repeated-2", "repeated-1-1",
         "whats-new-v20--more", "the-depends-function", "café-naïve-ünïcödé", "-party-time",
-        None, "2024", "θ-greek-capital", "repeated-4",
+        None, "2024", "θ-greek-capital", "repeated-4", "comment-id",
     ]  # fmt: skip
 
 

@@ -34,6 +34,7 @@ _ATTR_LIST = re.compile(r"[ ]+\{:?[ ]*([^\}\n ][^\n]*)\}[ ]*$")
 _ATTR_ID = re.compile(r"(?:^|\s)#([^\s}]+)")
 # Docusaurus' classic syntax, exactly as @docusaurus/utils parses it.
 _DOCUSAURUS_ID = re.compile(r"\s*\{#((?:.(?!\{#|\}))*.)\}$")
+_DOCUSAURUS_COMMENT_ID = re.compile(r"\s*\{/\*\s*#(\S+?)(?:\s[^*]*)?\s*\*/\}$")
 _MKDOCS_IDCOUNT = re.compile(r"^(.*)_([0-9]+)$")
 _PYMDOWNX_INVALID = re.compile(r"[^\w\- ]")
 _PYMDOWNX_TAGS = re.compile(r"</?[^>]*>")
@@ -106,7 +107,10 @@ def attr_list_id(text: str) -> tuple[str, str | None, bool]:
 
 
 def docusaurus_id(text: str) -> tuple[str, str | None]:
-    """(text without a trailing `{#id}`, the id) as Docusaurus reads its classic syntax."""
+    """(text without a trailing `{#id}` or `{/* #id */}`, the id) as Docusaurus reads them."""
+    comment = _DOCUSAURUS_COMMENT_ID.search(text)
+    if comment:
+        return text[: comment.start()], comment.group(1)
     match = _DOCUSAURUS_ID.search(text)
     if not match:
         return text, None
