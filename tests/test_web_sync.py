@@ -322,3 +322,17 @@ def test_a_scheduled_sync_event_syncs_its_source_on_lambda(
 
     assert (first["added"], first["deleted"]) == (3, 0)
     assert (second["unchanged"], second["added"], second["changed"]) == (3, 0, 0)
+
+
+async def test_requests_go_to_the_checked_address_not_a_second_lookup() -> None:
+    from docent.sites.fetch import pinned_request
+
+    async with httpx.AsyncClient() as client:
+        plain = pinned_request(client, "http://docs.example.test/a?b=1", "203.0.113.5", None)
+        tls = pinned_request(client, "https://docs.example.test:8443/", "2001:db8::1", {"X": "1"})
+
+    assert str(plain.url) == "http://203.0.113.5/a?b=1"
+    assert plain.headers["host"] == "docs.example.test"
+    assert str(tls.url) == "https://[2001:db8::1]:8443/"
+    assert tls.headers["host"] == "docs.example.test:8443" and tls.headers["x"] == "1"
+    assert tls.extensions["sni_hostname"] == "docs.example.test"  # the certificate's name

@@ -20,7 +20,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
 from docent.errors import Forbidden, UpstreamError
@@ -92,8 +92,8 @@ def address_allowed(address: str, policy: Policy) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def check_url(url: str, policy: Policy) -> None:
-    """Raise `Refused` unless the URL is http(s), on an allowed host, at an allowed address."""
+async def check_url(url: str, policy: Policy) -> str:
+    """The address to connect to; `Refused` unless http(s), an allowed host and address."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused(f"{url}: only http and https URLs are fetched", policy=True)
@@ -111,6 +111,25 @@ async def check_url(url: str, policy: Policy) -> None:
             raise Refused(
                 f"{url}: {host} resolves to a non-public address ({address})", policy=True
             )
+    if not infos:
+        raise Refused(f"{url}: {host} does not resolve")
+    return str(infos[0][4][0])
+
+
+def pinned_request(
+    client: httpx.AsyncClient, url: str, address: str, headers: dict[str, str] | None
+) -> httpx.Request:
+    """A GET of `url` sent to the checked `address`: the name is not resolved a second time
+    (no DNS rebinding between check and connect); Host and TLS SNI/verification keep the name."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    name = str(parts.hostname) + (f":{parts.port}" if parts.port else "")
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return client.build_request(
+        "GET", target, headers={**(headers or {}), "Host": name}, extensions=extensions
+    )
 
 
 async def fetch(
@@ -123,10 +142,10 @@ async def fetch(
     import httpx
 
     for _ in range(MAX_REDIRECTS + 1):
-        await check_url(url, policy)
+        address = await check_url(url, policy)
         try:
             async with asyncio.timeout(policy.timeout_s):
-                request = client.build_request("GET", url, headers=headers)
+                request = pinned_request(client, url, address, headers)
                 response = await client.send(request, stream=True, follow_redirects=False)
                 try:
                     if response.is_redirect and "location" in response.headers:
