@@ -43,6 +43,8 @@ class Site:
     url: str
     root: Path
     bodies: Counter[str] = field(default_factory=Counter)  # path -> 200 bodies sent
+    not_modified: Counter[str] = field(default_factory=Counter)  # path -> 304s sent
+    requests: Counter[str] = field(default_factory=Counter)  # path -> requests received
     huge_sent: int = 0
 
 
@@ -70,6 +72,7 @@ def handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 self.send_response(304)
                 self.send_header("ETag", etag)
                 self.end_headers()
+                site.not_modified[self.path] += 1
                 return
             self.send_response(200)
             self.send_header("Content-Type", kind)
@@ -81,8 +84,17 @@ def handler(site: Site) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
+            site.requests[path] += 1
             if path == "/robots.txt":
                 self.send_body(b"User-agent: *\nDisallow: /private/\n", "text/plain")
+            elif path == "/timed-sitemap.xml":
+                stamp = "2026-11-26T10:00:00+00:00"
+                entries = "".join(
+                    f"<url><loc>{site.url}{p}</loc><lastmod>{stamp}</lastmod></url>"
+                    for p in ("", "guide/install/", "guide/hidden/")
+                )
+                body = f'<?xml version="1.0"?><urlset>{entries}</urlset>'
+                self.send_body(body.encode(), "application/xml")
             elif path == "/hostile-sitemap.xml":
                 self.send_body(hostile_sitemap(site.url).encode(), "application/xml")
             elif path == "/redirect-private":
@@ -189,6 +201,8 @@ async def test_a_sitemap_syncs_every_page_then_downloads_nothing_unchanged(
     assert (second.added, second.changed, second.unchanged, second.deleted) == (0, 0, 3, 0)
     assert pages_first == 5  # sitemap.xml, robots.txt and the three pages
     assert pages_second == 2  # sitemap.xml and robots.txt: no page body again
+    # MkDocs' lastmod is a bare date (not precise enough to skip): asked for by ETag, 304s.
+    assert sum(site.not_modified.values()) == 3
     heads, _ = await services.store.documents(100, None)
     install = next(h for h in heads if h.payload["document_id"].endswith("guide/install/"))
     assert install.payload["url"] == site.url + "guide/install/"
@@ -336,3 +350,16 @@ async def test_requests_go_to_the_checked_address_not_a_second_lookup() -> None:
     assert str(tls.url) == "https://[2001:db8::1]:8443/"
     assert tls.headers["host"] == "docs.example.test:8443" and tls.headers["x"] == "1"
     assert tls.extensions["sni_hostname"] == "docs.example.test"  # the certificate's name
+
+
+async def test_a_lastmod_with_a_time_skips_the_request_altogether(
+    site: Site, services: Services
+) -> None:
+    sitemap = site.url + "timed-sitemap.xml"
+    first = await sync_web(services, sitemap, POLICY, transport=LoopbackOnly())
+    before = sum(site.requests[p] for p in ("/", "/guide/install/", "/guide/hidden/"))
+    second = await sync_web(services, sitemap, POLICY, transport=LoopbackOnly())
+    after = sum(site.requests[p] for p in ("/", "/guide/install/", "/guide/hidden/"))
+
+    assert first.added == 3 and second.unchanged == 3
+    assert after == before  # not even a conditional request

@@ -45,6 +45,8 @@ def read_config(root: Path) -> dict[str, str]:
                 match = re.search(rf"(?m)^\s*{key}{_STRING}", text)
                 if match:
                     found[key] = match.group(2)
+            if re.search(r"(?m)^\s*trailingSlash\s*:\s*true\b", text):
+                found["trailingSlash"] = "true"
             return found
     return {}
 
@@ -99,6 +101,8 @@ def plan_docusaurus(root: Path, options: SiteOptions) -> Plan:
         front = _front_matter(path.read_bytes().decode("utf-8-sig", errors="replace"))
         slug = slug_for(in_docs, front).strip("/")
         url = site + "/" + "/".join(p for p in (route, slug) if p) if site else None
+        if url and config.get("trailingSlash") and not url.endswith("/"):
+            url += "/"
         pages.append(Page(path, relative, url))
     source = source_of(root)
     style = AnchorStyle(name="docusaurus")

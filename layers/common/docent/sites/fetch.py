@@ -7,8 +7,9 @@
 - Same site only: a sitemap's pages on another host are skipped. robots.txt is honoured.
 - Each request has a timeout and a size cap (the body is streamed and cut off past
   `SYNC_MAX_PAGE_BYTES`); at most `SYNC_CONCURRENCY` requests run at once.
-- An unchanged page is not downloaded again: a sitemap `lastmod` equal to the stored one skips
-  the request, else the stored ETag / Last-Modified make it a conditional request (304).
+- An unchanged page is not downloaded again: a sitemap `lastmod` (with a time) equal to the
+  stored one skips the request, else the stored ETag / Last-Modified make it a conditional
+  request (304).
 - Only HTML is ingested; its main content (headings keep their ids) becomes the document.
 """
 
@@ -308,7 +309,9 @@ async def _page(
     from docent.sites.html import main_content
 
     previous = previous or {}
-    if lastmod and previous.get("lastmod") == lastmod:
+    # A lastmod with a time is trusted; a bare date (MkDocs writes the build day) is not
+    # precise enough to skip a same-day change, so that page is asked for conditionally.
+    if lastmod and "T" in lastmod and previous.get("lastmod") == lastmod:
         return Unchanged(url)
     headers = _conditional(previous)
     try:
