@@ -244,3 +244,23 @@ def test_a_heading_inside_a_blockquote_still_takes_its_id() -> None:
     text = "## Note\n\nA.\n\n> ## Note\n>\n> Quoted.\n\n## Note\n\nB.\n"
     assert [s.anchor for s in parse(text, "markdown", "mkdocs").sections] == ["note", "note_2"]
     assert [s.anchor for s in parse(text, "markdown", "github").sections] == ["note", "note-2"]
+
+
+def test_mkdocstrings_stub_pages_are_skipped_and_directives_dropped(tmp_path: Path) -> None:
+    from docent.sites.mkdocs import drop_autodoc
+
+    project = tmp_path / "mkdocs"
+    shutil.copytree(SITES / "mkdocs", project)
+    (project / "docs" / "reference").mkdir()
+    (project / "docs" / "reference" / "app.md").write_text(
+        "# `App` class\n\n::: fastapi.FastAPI\n    options:\n      members:\n        - get\n"
+    )
+    site_plan = plan(project)
+    stub = next(p for p in site_plan.pages if p.document_id == "docs/reference/app.md")
+
+    with pytest.raises(Skipped, match="API reference stub"):
+        site_plan.read(stub)
+    text, dropped = drop_autodoc(
+        "# API\n\nIntro.\n\n::: pkg.mod\n    options:\n      x: 1\n\nAfter.\n"
+    )
+    assert dropped == 1 and text == "# API\n\nIntro.\n\nAfter.\n"

@@ -8,6 +8,7 @@ name and arguments, so the toc's slug function can be recognised without importi
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,9 @@ def plan_mkdocs(root: Path, options: SiteOptions) -> Plan:
         if front.get("draft") is True:
             raise Skipped("a draft")
         text = resolve_includes(text, page.path, root.resolve(), snippets)
+        text, directives = drop_autodoc(text)
+        if directives and not _prose(text):
+            raise Skipped("an API reference stub (mkdocstrings `:::` only)")
         return DocumentIn(
             id=page.document_id,
             text=text,
@@ -190,6 +194,35 @@ def exts_snippets(config: dict[str, Any], root: Path) -> list[Path]:
     base = snippets.get("base_path", ["."])
     bases = [base] if isinstance(base, str) else [b for b in base if isinstance(b, str)]
     return [(root / b).resolve() for b in bases]
+
+
+_AUTODOC = re.compile(r"^:::[ \t]+\S")
+
+
+def drop_autodoc(text: str) -> tuple[str, int]:
+    """The text without mkdocstrings `::: module.Object` directives (and their indented options):
+    Docent cannot render them, and the bare identifier is no content to answer from."""
+    out: list[str] = []
+    dropped = 0
+    in_directive = False
+    for line in text.split("\n"):
+        if _AUTODOC.match(line):
+            in_directive, dropped = True, dropped + 1
+            continue
+        if in_directive and (line.startswith((" ", "\t")) or not line.strip()):
+            continue
+        in_directive = False
+        out.append(line)
+    return "\n".join(out), dropped
+
+
+def _prose(text: str) -> bool:
+    """Whether markdown holds anything but front matter, headings and blank lines."""
+    body = text
+    if body.startswith("---"):
+        end = body.find("\n---", 3)
+        body = body[end + 4 :] if end >= 0 else body
+    return any(line.strip() and not line.lstrip().startswith("#") for line in body.split("\n"))
 
 
 def _front_matter(text: str) -> dict[str, Any]:
