@@ -264,3 +264,30 @@ def test_mkdocstrings_stub_pages_are_skipped_and_directives_dropped(tmp_path: Pa
         "# API\n\nIntro.\n\n::: pkg.mod\n    options:\n      x: 1\n\nAfter.\n"
     )
     assert dropped == 1 and text == "# API\n\nIntro.\n\nAfter.\n"
+
+
+def test_docusaurus_partials_and_raw_code_imports_are_resolved(tmp_path: Path) -> None:
+    from docent.sites.includes import resolve_mdx_imports
+
+    (tmp_path / "docs" / "_partials").mkdir(parents=True)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "docs" / "_partials" / "_note.mdx").write_text(
+        "---\nsidebar_label: x\n---\n## Partial heading\n\nPartial text about quotas.\n"
+    )
+    (tmp_path / "src" / "app.py").write_text("print('included code')\n")
+    page = tmp_path / "docs" / "page.mdx"
+    text = (
+        "import Note from './_partials/_note.mdx';\n"
+        "import CodeBlock from '@theme/CodeBlock';\n"
+        "import Source from '!!raw-loader!../src/app.py';\n"
+        "import Missing from './_partials/_gone.mdx';\n\n"
+        '# Page\n\n<Note />\n\n<CodeBlock language="python">{Source}</CodeBlock>\n\n<Missing />\n'
+    )
+
+    out = resolve_mdx_imports(text, page, tmp_path)
+    parsed = parse(out, "markdown", "docusaurus")
+
+    assert "Partial text about quotas." in out and "## Partial heading" not in out
+    assert "```python\nprint('included code')\n```" in out
+    assert "<Missing />" not in out
+    assert [s.headings for s in parsed.sections] == [("Page",)]

@@ -114,6 +114,9 @@ def plan_docusaurus(root: Path, options: SiteOptions) -> Plan:
             raise Skipped("a draft (draft: true)")
         if front.get("unlisted") is True:
             raise Skipped("unlisted (unlisted: true)")
+        from docent.sites.includes import resolve_mdx_imports
+
+        text = resolve_mdx_imports(text, page.path, root.resolve())
         return DocumentIn(
             id=page.document_id,
             text=text,

@@ -56,9 +56,8 @@ def resolve_includes(
             if snippet.group("escape"):
                 replacement = [space + snippet.group("escape")[1:] + snippet.group("all")]
             elif snippet.group("inline"):
-                name = snippet.group("snippet")[1:-1].replace(
-                    "\\" + snippet.group("snippet")[0], ""
-                )
+                quote = snippet.group("snippet")[0]
+                name = snippet.group("snippet")[1:-1].replace("\\" + quote, quote)
                 replacement = _indent(_snippet(name, root, snippet_bases, page, depth), space)
             else:
                 names = []
@@ -199,3 +198,46 @@ def _markdown_file(path: str, page: Path, root: Path, depth: int) -> list[str]:
     if text is None:
         return []
     return resolve_includes(text, page.parent / path, root, [root], depth + 1).split("\n")
+
+
+_MDX_IMPORT = re.compile(
+    r"""^import\s+(?P<name>[A-Za-z_$][\w$]*)\s+from\s+(?P<q>['"])(?P<raw>!!raw-loader!)?"""
+    r"""(?P<path>\.{1,2}/[^'"]+)(?P=q);?\s*$"""
+)
+
+
+def resolve_mdx_imports(text: str, page: Path, root: Path) -> str:
+    """Docusaurus imports made searchable: `<Partial />` of an imported .md/.mdx partial becomes
+    its text (its headings as plain lines: a partial's ids are its own, not the page's), and a
+    `!!raw-loader!` import used as `{Source}` becomes a fenced code block. Bounded as above."""
+    partials: dict[str, Path] = {}
+    raws: dict[str, Path] = {}
+    for line in text.split("\n"):
+        match = _MDX_IMPORT.match(line.strip())
+        if match:
+            target = page.parent / match.group("path")
+            if match.group("raw"):
+                raws[match.group("name")] = target
+            elif target.suffix in (".md", ".mdx"):
+                partials[match.group("name")] = target
+    if not partials and not raws:
+        return text
+    out: list[str] = []
+    for line in text.split("\n"):
+        stripped = line.strip()
+        tag = re.match(r"^<([A-Za-z_$][\w$]*)(\s[^>]*)?/>$", stripped)
+        if tag and tag.group(1) in partials:
+            body = _read(partials[tag.group(1)], root)
+            if body is not None:
+                body = re.sub(r"(?s)^---\n.*?\n---\n", "", body)
+                out += [re.sub(r"^\s{0,3}#{1,6}\s+", "", b) for b in body.split("\n")]
+            continue
+        used = next((n for n in raws if "{" + n + "}" in stripped), None)
+        if used is not None:
+            source = _read(raws[used], root)
+            if source is not None:
+                language = _LANGUAGES.get(raws[used].suffix.lower(), "")
+                out += ["```" + language, *source.rstrip("\n").split("\n"), "```"]
+            continue
+        out.append(line)
+    return "\n".join(out)
