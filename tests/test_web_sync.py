@@ -363,3 +363,23 @@ async def test_a_lastmod_with_a_time_skips_the_request_altogether(
 
     assert first.added == 3 and second.unchanged == 3
     assert after == before  # not even a conditional request
+
+
+async def test_crawled_pages_link_only_to_ids_the_served_html_has(site: Site) -> None:
+    from selectolax.lexbor import LexborHTMLParser
+
+    from docent.ingest import DocumentIn
+    from docent.parsing import parse
+    from docent.sites.fetch import web_items
+
+    items = await web_items(site.url + "sitemap.xml", POLICY, {}, transport=LoopbackOnly())
+    docs = [i for i in items if isinstance(i, DocumentIn)]
+    assert len(docs) == 3
+    for doc in docs:
+        served = site.root / (doc.id.removeprefix(site.url) or "") / "index.html"
+        ids = {n.attributes["id"] for n in LexborHTMLParser(served.read_text()).css("[id]")}
+        anchors = [s.anchor for s in parse(doc.text, doc.format, doc.metadata["anchors"]).sections]
+        assert any(anchors), doc.id
+        assert {a for a in anchors if a} <= ids, doc.id
+        text = " ".join(b.text for s in parse(doc.text, "html").sections for b in s.blocks)
+        assert "Skip to content" not in text and "¶" not in text  # navigation, permalinks
