@@ -119,8 +119,8 @@ async def _sync_url(url: str, client: Any, services: Any) -> Any:
         if response.status_code != 200:
             raise ServerError(response.status_code, response.text)
         body = response.json()
-        return SyncResult(**{k: body[k] for k in ("added", "changed", "unchanged", "deleted")},
-                          skipped=body.get("skipped", []))  # fmt: skip
+        counts = {k: body[k] for k in ("added", "changed", "unchanged", "deleted")}
+        return SyncResult(**counts, skipped=body.get("skipped", []))
     # The user named this host: it is allowed for this run, on top of SYNC_ALLOWED_HOSTS.
     policy = Policy.from_settings(get_settings(), [urlsplit(url).hostname or ""])
     return await sync_web(services, url, policy)
@@ -170,11 +170,13 @@ def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
     bar = tqdm(total=total_pages, desc=verb, unit="file")
     skipped: list[str] = []
     results: list[SyncResult] = []
+    failed = 0  # files of a folder that could not be ingested (a web page skipped is no failure)
 
     def progress(_: int, result: SyncResult) -> None:
         bar.set_postfix(chunks=sum(r.chunks for r in results) + result.chunks, refresh=False)
 
     async def drive(target: Any, client: Any = None, services: Any = None) -> None:
+        nonlocal failed
         for url in urls:
             results.append(await _sync_url(url, client, services))
         for site_plan in plans:
@@ -187,6 +189,7 @@ def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
                 progress=progress,
             )
             results.append(result)
+            failed += len(result.skipped)
 
     async def run() -> None:
         if _server(settings.docent_url):
@@ -231,7 +234,7 @@ def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
         print(json.dumps({k: counts[k] for k in ("added", "changed", "unchanged", "deleted")}))
     else:
         print(json.dumps(counts))
-    return 1 if summary.skipped else 0  # a file not ingested is an error to see
+    return 1 if failed else 0  # a file not ingested is an error to see
 
 
 def ask(question: str, top_k: int) -> int:
