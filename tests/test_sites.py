@@ -291,3 +291,11 @@ def test_docusaurus_partials_and_raw_code_imports_are_resolved(tmp_path: Path) -
     assert "```python\nprint('included code')\n```" in out
     assert "<Missing />" not in out
     assert [s.headings for s in parsed.sections] == [("Page",)]
+
+
+def test_a_bare_repository_url_gets_the_checked_out_branch(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/trunk\n")
+    (tmp_path / "README.md").write_text("# Project\n\nText.\n")
+    site_plan = plan(tmp_path, SiteOptions(base_url="https://github.com/acme/project"))
+    assert site_plan.pages[0].url == "https://github.com/acme/project/blob/trunk/README.md"

@@ -106,6 +106,10 @@ def plan_files(root: Path, options: SiteOptions, site: SiteName) -> Plan:
     from docent.corpus import SUFFIXES, document_from_bytes
 
     suffixes = _MARKDOWN if site == "github" else SUFFIXES
+    base_url = options.base_url
+    if site == "github" and base_url and _REPOSITORY.match(base_url):
+        # A bare repository URL: files are served under blob/<the checked-out branch>.
+        base_url = base_url.rstrip("/") + "/blob/" + (git_branch(root) or "HEAD")
     matcher = PathMatcher(options.include, options.exclude)
     pages = []
     for path in sorted(root.rglob("*")):
@@ -114,7 +118,7 @@ def plan_files(root: Path, options: SiteOptions, site: SiteName) -> Plan:
             continue
         if matcher.skips(relative):
             continue
-        url = join_url(options.base_url, relative) if options.base_url else None
+        url = join_url(base_url, relative) if base_url else None
         pages.append(Page(path, relative, url))
     source = source_of(root)
     style = AnchorStyle(name="github") if site == "github" else None
@@ -129,6 +133,20 @@ def plan_files(root: Path, options: SiteOptions, site: SiteName) -> Plan:
         )
 
     return Plan(site, root, source, pages, read)
+
+
+_REPOSITORY = re.compile(r"^https?://[^/]+/[^/]+/[^/]+/?$")
+
+
+def git_branch(root: Path) -> str | None:
+    """The branch checked out in `root` (from .git/HEAD), None when detached or unknown."""
+    head = root / ".git" / "HEAD"
+    try:
+        text = head.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    prefix = "ref: refs/heads/"
+    return text[len(prefix) :] if text.startswith(prefix) else None
 
 
 # Shared ------------------------------------------------------------------------------------
