@@ -27,8 +27,9 @@ install: $(VENV)/.installed $(ENCODINGS)
 
 encodings: $(ENCODINGS)
 
+# Asks for the sample corpus (Docent's own docs) unless SAMPLE_CORPUS is set, even to "".
 run: install
-	$(VENV)/bin/docent serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+	SAMPLE_CORPUS=$${SAMPLE_CORPUS-docent} $(VENV)/bin/docent serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 # The tests' real model server: llama.cpp (wheel compiled once, cached) with SmolLM2-135M.
 llama: $(VENV)/.installed

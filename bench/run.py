@@ -12,6 +12,8 @@ against the targets):
 - coldstart: each Lambda handler from a fresh interpreter to its first response, lazy vs eager.
 - memory: RSS of the bundled app idle, after ingest, and holding open SSE streams.
 - limiter: the cost of one sliding-window check on each store.
+- protocols: what MCP and the OpenAI protocol add to an answer over /chat (bench/protocols.py).
+- sites: `docent ingest` of a generated 150-file MkDocs project, wall time (bench/sites.py).
 
 `--smoke` runs every section at toy sizes (seconds): `make test` runs it so the suite cannot rot.
 """
@@ -37,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from bench import protocols
 from bench.sites import bench_sites  # noqa: F401  (the `sites` section, run by name)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +50,7 @@ MODEL_TOKEN_S = 0.02
 ANSWER = " ".join(f"Step {i} of the procedure is described in the guide [S1]." for i in range(4))
 # How long the stand-in takes to stream ANSWER (about 45 tokens).
 STREAM_S = MODEL_TTFT_S + 45 * MODEL_TOKEN_S
-SECTIONS = ("chat", "ingest", "retrieval", "coldstart", "memory", "limiter", "sites")
+SECTIONS = ("chat", "ingest", "retrieval", "coldstart", "memory", "limiter", "protocols", "sites")
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ def docent_env(model: str | None, **extra: str) -> dict[str, str]:
         "RATE_LIMIT_KEY": "10000000/60s",
         "LOG_LEVEL": "WARNING",
         "EMBEDDING_PROVIDER": "none",
+        # One load generator on one address opens hundreds of connections on purpose.
+        "MAX_CONNECTIONS_PER_CLIENT": "0",
     }
     if model is not None:
         env |= {"OPENAI_BASE_URL": f"{model}/v1", "OPENAI_API_KEY": "bench-key"}
@@ -838,6 +843,11 @@ TARGETS = [
         " s",
     ),
 ]
+
+
+bench_protocols = protocols.bench_protocols
+TARGETS += [Target(label, "protocols", figure, "at_most", bound, " ms")
+            for label, figure, bound in protocols.TARGETS]  # fmt: skip
 
 
 def _top(chat: dict[str, Any]) -> dict[str, Any]:

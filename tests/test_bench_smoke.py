@@ -30,7 +30,7 @@ def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
     assert set(results) == {"machine", "chat", "ingest", "retrieval", "coldstart", "memory",
-                            "limiter", "sites"}  # fmt: skip
+                            "limiter", "protocols", "sites"}  # fmt: skip
     assert results["sites"]["documents"] == results["sites"]["files"] > 0
 
     for level in results["chat"]["levels"].values():
@@ -61,6 +61,9 @@ def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None
     memory = results["memory"]
     assert memory["idle_mb"] > 0 and memory["with_open_streams_mb"] >= memory["idle_mb"]
     assert set(results["limiter"]) >= {"memory", "redis", "upstash_gateway"}
+
+    protocols = results["protocols"]
+    assert {f["n"] for f in protocols["ms"].values()} == {protocols["rounds"]}
 
     summary = (tmp_path / "summary.md").read_text()
     assert "| Measure | Figure | Target | Met |" in summary

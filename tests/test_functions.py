@@ -24,7 +24,13 @@ def test_the_bundle_serves_every_function_route() -> None:
     from functions.ingest.app import app as ingest
 
     assert routes(bundle) == routes(chat) | routes(ingest) | routes(health)
-    assert routes(chat) == {("POST", "/chat")}
+    assert routes(chat) == {
+        ("POST", "/chat"),
+        ("POST", "/mcp"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+        ("GET", "/v1/models/{model}"),
+    }
     assert routes(health) == {("GET", "/health"), ("GET", "/health/ready")}
 
 

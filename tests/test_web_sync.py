@@ -383,3 +383,10 @@ async def test_crawled_pages_link_only_to_ids_the_served_html_has(site: Site) ->
         assert {a for a in anchors if a} <= ids, doc.id
         text = " ".join(b.text for s in parse(doc.text, "html").sections for b in s.blocks)
         assert "Skip to content" not in text and "¶" not in text  # navigation, permalinks
+
+
+async def test_a_malformed_url_is_refused_not_a_crash(services: Services) -> None:
+    with pytest.raises(Forbidden, match="not a valid URL"):
+        await sync_web(services, "http://[::1", POLICY, transport=LoopbackOnly())
+    with pytest.raises(Forbidden, match="not a valid URL"):
+        await sync_web(services, "http://127.0.0.1:99999/", POLICY, transport=LoopbackOnly())

@@ -6,16 +6,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from docent.aws import http_handler, is_storage_event, is_sync_event, storage_handler, sync_handler
 from docent.errors import NotFound, backend
 from docent.ingest import DocumentIn
 from docent.services import get_services
 from docent.sites.sync import source_of_payload
-from docent.web import AdminDep, ServicesDep, SettingsDep, create_app, rate_limit
+from docent.web import AdminDep, AdminRoute, ServicesDep, SettingsDep, create_app, rate_limit
 
-router = APIRouter(tags=["documents"])
+# Every route here is an admin route: the key and the limit are checked before a body is read.
+router = APIRouter(tags=["documents"], route_class=AdminRoute)
 
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -49,6 +50,17 @@ class SyncRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://\S+$")]
+
+    @field_validator("source")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)  # raises ValueError (a 422) on a bad IPv6 literal
+        if not parts.hostname:
+            raise ValueError("a URL with a host name")
+        _ = parts.port  # raises ValueError on a port out of range
+        return value
 
 
 class SyncResponse(BaseModel):

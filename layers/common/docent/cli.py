@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -39,10 +40,29 @@ def _ensure_admin_key() -> None:
     path = admin_key_file()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        _create_private(path, secrets.token_urlsafe(32))
     os.environ["ADMIN_API_KEYS"] = path.read_text().strip()
     print(f"docent: admin key for this server is in {path}", file=sys.stderr)
+
+
+def _create_private(path: Path, text: str) -> None:
+    """Write `path` readable by its owner only from its first byte, and whole or not at all.
+
+    The key goes into a fresh 0600 file (O_EXCL: never an existing one, never a symlink's
+    target), which is then linked into place: a server starting alongside sees no file or the
+    complete one, and the first link wins.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileExistsError):  # another server made it first: theirs
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def serve(host: str | None, port: int | None) -> int:
@@ -62,6 +82,9 @@ def serve(host: str | None, port: int | None) -> int:
         # Longer than proxies' idle timeouts (60 s on ALB): else a reused connection can meet
         # the server closing it (a 502 at the proxy, a ReadError at a client), as the soak saw.
         timeout_keep_alive=75,
+        # Slow request heads and bodies are cut off, connections per address capped.
+        http="docent.serving:SettingsBoundedH11Protocol",
+        server_header=False,
     )
     return 0
 

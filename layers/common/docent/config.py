@@ -110,11 +110,23 @@ class Settings(BaseSettings):
     # Serving
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=1, le=65535)
-    sample_corpus: str = "docs"
+    # "docent": Docent's own documentation (what `make run` asks for); "": none. Never a folder
+    # name: a relative one meant whatever the working directory held.
+    sample_corpus: Literal["", "docent"] = ""
     cors_allow_origins: CommaList = ()
     log_level: str = "INFO"
     log_questions: bool = False
     docent_url: str = "http://127.0.0.1:7860"
+    api_docs: bool = True  # serve /docs and /openapi.json
+    parse_timeout_s: float = Field(default=60.0, gt=0)  # per file (PDF) read from disk or S3
+    # `docent serve` against slow clients: the request head, then its body, each within its
+    # time; at most this many open connections per peer address (0: no cap).
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    max_connections_per_client: int = Field(default=64, ge=0)
+
+    # Protocols (/v1/chat/completions, /mcp)
+    completions_sources_block: bool = True
 
     # Sync from web sources (sitemaps, pages)
     sync_allowed_hosts: CommaList = ()

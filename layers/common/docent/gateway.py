@@ -6,7 +6,9 @@ those real clients can be exercised against a local `redis-server`:
 
 - `POST /` with a JSON array command, `POST /pipeline` and `POST /multi-exec` with an array of
   commands; `Authorization: Bearer <token>`; results as `{"result": ...}` or `{"error": ...}`;
-- `Upstash-Encoding: base64`: every string in a result base64-encoded (but "OK"), recursively.
+- `Upstash-Encoding: base64`: every string in a result base64-encoded (but "OK"), recursively;
+- replies in Redis's RESP2 shapes, as Upstash sends them (the tests drive the real client through
+  each command family). Module commands (JSON, search) need Redis modules and are not served.
 
 Upstash accepts Lua scripts that begin `#!lua flags=allow-key-locking` (upstash-ratelimit's do);
 open-source Redis 7.0 rejects that flag, so the gateway drops the shebang line before EVAL and
@@ -78,8 +80,10 @@ def create_gateway(redis_url: str, token: str) -> Starlette:
     """The gateway app, forwarding to the Redis at `redis_url`."""
     import redis.asyncio as aioredis
 
-    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
-    # Raw replies: Upstash returns what Redis returns, not redis-py's Python conversions.
+    # RESP2 and raw replies: Upstash renders Redis's RESP2 shapes (flat arrays, scores as
+    # strings); RESP3, redis-py's default, nests pairs and sends scores as numbers, which the
+    # upstash clients cannot parse. No redis-py conversions either.
+    client = aioredis.Redis.from_url(redis_url, decode_responses=False, protocol=2)
     client.response_callbacks.clear()
     scripts: dict[str, str] = {}  # sha of the script as sent -> sha Redis knows it by
 

@@ -14,7 +14,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from docent.config import RateRule
-from docent.limits import Decision
+from docent.limits import Decision, next_admission
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -66,7 +66,12 @@ class RedisLimiter:
             )
         )
         reset_at = (window + 1) * window_ms / 1000
-        return Decision(remaining >= 0, rule.limit, max(0, remaining), reset_at)
+        if remaining >= 0:
+            return Decision(True, rule.limit, remaining, reset_at)
+        # Refused: the script says only that; the two counts say when the caller gets back in.
+        current, previous = await self._redis.mget([f"{key}:{window}", f"{key}:{window - 1}"])
+        admitted_at = next_admission(int(previous or 0), int(current or 0), rule, now_ms)
+        return Decision(False, rule.limit, 0, reset_at, admitted_at)
 
     async def ping(self) -> None:
         await self._redis.ping()

@@ -95,13 +95,16 @@ def address_allowed(address: str, policy: Policy) -> bool:
 
 async def check_url(url: str, policy: Policy) -> str:
     """The address to connect to; `Refused` unless http(s), an allowed host and address."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # a bad IPv6 literal or port, in a source or a redirect
+        raise Refused(f"{url}: not a valid URL ({exc})", policy=True) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused(f"{url}: only http and https URLs are fetched", policy=True)
     host = parts.hostname.lower()
     if host not in policy.allowed_hosts:
         raise Refused(f"{url}: host {host} is not in SYNC_ALLOWED_HOSTS", policy=True)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = await asyncio.to_thread(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
@@ -150,7 +153,10 @@ async def fetch(
                 response = await client.send(request, stream=True, follow_redirects=False)
                 try:
                     if response.is_redirect and "location" in response.headers:
-                        url = urljoin(url, response.headers["location"])
+                        try:
+                            url = urljoin(url, response.headers["location"])
+                        except ValueError as exc:
+                            raise Refused(f"{url}: a redirect to an invalid URL") from exc
                         continue
                     declared = response.headers.get("content-length", "")
                     if declared.isdigit() and int(declared) > policy.max_bytes:
