@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 ENCODINGS := layers/common/docent/encodings/.complete
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-soak lint format bench encodings llama tools sam-build clean
+.PHONY: install run test test-soak lint format bench encodings llama tools sam-build clean docusaurus
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ run: install
 # The tests' real model server: llama.cpp (wheel compiled once, cached) with SmolLM2-135M.
 llama: $(VENV)/.installed
 	PYTHON=$(PYTHON) scripts/setup_llama.sh
+
+# The real Docusaurus (npm) the deep-link tests build their fixture with, cached in $(DOCENT_CACHE).
+docusaurus:
+	scripts/setup_docusaurus.sh
 
 # SAM CLI, cfn-lint, hadolint and moto's S3 server, in their own venv.
 TOOLS := .venv-tools

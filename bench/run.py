@@ -13,6 +13,7 @@ against the targets):
 - memory: RSS of the bundled app idle, after ingest, and holding open SSE streams.
 - limiter: the cost of one sliding-window check on each store.
 - protocols: what MCP and the OpenAI protocol add to an answer over /chat (bench/protocols.py).
+- sites: `docent ingest` of a generated 150-file MkDocs project, wall time (bench/sites.py).
 
 `--smoke` runs every section at toy sizes (seconds): `make test` runs it so the suite cannot rot.
 """
@@ -39,6 +40,7 @@ from typing import Any
 import httpx
 
 from bench import deploy, protocols
+from bench.sites import bench_sites  # noqa: F401  (the `sites` section, run by name)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results"
@@ -48,7 +50,9 @@ MODEL_TOKEN_S = 0.02
 ANSWER = " ".join(f"Step {i} of the procedure is described in the guide [S1]." for i in range(4))
 # How long the stand-in takes to stream ANSWER (about 45 tokens).
 STREAM_S = MODEL_TTFT_S + 45 * MODEL_TOKEN_S
-SECTIONS = ("chat", "ingest", "retrieval", "coldstart", "memory", "limiter", "protocols", "deploy")
+SECTIONS = (
+    "chat", "ingest", "retrieval", "coldstart", "memory", "limiter", "protocols", "deploy", "sites",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -831,6 +835,14 @@ TARGETS = [
         "at_least",
         3,
         "x",
+    ),
+    Target(
+        "Sites: `docent ingest` of a 150-file MkDocs project, embedded default",
+        "sites",
+        lambda r: r["ingest_seconds"],
+        "at_most",
+        15,
+        " s",
     ),
 ]
 

@@ -30,7 +30,8 @@ def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
     assert set(results) == {"machine", "chat", "ingest", "retrieval", "coldstart", "memory",
-                            "limiter", "protocols", "deploy"}  # fmt: skip
+                            "limiter", "protocols", "deploy", "sites"}  # fmt: skip
+    assert results["sites"]["documents"] == results["sites"]["files"] > 0
 
     for level in results["chat"]["levels"].values():
         assert level["docent"]["errors"] == 0 and level["direct"]["errors"] == 0

@@ -6,11 +6,13 @@ Settings as the function would load it on Lambda."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
 
+from docent.aws import is_sync_event
 from docent.config import TEMPLATE_PARAMETERS, load_settings
 from docent.errors import ConfigurationError
 from tests.support.cfn import Stack, samconfig_overrides, translated
@@ -81,6 +83,7 @@ def test_each_route_reaches_the_function_meant_for_its_transport() -> None:
         ("POST", "/ingest"): "IngestFunction",
         ("GET", "/documents"): "IngestFunction",
         ("DELETE", "/documents/{id}"): "IngestFunction",
+        ("POST", "/sync"): "IngestFunction",
         ("POST", "/chat"): "ChatBufferedFunction",
         ("POST", "/mcp"): "ChatBufferedFunction",
         ("POST", "/v1/chat/completions"): "ChatBufferedFunction",
@@ -207,3 +210,17 @@ def test_one_architecture_for_functions_layers_and_the_adapter(
         assert layer["CompatibleArchitectures"] == [architecture]
     chat = deployed.resources("AWS::Lambda::Function")["ChatFunction"]
     assert any(f"LambdaAdapterLayer{adapter}:" in str(layer) for layer in chat["Layers"])
+
+
+def test_a_sync_source_gets_a_schedule_that_invokes_the_ingest_sync() -> None:
+    assert stack(**PRODUCTION).resources("AWS::Scheduler::Schedule") == {}
+    source = "https://docs.example.com/sitemap.xml"
+    scheduled = stack(**PRODUCTION, SyncSource=source, SyncAllowedHosts="docs.example.com")
+    (schedule,) = scheduled.resources("AWS::Scheduler::Schedule").values()
+    assert schedule["ScheduleExpression"] == "rate(1 day)"
+    assert "IngestFunction" in str(schedule["Target"]["Arn"])
+    # The input is the event the ingest handler recognises as a sync (events/ingest-sync.json).
+    event = json.loads(schedule["Target"]["Input"])
+    assert event == {"sync_source": source} and is_sync_event(event)
+    assert scheduled.environment("IngestFunction")["SYNC_ALLOWED_HOSTS"] == "docs.example.com"
+    assert "SYNC_ALLOWED_HOSTS" not in stack(**PRODUCTION).environment("IngestFunction")

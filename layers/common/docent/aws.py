@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 from docent.logs import get_logger
 
@@ -117,6 +117,46 @@ def storage_handler(services_factory: Callable[[], Services]) -> Handler:
         if source == "aws:sqs":
             return _sqs(event, context, services)
         return _s3(event, services)
+
+    return handler
+
+
+def is_sync_event(event: Any) -> bool:
+    """True for a scheduled sync: `{"sync_source": "<sitemap or page URL>"}`."""
+    return isinstance(event, dict) and isinstance(event.get("sync_source"), str)
+
+
+def sync_handler(services_factory: Callable[[], Services]) -> Handler:
+    """Sync the web source a schedule names (its fixed input); counts go to logs and EMF.
+
+    A source that cannot be synced (refused, unreachable) raises after logging, so the run
+    shows as a failed invocation.
+    """
+    logger = get_logger()
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        from docent import metrics
+        from docent.sites.fetch import Policy, sync_web
+
+        services = services_factory()
+        source = event["sync_source"]
+        try:
+            # The schedule's input is the operator's own configuration: its host is allowed,
+            # as `docent sync URL` allows the one it is given; addresses are still checked.
+            host = urlsplit(source).hostname or ""
+            policy = Policy.from_settings(services.settings, [host])
+            result = _run(sync_web(services, source, policy))
+        except Exception as exc:
+            log.error("sync failed", extra={"source": source, "error": _describe(exc)})
+            raise
+        counts = {k: v for k, v in result.as_dict().items() if k != "skipped"}
+        log.info("sync done", extra={"source": source, "skipped": len(result.skipped), **counts})
+        for item in result.skipped:
+            log.warning("sync skipped a page", extra={"source": source, **item})
+        metrics.synced(counts)
+        metrics.flush()
+        return {"source": source, **counts, "skipped": result.skipped}
 
     return handler
 

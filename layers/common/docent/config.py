@@ -10,6 +10,7 @@ exception is `SAMPLE_CORPUS`, where empty means "no sample corpus".
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -169,6 +170,14 @@ class Settings(BaseSettings):
     aws_lwa_snapstart_before_checkpoint_path: str | None = None
     aws_lwa_snapstart_after_restore_path: str | None = None
 
+    # Sync from web sources (sitemaps, pages)
+    sync_allowed_hosts: CommaList = ()
+    sync_allow_networks: CommaList = ()
+    sync_max_pages: int = Field(default=2000, ge=1, le=100_000)
+    sync_max_page_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    sync_timeout_s: float = Field(default=10.0, gt=0)
+    sync_concurrency: int = Field(default=4, ge=1, le=32)
+
     @model_validator(mode="before")
     @classmethod
     def _empty_is_unset(cls, data: object) -> object:
@@ -183,7 +192,14 @@ class Settings(BaseSettings):
             kept["max_body_bytes"] = LAMBDA_MAX_BODY_BYTES
         return kept
 
-    @field_validator("api_keys", "admin_api_keys", "cors_allow_origins", mode="before")
+    @field_validator(
+        "api_keys",
+        "admin_api_keys",
+        "cors_allow_origins",
+        "sync_allowed_hosts",
+        "sync_allow_networks",
+        mode="before",
+    )
     @classmethod
     def _commas(cls, value: object) -> object:
         return _split_commas(value)
@@ -203,6 +219,11 @@ class Settings(BaseSettings):
             )
         if self.upstash_redis_rest_url and self.redis_url:
             raise ValueError("set UPSTASH_REDIS_REST_URL or REDIS_URL, not both")
+        for network in self.sync_allow_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"SYNC_ALLOW_NETWORKS: {network!r} is not a network") from None
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
         if self.embedding_provider == "openai" and not self.llm_configured:

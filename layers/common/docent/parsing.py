@@ -77,11 +77,17 @@ class _Sections:
         self._blocks: list[Block] = []
         self._seen: dict[str, int] = {}
 
-    def heading(self, level: int, text: str, anchor: str | None = None) -> None:
+    def heading(
+        self, level: int, text: str, anchor: str | None = None, *, assigned: bool = False
+    ) -> None:
+        """Open a section; `assigned` anchors (from an anchor style, maybe None) are final."""
         self._close()
         while self._path and self._path[-1][0] >= level:
             self._path.pop()
         self._path.append((level, text))
+        if assigned:
+            self._anchor = anchor or None
+            return
         base = anchor or slugify(text)
         count = self._seen.get(base, 0)
         self._seen[base] = count + 1
@@ -105,13 +111,17 @@ class _Sections:
         return tuple(self.sections)
 
 
-def parse(text: str, fmt: Format) -> ParsedDocument:
-    """Split a document into sections of blocks, by its headings."""
+def parse(text: str, fmt: Format, anchors: object = None) -> ParsedDocument:
+    """Split a document into sections of blocks, by its headings.
+
+    `anchors` is a document's `metadata["anchors"]`: the generator whose heading ids (and
+    explicit-id syntax) a markdown document's anchors follow (see `docent.anchors`).
+    """
     if fmt == "markdown":
-        return _markdown(text)
+        return _markdown(text, anchors)
     if fmt == "html":
         try:
-            return _html(text)
+            return _html(text, ids_only=anchors == "html")
         except RecursionError as exc:  # a tree deeper than the depth estimate foresaw
             raise DocumentError("HTML nested too deeply to read.") from exc
     if fmt == "text":
@@ -206,8 +216,10 @@ def _check_front_matter(metadata: dict[Any, Any]) -> None:
             raise DocumentError(f"front matter has a tag longer than {MAX_TAG_CHARS} characters.")
 
 
-def _markdown(text: str) -> ParsedDocument:
+def _markdown(text: str, anchors: object = None) -> ParsedDocument:
     from markdown_it import MarkdownIt
+
+    from docent.anchors import AnchorStyle
 
     metadata, body = _front_matter(text)
     body = _strip_mdx(body)
@@ -220,15 +232,19 @@ def _markdown(text: str) -> ParsedDocument:
         "bullet_list_open": "list", "ordered_list_open": "list",
         "paragraph_open": "text", "blockquote_open": "text", "html_block": "text",
     }  # fmt: skip
+    # Every heading takes an id (one in a blockquote or list too), so all go through the style.
+    headings = [i for i, t in enumerate(tokens) if t.type == "heading_open"]
+    raw = [(int(tokens[i].tag[1]), _inline_text(tokens[i + 1])) for i in headings]
+    assigned = dict(zip(headings, AnchorStyle.from_spec(anchors).assign(raw), strict=True))
     for index, token in enumerate(tokens):
         if token.level != 0 or token.map is None:
             continue
         if token.type == "heading_open":
-            heading = _inline_text(tokens[index + 1])
+            heading, anchor = assigned[index]
             if token.tag == "h1" and title is None:
                 title = heading
-            sections.heading(int(token.tag[1]), heading)
-        elif token.type in kinds:
+            sections.heading(int(token.tag[1]), heading, anchor, assigned=True)
+        elif token.type in kinds and token.map is not None:
             source = "\n".join(lines[token.map[0] : token.map[1]])
             if token.type == "html_block":
                 source = re.sub(r"<[^>]+>", "", source)
@@ -239,6 +255,8 @@ def _markdown(text: str) -> ParsedDocument:
 # HTML ----------------------------------------------------------------------------------------
 
 _DROP = "script, style, noscript, template, svg, nav, header, footer, form, iframe, head"
+# Permalink markers inside headings (Sphinx and MkDocs `headerlink`, Docusaurus `hash-link`).
+_PERMALINKS = "a.headerlink, a.hash-link"
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 
@@ -269,7 +287,7 @@ def _html_depth_within(text: str, limit: int) -> bool:
     return True
 
 
-def _html(text: str) -> ParsedDocument:
+def _html(text: str, ids_only: bool = False) -> ParsedDocument:
     from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
     if not _html_depth_within(text, MAX_HTML_DEPTH):
@@ -279,24 +297,26 @@ def _html(text: str) -> ParsedDocument:
     title = _text(title_node) if title_node else None
     for node in tree.css(_DROP):
         node.decompose()
+    for node in tree.css(_PERMALINKS):
+        node.decompose()
     sections = _Sections()
     root = tree.body or tree.root
     if root is not None:
-        _walk(root, sections)
+        _walk(root, sections, ids_only)
     if not title:
         first = tree.css_first("h1")
         title = _text(first) if first else None
     return ParsedDocument(title or None, sections.done())
 
 
-def _walk(node: Node, sections: _Sections) -> None:
+def _walk(node: Node, sections: _Sections, ids_only: bool = False) -> None:
     for child in node.iter(include_text=True):
         tag = child.tag
         if tag == "-text":
             sections.block(" ".join((child.text_content or "").split()))
         elif tag in _HEADINGS:
-            anchor = child.attributes.get("id")
-            sections.heading(_HEADINGS[tag], _text(child), anchor or None)
+            anchor = child.attributes.get("id") or _section_id(child)
+            sections.heading(_HEADINGS[tag], _text(child), anchor or None, assigned=ids_only)
         elif tag == "pre":
             sections.block("```\n" + (child.text(deep=True) or "").strip("\n") + "\n```", "code")
         elif tag in ("ul", "ol"):
@@ -308,7 +328,23 @@ def _walk(node: Node, sections: _Sections) -> None:
         elif tag in ("p", "blockquote", "dd", "dt", "figcaption"):
             sections.block(_text(child))
         else:
-            _walk(child, sections)
+            _walk(child, sections, ids_only)
+
+
+def _section_id(heading: Node) -> str | None:
+    """The id of the section a heading opens (Sphinx puts ids on `<section>`, not on `<h2>`)."""
+    parent = heading.parent
+    if parent is None or parent.tag not in ("section", "div"):
+        return None
+    # Extra ids of a section come as empty `<span id>` before its heading: skip them.
+    first = next((c for c in parent.iter() if c.tag != "-text" and not _empty_span(c)), None)
+    if first is None or first.mem_id != heading.mem_id:
+        return None
+    return parent.attributes.get("id") or None
+
+
+def _empty_span(node: Node) -> bool:
+    return node.tag == "span" and not (node.text() or "").strip()
 
 
 # Files ---------------------------------------------------------------------------------------
