@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 ENCODINGS := layers/common/docent/encodings/.complete
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-soak lint format bench eval encodings llama tools sam-build clean
+.PHONY: install run test test-soak lint format bench eval encodings llama tools sam-build clean docusaurus
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +31,18 @@ encodings: $(ENCODINGS)
 # is configured or EMBEDDING_PROVIDER says otherwise; `make eval` measured the gain.
 RUN_EMBEDDINGS := $(if $(OPENAI_API_KEY)$(OPENAI_BASE_URL),openai,local)
 
+# Asks for the sample corpus (Docent's own docs) unless SAMPLE_CORPUS is set, even to "".
 run: install
-	EMBEDDING_PROVIDER=$${EMBEDDING_PROVIDER:-$(RUN_EMBEDDINGS)} \
+	SAMPLE_CORPUS=$${SAMPLE_CORPUS-docent} EMBEDDING_PROVIDER=$${EMBEDDING_PROVIDER:-$(RUN_EMBEDDINGS)} \
 		$(VENV)/bin/docent serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 # The tests' real model server: llama.cpp (wheel compiled once, cached) with SmolLM2-135M.
 llama: $(VENV)/.installed
 	PYTHON=$(PYTHON) scripts/setup_llama.sh
+
+# The real Docusaurus (npm) the deep-link tests build their fixture with, cached in $(DOCENT_CACHE).
+docusaurus:
+	scripts/setup_docusaurus.sh
 
 # SAM CLI, cfn-lint, hadolint and moto's S3 server, in their own venv.
 TOOLS := .venv-tools
@@ -48,9 +53,12 @@ $(TOOLS)/.installed: requirements-tools.txt
 
 tools: $(TOOLS)/.installed
 
+# The template's Architecture parameter and the layers' wheels: arm64 (the default) or x86_64.
+ARCH ?= arm64
 sam-build: install tools
 	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam validate --lint
-	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build
+	LAMBDA_ARCH=$(if $(filter arm64,$(ARCH)),aarch64,$(ARCH)) SAM_CLI_TELEMETRY=0 \
+		$(TOOLS)/bin/sam build --parameter-overrides Architecture=$(ARCH)
 
 test: install llama tools
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -58,7 +58,7 @@ def main() -> None:
     imported = time.perf_counter()
     response = module.handler(event, Context())
     answered = time.perf_counter()
-    heavy = [m for m in ("qdrant_client", "openai", "grpc") if m in sys.modules]
+    heavy = [m for m in ("qdrant_client", "openai", "grpc", "mcp") if m in sys.modules]
     print(
         json.dumps(
             {

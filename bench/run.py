@@ -12,6 +12,8 @@ against the targets):
 - coldstart: each Lambda handler from a fresh interpreter to its first response, lazy vs eager.
 - memory: RSS of the bundled app idle, after ingest, and holding open SSE streams.
 - limiter: the cost of one sliding-window check on each store.
+- protocols: what MCP and the OpenAI protocol add to an answer over /chat (bench/protocols.py).
+- sites: `docent ingest` of a generated 150-file MkDocs project, wall time (bench/sites.py).
 
 `--smoke` runs every section at toy sizes (seconds): `make test` runs it so the suite cannot rot.
 """
@@ -37,6 +39,9 @@ from typing import Any
 
 import httpx
 
+from bench import deploy, protocols
+from bench.sites import bench_sites  # noqa: F401  (the `sites` section, run by name)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results"
 ADMIN_KEY = "bench-admin-key"
@@ -45,7 +50,9 @@ MODEL_TOKEN_S = 0.02
 ANSWER = " ".join(f"Step {i} of the procedure is described in the guide [S1]." for i in range(4))
 # How long the stand-in takes to stream ANSWER (about 45 tokens).
 STREAM_S = MODEL_TTFT_S + 45 * MODEL_TOKEN_S
-SECTIONS = ("chat", "ingest", "retrieval", "coldstart", "memory", "limiter")
+SECTIONS = (
+    "chat", "ingest", "retrieval", "coldstart", "memory", "limiter", "protocols", "deploy", "sites",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,8 @@ def docent_env(model: str | None, **extra: str) -> dict[str, str]:
         "RATE_LIMIT_KEY": "10000000/60s",
         "LOG_LEVEL": "WARNING",
         "EMBEDDING_PROVIDER": "none",
+        # One load generator on one address opens hundreds of connections on purpose.
+        "MAX_CONNECTIONS_PER_CLIENT": "0",
     }
     if model is not None:
         env |= {"OPENAI_BASE_URL": f"{model}/v1", "OPENAI_API_KEY": "bench-key"}
@@ -827,13 +836,29 @@ TARGETS = [
         3,
         "x",
     ),
+    Target(
+        "Sites: `docent ingest` of a 150-file MkDocs project, embedded default",
+        "sites",
+        lambda r: r["ingest_seconds"],
+        "at_most",
+        15,
+        " s",
+    ),
 ]
+
+
+bench_protocols = protocols.bench_protocols
+TARGETS += [Target(label, "protocols", figure, "at_most", bound, " ms")
+            for label, figure, bound in protocols.TARGETS]  # fmt: skip
 
 
 def _top(chat: dict[str, Any]) -> dict[str, Any]:
     """The figures at the highest concurrency measured."""
     levels: dict[str, Any] = chat["levels"]
     return dict(levels[max(levels, key=int)])
+
+
+TARGETS += deploy.targets(Target)
 
 
 def summary(results: dict[str, dict[str, Any]], about: dict[str, Any], smoke: bool) -> str:
@@ -856,7 +881,7 @@ def summary(results: dict[str, dict[str, Any]], about: dict[str, Any], smoke: bo
         ok = value is not None and target.met(value)
         lines.append(f"| {target.label} | {value} | {target.text} | {'yes' if ok else '**no**'} |")
     lines += ["", "| Figure | Value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in details(results)]
+    lines += [f"| {k} | {v} |" for k, v in details(results) + deploy.details(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -954,6 +979,8 @@ async def run(sections: Sequence[str], sizes: Sizes, out: Path, smoke: bool) -> 
             print(f"bench: {section} ...", flush=True)
             if section == "coldstart":
                 figures = await asyncio.to_thread(bench_coldstart, sizes, work)
+            elif section == "deploy":  # the built Lambda artifacts: bench/deploy.py
+                figures = await asyncio.to_thread(deploy.bench_deploy, sizes, work)
             else:
                 figures = await globals()[f"bench_{section}"](sizes, work)
             figures["bench_seconds"] = round(time.perf_counter() - started, 1)

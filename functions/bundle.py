@@ -9,6 +9,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from docent.config import Settings, get_settings
+from docent.logs import get_logger
+from docent.mcp_server import router as mcp_router
+from docent.openai_api import router as openai_router
 from docent.services import Services, get_services
 from docent.web import create_app
 from functions.chat.app import router as chat_router
@@ -20,15 +23,15 @@ log = logging.getLogger("docent")
 
 
 async def ingest_sample_corpus(services: Services) -> int:
-    """On an empty index, ingest the sample corpus (Docent's own docs) so /chat answers at once."""
-    from docent.corpus import find_files, read_documents
+    """On an empty index with `SAMPLE_CORPUS=docent`, ingest Docent's own docs."""
+    from docent.corpus import docent_docs, find_files, read_documents
 
-    corpus = services.settings.sample_corpus
-    if not corpus or await services.store.total() > 0:
+    if services.settings.sample_corpus != "docent" or await services.store.total() > 0:
         return 0
-    files = find_files([corpus])
+    folder = docent_docs()
+    files = find_files([folder]) if folder else []
     if not files:
-        log.warning("sample corpus %s not found: the index stays empty", corpus)
+        log.warning("Docent's own docs are not installed: the index stays empty")
         return 0
     result = await services.ingestor.ingest(list(read_documents(files)))
     log.info("ingested the sample corpus", extra=result.as_dict())
@@ -49,7 +52,13 @@ def _lifespan(
 
 def build_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     """The bundled app; tests pass their own settings and services."""
-    app = create_app(chat_router, ingest_router, health_router, web_router, settings=settings)
+    app = create_app(
+        chat_router, openai_router, mcp_router, ingest_router, health_router, web_router,
+        settings=settings,
+    )  # fmt: skip
+    # JSON lines on stdout for every `docent.*` logger (Lambda's handlers do the same), so a
+    # server (`docent serve`, the Spaces image) logs as the README says.
+    get_logger((settings or get_settings()).log_level)
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     if services is not None:

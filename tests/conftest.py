@@ -24,7 +24,14 @@ from docent.services import Services
 for _name in Settings.model_fields:
     os.environ.pop(_name.upper(), None)
 
-pytest_plugins = ["tests.support.servers", "tests.support.standins", "tests.support.llama"]
+pytest_plugins = [
+    "tests.support.servers",
+    "tests.support.standins",
+    "tests.support.llama",
+    "tests.support.protocols",
+    "tests.support.qdrant",
+    "tests.support.sam",
+]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CORPUS = FIXTURES / "corpus"

@@ -30,7 +30,8 @@ def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
     assert set(results) == {"machine", "chat", "ingest", "retrieval", "coldstart", "memory",
-                            "limiter"}  # fmt: skip
+                            "limiter", "protocols", "deploy", "sites"}  # fmt: skip
+    assert results["sites"]["documents"] == results["sites"]["files"] > 0
 
     for level in results["chat"]["levels"].values():
         assert level["docent"]["errors"] == 0 and level["direct"]["errors"] == 0
@@ -57,9 +58,18 @@ def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None
     assert cold["health_lazy"]["heavy_modules_loaded"] == []
     assert "qdrant_client" in cold["health_eager"]["heavy_modules_loaded"]
 
+    deploy = results["deploy"]  # the built functions under Python 3.13
+    for name in ("health", "chat", "ingest"):
+        for variant in ("shipped", "warm_cache", "no_bytecode"):
+            assert deploy[f"{name}_{variant}"]["status"] == 200
+        assert deploy["sizes_mb"][name] <= 200
+
     memory = results["memory"]
     assert memory["idle_mb"] > 0 and memory["with_open_streams_mb"] >= memory["idle_mb"]
     assert set(results["limiter"]) >= {"memory", "redis", "upstash_gateway"}
+
+    protocols = results["protocols"]
+    assert {f["n"] for f in protocols["ms"].values()} == {protocols["rounds"]}
 
     summary = (tmp_path / "summary.md").read_text()
     assert "| Measure | Figure | Target | Met |" in summary

@@ -3,6 +3,7 @@ through chromedriver) against the bundled app on the embedded default."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_KEY, corpus_documents, free_port, running_docent, serve
+from tests.support.standins import StandIn
 
 pytestmark = pytest.mark.browser
 
@@ -216,3 +218,56 @@ def test_metrics_after_a_scripted_session(site: Any) -> None:
     assert value('docent_tokens_total{kind="completion",model="extractive"}') > 0
     assert value("docent_open_streams") == 0
     assert "docent_estimated_cost_usd_total" in body
+
+
+@pytest.mark.parametrize(
+    ("body_limit", "histories"), [(256 * 1024, [0, 2, 4]), (4096, [0, 2, 0, 4, 0])]
+)
+def test_a_long_answer_does_not_lock_the_conversation(
+    browser: Any,
+    tmp_path: Path,
+    standin: tuple[str, StandIn],
+    body_limit: int,
+    histories: list[int],
+) -> None:
+    """An answer over 8,000 characters goes into the page's history; later questions still
+    get answers (they got a 422 on `history.content` when the widget sent it back whole). On a
+    server with a small body limit, a 413 on the history is asked again without it."""
+    url, state = standin
+    state.answer = "Limits apply per key and per address [S1]. " * 220  # 9,460 characters
+    with running_docent(
+        tmp_path,
+        openai_base_url=url,
+        openai_api_key="test",
+        embedding_provider="none",
+        max_chat_body_bytes=body_limit,
+    ) as docent:
+        docent.ingest(corpus_documents())
+        browser.get(docent.url + "/")
+        root = wait_for(lambda: shadow(browser), what="the widget")
+        browser.execute_script(
+            "window.sentBodies = []; const send = window.fetch;"
+            "window.fetch = function (url, init) {"
+            "  if (init && init.body) window.sentBodies.push(init.body);"
+            "  return send.apply(this, arguments); };"
+        )
+        finals = []
+        for question in ("How do rate limits work?", "And for keys?", "And for admins?"):
+            seen = browser.execute_async_script(ASK_AND_RECORD, question)
+            finals.append(seen[-1][0] if seen else None)
+        lengths = browser.execute_script(
+            "return [...window.DocentWidget.root.querySelectorAll('.a')]"
+            ".map(a => a.textContent.length)"
+        )
+        failures = root.find_elements("css selector", ".notice.fail")
+        chat_requests = len(state.chat_requests)
+        bodies = [json.loads(body) for body in browser.execute_script("return window.sentBodies")]
+
+    assert finals == ["done", "done", "done"]
+    assert min(lengths) > 8000
+    assert failures == []
+    assert chat_requests >= 3  # every question reached the model
+    # What the widget sent: every turn within what the API accepts (8000), answers cut shorter.
+    turns = [turn for body in bodies for turn in body["history"]]
+    assert [len(body["history"]) for body in bodies] == histories
+    assert all(len(t["content"]) <= 4000 for t in turns if t["role"] == "assistant")

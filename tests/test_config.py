@@ -68,3 +68,81 @@ def test_an_app_with_bad_settings_fails_at_start(monkeypatch: pytest.MonkeyPatch
 
     with pytest.raises(ConfigurationError, match="API_KEYS"):
         create_app(settings=load_settings(api_keys=("sha256:nothex",)))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["RATE_LIMIT_FAIL_OPEN", "QDRANT_URL", "OPENAI_BASE_URL", "RATE_LIMIT_ANON", "LOG_LEVEL",
+     "MAX_BODY_BYTES", "EMBEDDING_DIMENSIONS", "API_KEYS", "CORS_ALLOW_ORIGINS", "PORT"],
+)  # fmt: skip
+def test_an_empty_value_is_unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A template parameter passed through empty must not break or change a setting."""
+    monkeypatch.setenv(name, "")
+    empty = load_settings()
+    monkeypatch.delenv(name)
+    assert empty == load_settings()
+
+
+def test_empty_sample_corpus_still_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAMPLE_CORPUS", "")
+    assert load_settings().sample_corpus == ""
+
+
+def lambda_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "docent-chat-prod")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+SHARED = {
+    "QDRANT_URL": "http://127.0.0.1:9",
+    "UPSTASH_REDIS_REST_URL": "http://127.0.0.1:9",
+    "UPSTASH_REDIS_REST_TOKEN": "t",
+}
+
+
+@pytest.mark.parametrize(
+    ("missing", "parameter"),
+    [("QDRANT_URL", "QdrantUrl"), ("UPSTASH_REDIS_REST_URL", "UpstashRedisRestUrl")],
+)
+def test_lambda_needs_shared_backends_naming_the_parameter(
+    monkeypatch: pytest.MonkeyPatch, missing: str, parameter: str
+) -> None:
+    env = {k: v for k, v in SHARED.items() if k != missing}
+    if missing == "UPSTASH_REDIS_REST_URL":
+        env.pop("UPSTASH_REDIS_REST_TOKEN")
+    lambda_env(monkeypatch, **env)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert missing in caught.value.message and parameter in caught.value.message
+    assert "SingleInstanceTrial" in caught.value.message
+    # The same values off Lambda are the embedded defaults, as before.
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
+    load_settings()
+
+
+def test_lambda_with_shared_backends_or_trial_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    lambda_env(monkeypatch, **SHARED)
+    settings = load_settings()
+    assert settings.on_lambda and settings.store_backend == "upstash"
+    # Within Lambda's 6 MB invocation payload, unless set lower.
+    assert settings.max_body_bytes == 5 * 1024 * 1024
+    for name in SHARED:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SINGLE_INSTANCE_TRIAL", "true")
+    assert load_settings().single_instance_trial is True
+
+
+def test_lambda_refuses_a_body_limit_over_its_payload_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lambda_env(monkeypatch, MAX_BODY_BYTES=str(10 * 1024 * 1024), **SHARED)
+    with pytest.raises(ConfigurationError, match="MAX_BODY_BYTES"):
+        load_settings()
+
+
+def test_lambda_errors_name_the_template_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
+    lambda_env(monkeypatch, RATE_LIMIT_FAIL_OPEN="maybe", **SHARED)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "RATE_LIMIT_FAIL_OPEN (template parameter RateLimitFailOpen)" in caught.value.message

@@ -135,8 +135,8 @@ def test_a_killed_ingest_process_then_a_retry_ends_with_the_exact_count(tmp_path
     assert victim.stderr is not None
     seen = ""
     deadline = time.monotonic() + 120
-    # Kill it once the progress bar shows batches written, before it is done.
-    while not re.search(r"ingesting:\s+\d+%\S*\s+\S*\s*([1-9]\d*)/1500", seen):
+    # Kill it once the progress bar shows batches written (a chunk count), before it is done.
+    while not re.search(r"ingesting:\s+\d+%.*chunks=[1-9]\d*", seen):
         assert time.monotonic() < deadline and victim.poll() is None, seen[-500:]
         seen += victim.stderr.read(1)
     victim.send_signal(signal.SIGKILL)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import parse_sse
+from tests.conftest import free_port, parse_sse
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -163,11 +163,16 @@ def test_chat_imports_no_model_or_server_client_until_needed() -> None:
 
 
 def test_no_network_call_at_import() -> None:
-    """Importing every handler with unreachable backends configured neither fails nor waits."""
+    """Importing every handler with unreachable backends configured neither fails nor waits.
+
+    Unreachable means a closed loopback port: a regression that connects at import fails here
+    without sending anything off the machine.
+    """
+    closed = f"http://127.0.0.1:{free_port()}"
     env = {
-        "QDRANT_URL": "http://192.0.2.1:6333",
-        "OPENAI_BASE_URL": "http://192.0.2.1/v1",
-        "UPSTASH_REDIS_REST_URL": "http://192.0.2.1",
+        "QDRANT_URL": closed,
+        "OPENAI_BASE_URL": f"{closed}/v1",
+        "UPSTASH_REDIS_REST_URL": closed,
         "UPSTASH_REDIS_REST_TOKEN": "t",
         "ADMIN_API_KEYS": ADMIN,
     }

@@ -182,3 +182,52 @@ async def test_the_memory_store_is_bounded_by_bytes_least_recently_used_first() 
     assert store.size_bytes == 600
     await store.set_many({"huge": b"x" * 5000}, ttl_s=0)  # larger than the cache: not kept
     assert await store.get_many(["huge", "a"]) == [None, b"a" * 300]
+
+
+def test_retry_after_is_when_the_fading_previous_window_admits_again() -> None:
+    """Refused early in a window because of the previous one: back in as soon as its weight
+    has faded enough, not when the current window ends."""
+    boundary = 60.0 * 16_667
+    now = [boundary - 1]
+    limiter = MemoryLimiter(clock=lambda: now[0])
+    rule = RateRule(10, 60)
+
+    async def hit() -> Decision:
+        return await limiter.hit("x", rule)
+
+    for _ in range(10):
+        assert asyncio.run(hit()).allowed
+    now[0] = boundary + 1  # 9 of the previous 10 still count: one more fits
+    assert asyncio.run(hit()).allowed
+    refused = asyncio.run(hit())
+    # floor((1 - e) * 10) + 1 < 10 once e > 0.1: at 6 s, not at the window's end (60 s).
+    assert not refused.allowed
+    assert refused.admitted_at == boundary + 6
+    assert refused.retry_after(now=boundary + 1) == 5
+    assert refused.headers()["X-RateLimit-Reset"] == str(int(boundary + 60))
+    now[0] = boundary + 5.9
+    assert not asyncio.run(hit()).allowed
+    now[0] = boundary + 6.01
+    assert asyncio.run(hit()).allowed
+
+
+@pytest.mark.services
+async def test_every_store_says_when_it_admits_again(limiter: Limiter) -> None:
+    """Real time, each store: Retry-After points at the admission, not at the window's end."""
+    rule = RateRule(10, 6)
+    boundary = (int(time.time() / 6) + 1) * 6.0
+    if boundary - time.time() < 2.5:
+        boundary += 6
+    await asyncio.sleep(boundary - 2 - time.time())
+    assert all([(await limiter.hit("c", rule)).allowed for _ in range(10)])
+    await asyncio.sleep(boundary + 0.02 - time.time())
+    assert (await limiter.hit("c", rule)).allowed  # 9 of the previous 10 still count
+    refused = await limiter.hit("c", rule)
+    refused_at = time.time()
+
+    assert not refused.allowed
+    assert refused.admitted_at == pytest.approx(boundary + 0.6, abs=0.01)  # e > 0.1
+    assert refused.retry_after(now=refused_at) == 1  # the window's end is 6 s away
+    assert refused.reset_at == boundary + 6
+    await asyncio.sleep(boundary + 0.65 - time.time())
+    assert (await limiter.hit("c", rule)).allowed

@@ -66,10 +66,11 @@ def test_template_key_properties(template: dict[str, Any]) -> None:
     assert globals_["AutoPublishAlias"] == "live"
     assert globals_["Layers"] == [{"!Ref": "CommonLayer"}]
     fns = functions(template)
-    assert set(fns) == {"ChatFunction", "IngestFunction", "HealthFunction"}
+    assert set(fns) == {"ChatFunction", "ChatBufferedFunction", "IngestFunction", "HealthFunction"}
     for name, props in fns.items():
         assert props.get("Runtime", globals_["Runtime"]) == "python3.13"
-        assert props["CodeUri"] == f"functions/{name.removesuffix('Function').lower()}/"
+        code = name.removesuffix("Function").removesuffix("Buffered").lower()
+        assert props["CodeUri"] == f"functions/{code}/"
         assert template["Resources"][name]["Metadata"]["BuildMethod"] == "makefile"
         assert 10 <= props["Timeout"] <= 900
     chat = fns["ChatFunction"]
@@ -80,17 +81,37 @@ def test_template_key_properties(template: dict[str, Any]) -> None:
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/health"
-    assert "LambdaAdapterLayerX86" in chat["Layers"][0]["!Sub"]
+    # v1.1.0-era adapter (layer version 28 on): the SnapStart hooks exist.
+    condition, arm, x86 = chat["Layers"][0]["!If"]
+    assert condition == "IsArm64"
+    for arn, name in (
+        (arm["!Sub"], "LambdaAdapterLayerArm64"),
+        (x86["!Sub"], "LambdaAdapterLayerX86"),
+    ):
+        adapter = re.search(rf"{name}:(\d+)$", arn)
+        assert adapter and int(adapter[1]) >= 28
+    assert env["AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH"].startswith("/_lwa/")
+    assert env["AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"].startswith("/_lwa/")
     assert fns["HealthFunction"]["Handler"] == fns["IngestFunction"]["Handler"] == "app.handler"
+    assert fns["ChatBufferedFunction"]["Handler"] == "app.handler"
+    assert globals_["Architectures"] == [{"!Ref": "Architecture"}]
+    assert template["Parameters"]["Architecture"]["Default"] == "arm64"
     layer = template["Resources"]["CommonLayer"]
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == [{"!Ref": "Architecture"}]
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     parameters = template["Parameters"]
     assert {p for p, v in parameters.items() if v.get("NoEcho")} == SECRETS
-    # Least privilege: only ingest gets a policy, and it is s3:GetObject on the bucket's objects.
-    assert "Policies" not in fns["ChatFunction"] and "Policies" not in fns["HealthFunction"]
-    (policy,) = fns["IngestFunction"]["Policies"]
-    statement = policy["!If"][1]["Statement"]
+    # Least privilege: only ingest gets more than logs: its own role, scoped to its queue and
+    # (when set) the bucket's objects; SAM's generated role would add the managed SQS policy.
+    for name in ("ChatFunction", "ChatBufferedFunction", "HealthFunction"):
+        assert "Policies" not in fns[name] and "Role" not in fns[name]
+    assert fns["IngestFunction"]["Role"] == {"!GetAtt": "IngestRole.Arn"}
+    queue, bucket = template["Resources"]["IngestRole"]["Properties"]["Policies"]
+    (statement,) = queue["PolicyDocument"]["Statement"]
+    assert statement["Resource"] == {"!GetAtt": "IngestQueue.Arn"}
+    assert all(action.startswith("sqs:") for action in statement["Action"])
+    statement = bucket["!If"][1]["PolicyDocument"]["Statement"]
     assert [s["Action"] for s in statement] == ["s3:GetObject"]
     assert fns["IngestFunction"]["Events"]["Queue"]["Properties"]["FunctionResponseTypes"] == [
         "ReportBatchItemFailures"
@@ -101,6 +122,9 @@ def test_template_key_properties(template: dict[str, Any]) -> None:
     known = {name.upper() for name in Settings.model_fields}
     for variable in globals_["Environment"]["Variables"]:
         assert variable in known or variable.startswith("POWERTOOLS_"), variable
+    for props in fns.values():
+        for variable in (props.get("Environment") or {}).get("Variables", {}):
+            assert variable in known or variable.startswith(("AWS_LWA_", "AWS_LAMBDA_")), variable
 
 
 def test_template_routes_are_the_apps_routes(template: dict[str, Any]) -> None:
@@ -133,28 +157,24 @@ def test_sam_validate_lint() -> None:
 
 
 @pytest.fixture(scope="module")
-def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    build_dir = tmp_path_factory.mktemp("sam") / "build"
-    result = subprocess.run(
-        [tool("sam"), "build", "--build-dir", str(build_dir), "--cache-dir",
-         str(tmp_path_factory.mktemp("samcache"))],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
-        timeout=900,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return build_dir
+def sam_build(sam_built: Path) -> Path:
+    return sam_built
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # may run the session's `sam build` (downloads on a fresh machine)
 def test_sam_build_layer_holds_the_locked_versions_for_python_3_13(sam_build: Path) -> None:
-    site = sam_build / "CommonLayer" / "python"
-    installed = {}
-    for dist in site.glob("*.dist-info"):
-        name, version = dist.name.removesuffix(".dist-info").rsplit("-", 1)
-        installed[re.sub(r"[-_.]+", "-", name).lower()] = version
+    """The common layer and the ingest layer together hold every locked version, each once;
+    the document parsers only in the ingest layer."""
+    layers = {}
+    for layer in ("CommonLayer", "IngestLayer"):
+        installed = {}
+        for dist in (sam_build / layer / "python").glob("*.dist-info"):
+            name, version = dist.name.removesuffix(".dist-info").rsplit("-", 1)
+            installed[re.sub(r"[-_.]+", "-", name).lower()] = version
+        layers[layer] = installed
+    assert not set(layers["CommonLayer"]) & set(layers["IngestLayer"])
+    installed = {**layers["CommonLayer"], **layers["IngestLayer"]}
     locked = {}
     for line in (ROOT / "layers/common/requirements.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
@@ -162,10 +182,12 @@ def test_sam_build_layer_holds_the_locked_versions_for_python_3_13(sam_build: Pa
             name, version = line.split("==")
             locked[re.sub(r"[-_.]+", "-", name).lower()] = version
     assert {name: installed.get(name) for name in locked} == locked
+    assert {"pypdf", "selectolax", "markdown-it-py"} <= set(layers["IngestLayer"])
+    site = sam_build / "CommonLayer" / "python"
     assert (site / "docent" / "encodings" / ".complete").exists()
     natives = [p.name for p in site.rglob("*.so") if "cpython" in p.name]
     assert natives and all("cpython-313-x86_64" in n for n in natives), natives[:5]
-    for name in ("Chat", "Ingest", "Health"):
+    for name in ("Chat", "ChatBuffered", "Ingest", "Health"):
         assert (sam_build / f"{name}Function" / "app.py").exists()
     assert os.access(sam_build / "ChatFunction" / "run.sh", os.X_OK)
 

@@ -105,7 +105,11 @@ def test_a_missing_or_oversized_object_fails_its_record(
     missing = event("ingest-s3.json")
     missing["Records"].append(json.loads(json.dumps(missing["Records"][0])))
     missing["Records"][1]["s3"]["object"]["key"] = "nope.md"
-    result = handler_module("ingest").handler(missing, LambdaContext())
-    assert result["processed"] == []
-    assert [f["key"] for f in result["failed"]] == ["guide/getting started.md", "nope.md"]
-    assert "limit" in result["failed"][0]["error"]
+    from docent.aws import RecordsFailed
+
+    # Every record is tried, then the invocation fails, so Lambda retries it.
+    with pytest.raises(RecordsFailed) as caught:
+        handler_module("ingest").handler(missing, LambdaContext())
+    assert caught.value.processed == []
+    assert [f["key"] for f in caught.value.failed] == ["guide/getting started.md", "nope.md"]
+    assert "limit" in caught.value.failed[0]["error"]

@@ -551,6 +551,8 @@ def test_steady_mixed_traffic_keeps_memory_errors_and_latency_flat(tmp_path: Pat
             "MODEL_TIMEOUT_S": "10",
             "REQUEST_TIMEOUT_S": "20",
             "MAX_CHAT_BODY_BYTES": str(MAX_CHAT_BODY),
+            # The load comes from one address, up to MAX_IN_FLIGHT connections on purpose.
+            "MAX_CONNECTIONS_PER_CLIENT": "0",
         }
         with docent_server(env, str(tmp_path), log=tmp_path / "docent.log") as (url, process):
             seeded = httpx.post(

@@ -78,13 +78,16 @@ def points(document_id: str, texts: list[str], digest: str = "h1") -> list[Chunk
     ]
 
 
-@pytest.fixture(params=["edge", "qdrant-local"])
+@pytest.fixture(params=["edge", "qdrant-local", "qdrant-standin"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
     backend: VectorStore
     if request.param == "edge":
         backend = EdgeStore(str(tmp_path / "edge"))
-    else:
+    elif request.param == "qdrant-local":
         backend = QdrantStore("docent-test", location=":memory:")
+    else:  # the REST API over HTTP (docent.qdrantstandin), as a Lambda function reaches Qdrant
+        url = request.getfixturevalue("qdrant_url")
+        backend = QdrantStore(tmp_path.name, url=url)
     await backend.ensure(DIM)
     for document_id, texts in TEXTS.items():
         await backend.upsert(points(document_id, texts))

@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from docent import chat, sse
+from docent import chat, snapstart, sse
 from docent.aws import http_handler
+from docent.config import get_settings
 from docent.generation import Message
+from docent.mcp_server import router as mcp_router
+from docent.openai_api import router as openai_router
 from docent.vectors import SearchFilter
 from docent.web import ServicesDep, SettingsDep, create_app, rate_limit
 
 router = APIRouter(tags=["chat"])
-log = logging.getLogger("docent.chat")
+
+
+MAX_TURN_CHARS = 8000
 
 
 class HistoryMessage(BaseModel):
+    """One earlier turn. An assistant turn is Docent's own answer sent back, and an answer can
+    be longer than a turn may be (extractive answers quote whole passages): it is cut to the
+    limit, not refused, so a conversation never locks up after a long answer."""
+
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant"]
-    content: Annotated[str, Field(min_length=1, max_length=8000)]
+    content: Annotated[str, Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _bounded(self) -> HistoryMessage:
+        if len(self.content) > MAX_TURN_CHARS:
+            if self.role == "user":
+                raise ValueError(f"a user turn holds at most {MAX_TURN_CHARS} characters")
+            self.content = self.content[:MAX_TURN_CHARS]
+        return self
 
 
 class ChatFilter(BaseModel):
@@ -82,16 +98,33 @@ async def post_chat(
         else SearchFilter(),
     )
     request_id = request.scope["state"]["request_id"]
-    if settings.log_questions:  # off by default: questions can carry personal data
-        log.info("question", extra={"request_id": request_id, "question": question.question})
-    deadline = chat.deadline_for(request.scope, settings.request_timeout_s)
-    prepared = await chat.prepare(services, question, deadline, request_id)
+    prepared = await chat.begin(services, question, request.scope, request_id)
     events = chat.events(services, prepared)
     if sse.wants_json(request.headers.get("accept")):
         return JSONResponse(await chat.collect(events))
     return sse.event_stream(events, settings.sse_ping_s)
 
 
-app = create_app(router, title="Docent chat")
-# Buffered HTTP invocations (API Gateway, `sam local invoke`): Mangum without lifespan.
+app = create_app(router, openai_router, mcp_router, title="Docent chat")
+
+
+@app.get("/health", include_in_schema=False)
+async def get_health() -> dict[str, str]:
+    """Liveness of this process: the Web Adapter's readiness check path."""
+    return {"status": "ok"}
+
+
+# Behind the Web Adapter (functions/chat/run.sh): its SnapStart hooks, where their variables set
+# paths (the adapter refuses outside requests to them). Under Mangum: the runtime's hooks.
+_settings = get_settings()
+snapstart.hook_routes(
+    app,
+    "chat",
+    (
+        _settings.aws_lwa_snapstart_before_checkpoint_path,
+        _settings.aws_lwa_snapstart_after_restore_path,
+    ),
+)
+snapstart.register("chat")
+# Buffered HTTP invocations (the HTTP API's POST /chat, `sam local invoke`): Mangum, no lifespan.
 handler = http_handler(app)

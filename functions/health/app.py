@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from docent import __version__
+from docent import __version__, snapstart
 from docent.aws import http_handler
 from docent.health import readiness
 from docent.web import ServicesDep, create_app
@@ -29,5 +29,6 @@ async def get_ready(services: ServicesDep) -> JSONResponse:
 
 
 app = create_app(router, title="Docent health")
+snapstart.register("health")  # SnapStart: warm before the snapshot, fresh after
 # Buffered HTTP invocations (API Gateway, `sam local invoke`): Mangum without lifespan.
 handler = http_handler(app)

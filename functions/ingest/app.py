@@ -1,19 +1,23 @@
-"""The ingest function: `POST /ingest`, `GET /documents`, `DELETE /documents/{id}` (admin key)."""
+"""The ingest function: `POST /ingest`, `POST /sync`, `GET /documents`, `DELETE /documents/{id}`
+(admin key)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from docent.aws import http_handler, is_storage_event, storage_handler
+from docent import snapstart
+from docent.aws import http_handler, is_storage_event, is_sync_event, storage_handler, sync_handler
 from docent.errors import NotFound, backend
 from docent.ingest import DocumentIn
 from docent.services import get_services
-from docent.web import AdminDep, ServicesDep, create_app, rate_limit
+from docent.sites.sync import source_of_payload
+from docent.web import AdminDep, AdminRoute, ServicesDep, SettingsDep, create_app, rate_limit
 
-router = APIRouter(tags=["documents"])
+# Every route here is an admin route: the key and the limit are checked before a body is read.
+router = APIRouter(tags=["documents"], route_class=AdminRoute)
 
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -43,6 +47,31 @@ class IngestResponse(BaseModel):
     deleted_chunks: int
 
 
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://\S+$")]
+
+    @field_validator("source")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)  # raises ValueError (a 422) on a bad IPv6 literal
+        if not parts.hostname:
+            raise ValueError("a URL with a host name")
+        _ = parts.port  # raises ValueError on a port out of range
+        return value
+
+
+class SyncResponse(BaseModel):
+    added: int
+    changed: int
+    unchanged: int
+    deleted: int
+    skipped: list[dict[str, str]]
+
+
 class DocumentInfo(BaseModel):
     id: str
     title: str | None
@@ -52,6 +81,7 @@ class DocumentInfo(BaseModel):
     chunks: int
     content_hash: str
     ingested_at: int | None
+    source: str | None = None
 
 
 class DocumentList(BaseModel):
@@ -84,6 +114,18 @@ async def post_ingest(body: IngestRequest, _: AdminDep, services: ServicesDep) -
     return result.as_dict()
 
 
+@router.post("/sync", dependencies=[Depends(rate_limit("ingest"))], response_model=SyncResponse)
+async def post_sync(
+    body: SyncRequest, _: AdminDep, services: ServicesDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Sync a sitemap or page URL: add new pages, replace changed ones, delete the gone."""
+    from docent.sites.fetch import Policy, sync_web
+
+    with backend("vector store"):
+        result = await sync_web(services, body.source, Policy.from_settings(settings))
+    return result.as_dict()
+
+
 @router.get("/documents", response_model=DocumentList)
 async def get_documents(
     _: AdminDep,
@@ -109,6 +151,7 @@ async def get_documents(
                 chunks=h.payload.get("chunk_count", 0),
                 content_hash=h.payload.get("content_hash", ""),
                 ingested_at=h.payload.get("ingested_at"),
+                source=source_of_payload(h.payload),
             )
             for h in heads
         ],
@@ -127,12 +170,16 @@ async def delete_document(document_id: str, _: AdminDep, services: ServicesDep) 
 
 
 app = create_app(router, title="Docent ingest")
+snapstart.register("ingest")  # SnapStart: warm before the snapshot, fresh after
 _http = http_handler(app)
 _storage = storage_handler(get_services)
+_sync = sync_handler(get_services)
 
 
 def handler(event: dict[str, Any], context: Any) -> Any:
-    """HTTP events (API Gateway, function URL) and S3/SQS notifications of new documents."""
+    """HTTP events, S3/SQS notifications of new documents, and scheduled syncs of a web source."""
     if is_storage_event(event):
         return _storage(event, context)
+    if is_sync_event(event):
+        return _sync(event, context)
     return _http(event, context)

@@ -77,6 +77,29 @@
     node.appendChild(document.createTextNode(text.slice(last)));
   }
 
+  /*
+   * What the API accepts, so the widget never sends a request it refuses: at most 20 history
+   * turns, a turn of at most 8000 characters (answers are kept shorter: the model needs their
+   * gist, not every quote), and a body well under MAX_CHAT_BODY_BYTES' default (256 KiB).
+   */
+  var LIMITS = { turns: 20, question: 2000, answer: 4000, bodyBytes: 200000 };
+
+  function historyTurn(role, content) {
+    var max = role === "user" ? LIMITS.question : LIMITS.answer;
+    return { role: role, content: content.length > max ? content.slice(0, max) : content };
+  }
+
+  /* The request body: the oldest turns go first while it is over the byte budget. */
+  function chatBody(question, history) {
+    var turns = history.slice(-LIMITS.turns);
+    var body = JSON.stringify({ question: question, history: turns });
+    while (turns.length && new TextEncoder().encode(body).length > LIMITS.bodyBytes) {
+      turns = turns.slice(2);
+      body = JSON.stringify({ question: question, history: turns });
+    }
+    return body;
+  }
+
   /* POST /chat and hand each SSE event to onEvent as it arrives. */
   function ask(question, history, onEvent) {
     var headers = { "content-type": "application/json", accept: "text/event-stream" };
@@ -84,8 +107,13 @@
     return fetch(config.api + "/chat", {
       method: "POST",
       headers: headers,
-      body: JSON.stringify({ question: question, history: history }),
+      body: chatBody(question, history),
     }).then(function (response) {
+      // A server configured with a smaller MAX_CHAT_BODY_BYTES (413), or stricter limits (422),
+      // refuses the history before counting the request: ask again without it.
+      if ((response.status === 413 || response.status === 422) && history.length) {
+        return ask(question, [], onEvent);
+      }
       if (!response.ok) {
         return response.json().catch(function () { return {}; }).then(function (body) {
           var error = (body && body.error) || {};
@@ -169,7 +197,7 @@
       var notice = function (kind, message) {
         turn.appendChild(el("p", { class: "notice " + kind, role: "alert" }, message));
       };
-      ask(question, history.slice(-20), function (ev) {
+      ask(question, history, function (ev) {
         if (ev.type === "sources") {
           sources = ev.sources || [];
         } else if (ev.type === "chunk") {
@@ -194,7 +222,8 @@
             });
             turn.appendChild(list);
           }
-          history.push({ role: "user", content: question }, { role: "assistant", content: text || "(no answer)" });
+          history.push(historyTurn("user", question), historyTurn("assistant", text || "(no answer)"));
+          if (history.length > LIMITS.turns) history.splice(0, history.length - LIMITS.turns);
         } else if (ev.type === "error") {
           answer.setAttribute("data-state", "error");
           if (!text) answer.textContent = "";

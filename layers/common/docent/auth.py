@@ -98,10 +98,23 @@ def client_ip(scope: Mapping[str, Any], headers: Mapping[str, str], trusted_hops
     peer = scope.get("client")
     ip = str(peer[0]) if peer else "unknown"
     if trusted_hops > 0:
-        forwarded = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
+        forwarded = [h.strip() for h in _forwarded_for(scope, headers).split(",") if h.strip()]
         if len(forwarded) >= trusted_hops and _is_ip(forwarded[-trusted_hops]):
             ip = forwarded[-trusted_hops]
     return ip
+
+
+def _forwarded_for(scope: Mapping[str, Any], headers: Mapping[str, str]) -> str:
+    """Every `X-Forwarded-For` line, joined in order (RFC 9110 5.3: one list split over lines).
+
+    Reading only the first line would let a client send its own line before the one its proxy
+    appends, and so choose its address.
+    """
+    raw = scope.get("headers")
+    if raw is not None:
+        lines = [v.decode("latin-1") for k, v in raw if k.lower() == b"x-forwarded-for"]
+        return ",".join(lines)
+    return headers.get("x-forwarded-for", "")
 
 
 def _web_adapter_source_ip(headers: Mapping[str, str]) -> str | None:

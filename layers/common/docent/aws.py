@@ -9,11 +9,12 @@ Powertools Logger with the Lambda context and the request id as correlation id.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 from docent.logs import get_logger
 
@@ -50,18 +51,62 @@ def http_handler(app: ASGIApp) -> Handler:
     return handler
 
 
+class AdapterContext:
+    """The Lambda context the Web Adapter forwards as the `x-amzn-lambda-context` header: the
+    invocation's request id and deadline, so the adapter path logs and answers with Lambda's
+    request id and bounds its work by the invocation's remaining time, as Mangum's path does."""
+
+    def __init__(self, aws_request_id: str, deadline_ms: int | None) -> None:
+        self.aws_request_id = aws_request_id
+        self.deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+
+        if self.deadline_ms is None:
+            return 900_000  # Lambda's longest timeout: no tighter bound known
+        return max(0, int(self.deadline_ms - time.time() * 1000))
+
+
+def adapter_context(headers: Mapping[str, str]) -> AdapterContext | None:
+    """The forwarded Lambda context, read only inside Lambda (where the adapter sets the header
+    on every request, replacing any a client sent); elsewhere a client could forge it."""
+    raw = headers.get("x-amzn-lambda-context")
+    if not raw or not os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+        return None
+    try:
+        context = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(context, dict) or not isinstance(context.get("request_id"), str):
+        return None
+    deadline = context.get("deadline", context.get("deadline_ms"))
+    return AdapterContext(context["request_id"], int(deadline) if deadline else None)
+
+
 def is_storage_event(event: Any) -> bool:
     """True for S3 notifications and SQS batches (which carry S3 notifications)."""
     records = event.get("Records") if isinstance(event, dict) else None
     return bool(records) and isinstance(records, list) and "eventSource" in records[0]
 
 
+class RecordsFailed(Exception):
+    """Some records of a direct S3 invocation failed: the invocation fails, so Lambda retries
+    it (S3 invokes asynchronously); the records that succeeded are unchanged on the retry."""
+
+    def __init__(self, processed: list[dict[str, Any]], failed: list[dict[str, str]]) -> None:
+        self.processed = processed
+        self.failed = failed
+        keys = ", ".join(f"{f['key']} ({f['error']})" for f in failed)
+        super().__init__(f"{len(failed)} of {len(failed) + len(processed)} records failed: {keys}")
+
+
 def storage_handler(services_factory: Callable[[], Services]) -> Handler:
     """Ingest S3 objects named by S3 events, directly or in SQS messages.
 
     With SQS, a bad object fails its own message (partial batch response) and is retried or
-    dead-lettered; the rest of the batch is committed. A direct S3 invocation reports the same
-    outcome per record in its result and logs each failure.
+    dead-lettered; the rest of the batch is committed. A direct S3 invocation processes every
+    record, logs each failure and then fails (`RecordsFailed`) if any record did.
     """
     logger = get_logger()
 
@@ -72,6 +117,46 @@ def storage_handler(services_factory: Callable[[], Services]) -> Handler:
         if source == "aws:sqs":
             return _sqs(event, context, services)
         return _s3(event, services)
+
+    return handler
+
+
+def is_sync_event(event: Any) -> bool:
+    """True for a scheduled sync: `{"sync_source": "<sitemap or page URL>"}`."""
+    return isinstance(event, dict) and isinstance(event.get("sync_source"), str)
+
+
+def sync_handler(services_factory: Callable[[], Services]) -> Handler:
+    """Sync the web source a schedule names (its fixed input); counts go to logs and EMF.
+
+    A source that cannot be synced (refused, unreachable) raises after logging, so the run
+    shows as a failed invocation.
+    """
+    logger = get_logger()
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        from docent import metrics
+        from docent.sites.fetch import Policy, sync_web
+
+        services = services_factory()
+        source = event["sync_source"]
+        try:
+            # The schedule's input is the operator's own configuration: its host is allowed,
+            # as `docent sync URL` allows the one it is given; addresses are still checked.
+            host = urlsplit(source).hostname or ""
+            policy = Policy.from_settings(services.settings, [host])
+            result = _run(sync_web(services, source, policy))
+        except Exception as exc:
+            log.error("sync failed", extra={"source": source, "error": _describe(exc)})
+            raise
+        counts = {k: v for k, v in result.as_dict().items() if k != "skipped"}
+        log.info("sync done", extra={"source": source, "skipped": len(result.skipped), **counts})
+        for item in result.skipped:
+            log.warning("sync skipped a page", extra={"source": source, **item})
+        metrics.synced(counts)
+        metrics.flush()
+        return {"source": source, **counts, "skipped": result.skipped}
 
     return handler
 
@@ -88,6 +173,8 @@ def _s3(event: dict[str, Any], services: Services) -> dict[str, Any]:
         except Exception as exc:
             log.warning("s3 object failed", extra={"key": key, "error": type(exc).__name__})
             failed.append({"key": key, "error": _describe(exc)})
+    if failed:
+        raise RecordsFailed(done, failed)
     return {"processed": done, "failed": failed}
 
 

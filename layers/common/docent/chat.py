@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docent import metrics
+from docent.display import shown_source
 from docent.errors import DocentError, UpstreamTimeout, backend
 from docent.generation import CitationFilter, LinkFilter, Message, Passage, Usage
 from docent.retrieval import Source, fit_budget, retrieve
@@ -90,6 +91,17 @@ async def prepare(
     )
 
 
+async def begin(
+    services: Services, question: Question, scope: Mapping[str, Any], request_id: str
+) -> Prepared:
+    """Every protocol's way in (`/chat`, `/v1/chat/completions`, MCP): log, deadline, `prepare`."""
+    settings = services.settings
+    if settings.log_questions:  # off by default: questions can carry personal data
+        log.info("question", extra={"request_id": request_id, "question": question.question})
+    deadline = deadline_for(scope, settings.request_timeout_s)
+    return await prepare(services, question, deadline, request_id)
+
+
 async def events(services: Services, prepared: Prepared) -> AsyncIterator[dict[str, Any]]:
     """The answer as contract events: `sources`, `chunk`*, then `done` (or `error`)."""
     metrics.stream_opened()
@@ -111,10 +123,11 @@ async def events(services: Services, prepared: Prepared) -> AsyncIterator[dict[s
 async def _events(
     services: Services, prepared: Prepared, outcome: dict[str, Any]
 ) -> AsyncIterator[dict[str, Any]]:
-    yield {"type": "sources", "sources": [s.public() for s in prepared.sources]}
+    shown = [shown_source(s.public()) for s in prepared.sources]
+    yield {"type": "sources", "sources": shown}
     answerer = services.answerer
     citations = CitationFilter([s.id for s in prepared.sources])
-    links = LinkFilter([s.url for s in prepared.sources])
+    links = LinkFilter([s["url"] for s in shown])
     try:
         stream = answerer.stream(
             prepared.question.question,

@@ -1,4 +1,4 @@
-"""The `docent` command: serve, ingest, ask, gateway.
+"""The `docent` command: serve, ingest, sync, ask, gateway.
 
 `ingest` and `ask` talk to a running server at DOCENT_URL when one answers there (the embedded
 store is locked by the process that holds it), else they open the embedded store themselves.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -15,9 +16,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-
-BATCH_DOCUMENTS = 50
-BATCH_BYTES = 4 * 1024 * 1024
 
 
 def admin_key_file() -> Path:
@@ -42,10 +40,29 @@ def _ensure_admin_key() -> None:
     path = admin_key_file()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        _create_private(path, secrets.token_urlsafe(32))
     os.environ["ADMIN_API_KEYS"] = path.read_text().strip()
     print(f"docent: admin key for this server is in {path}", file=sys.stderr)
+
+
+def _create_private(path: Path, text: str) -> None:
+    """Write `path` readable by its owner only from its first byte, and whole or not at all.
+
+    The key goes into a fresh 0600 file (O_EXCL: never an existing one, never a symlink's
+    target), which is then linked into place: a server starting alongside sees no file or the
+    complete one, and the first link wins.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileExistsError):  # another server made it first: theirs
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def serve(host: str | None, port: int | None) -> int:
@@ -62,9 +79,13 @@ def serve(host: str | None, port: int | None) -> int:
         port=port or settings.port,
         log_level=settings.log_level.lower(),
         proxy_headers=False,
+        access_log=False,  # Docent logs each request as a JSON line itself
         # Longer than proxies' idle timeouts (60 s on ALB): else a reused connection can meet
         # the server closing it (a 502 at the proxy, a ReadError at a client), as the soak saw.
         timeout_keep_alive=75,
+        # Slow request heads and bodies are cut off, connections per address capped.
+        http="docent.serving:SettingsBoundedH11Protocol",
+        server_header=False,
     )
     return 0
 
@@ -78,84 +99,166 @@ def _server(url: str) -> bool:
         return False
 
 
-def _batches(documents: Sequence[Any]) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    size = 0
-    for doc in documents:
-        doc_size = len(doc.text.encode())
-        if batch and (len(batch) >= BATCH_DOCUMENTS or size + doc_size > BATCH_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(doc)
-        size += doc_size
-    if batch:
-        yield batch
+def _plans(paths: Sequence[str], options: Any) -> list[Any]:
+    """One plan per path: a folder by its generator, a single file as a one-page source."""
+    from docent.sites import Page, Plan, plan, source_of
+
+    plans = []
+    for raw in paths:
+        if _is_url(raw):
+            continue  # web sources are synced by run_sources itself
+        path = Path(raw)
+        if path.is_file():
+            source = source_of(path)
+
+            def read(page: Page, source: str = source) -> Any:
+                from docent.corpus import document_from_bytes
+                from docent.ingest import DocumentIn
+
+                doc = document_from_bytes(page.path.read_bytes(), page.path.name, page.document_id)
+                meta = {"source": source}
+                return DocumentIn(id=doc.id, text=doc.text, format=doc.format, metadata=meta)
+
+            single = [Page(path, path.name, None)]
+            plans.append(Plan("plain", path.parent, source, single, read))
+        else:
+            plans.append(plan(path, options))
+    return plans
 
 
-def ingest(paths: Sequence[str]) -> int:
+def _is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+async def _sync_url(url: str, client: Any, services: Any) -> Any:
+    """A sitemap or page URL: a running server syncs it (POST /sync), else this process does."""
+    from urllib.parse import urlsplit
+
+    from docent.config import get_settings
+    from docent.sites.fetch import Policy, sync_web
+    from docent.sites.sync import ServerError, SyncResult
+
+    if client is not None:
+        response = await client.post("/sync", json={"source": url})
+        if response.status_code != 200:
+            raise ServerError(response.status_code, response.text)
+        body = response.json()
+        counts = {k: body[k] for k in ("added", "changed", "unchanged", "deleted")}
+        return SyncResult(**counts, skipped=body.get("skipped", []))
+    # The user named this host: it is allowed for this run, on top of SYNC_ALLOWED_HOSTS.
+    policy = Policy.from_settings(get_settings(), [urlsplit(url).hostname or ""])
+    return await sync_web(services, url, policy)
+
+
+def _items(site_plan: Any, bar: Any, skipped: list[str]) -> Iterator[Any]:
+    """The plan's documents, one file at a time; (id, reason) for a file that failed to read."""
+    from docent.errors import DocentError
+    from docent.sites import Skipped
+
+    for page in site_plan.pages:
+        try:
+            yield site_plan.read(page)
+        except Skipped as exc:
+            skipped.append(f"{page.document_id}: {exc}")
+        except DocentError as exc:
+            yield (page.document_id, exc.message)
+        except OSError as exc:
+            yield (page.document_id, f"unreadable ({exc.strerror or exc})")
+        finally:
+            bar.update(1)
+
+
+def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
+    """`docent ingest` (delete=False) and `docent sync` (delete=True) over folders and files."""
     from tqdm import tqdm
 
     from docent.config import get_settings
-    from docent.corpus import find_files, read_documents
     from docent.errors import DocentError
-    from docent.ingest import IngestResult
+    from docent.sites.sync import HttpTarget, LocalTarget, ServerError, SyncResult, sync
 
     settings = get_settings()
-    files = find_files(paths)
-    if not files:
-        print("docent: no .md/.mdx/.html/.txt/.pdf files found", file=sys.stderr)
-        return 1
     try:
-        documents = list(read_documents(tqdm(files, desc="reading", unit="file")))
+        plans = _plans(paths, options)
     except DocentError as exc:
         print(f"docent: {exc.message}", file=sys.stderr)
         return 1
-    total = IngestResult()
-    bar = tqdm(total=len(documents), desc="ingesting", unit="doc")
-    if _server(settings.docent_url):
-        import httpx
+    urls = [p for p in paths if _is_url(p)]
+    total_pages = sum(len(p.pages) for p in plans)
+    if not total_pages and not urls and not delete:
+        print("docent: no .md/.mdx/.html/.txt/.pdf files found", file=sys.stderr)
+        return 1
+    for site_plan in plans:
+        for note in site_plan.notes:
+            print(f"docent: {site_plan.root}: {note}", file=sys.stderr)
+    verb = "syncing" if delete else "ingesting"
+    bar = tqdm(total=total_pages, desc=verb, unit="file")
+    skipped: list[str] = []
+    results: list[SyncResult] = []
+    failed = 0  # files of a folder that could not be ingested (a web page skipped is no failure)
 
-        key = local_admin_key()
-        headers = {"X-API-Key": key} if key else {}
-        with httpx.Client(base_url=settings.docent_url, headers=headers, timeout=300) as client:
-            for batch in _batches(documents):
-                body = {"documents": [_as_json(d) for d in batch]}
-                response = client.post("/ingest", json=body)
-                if response.status_code != 200:
-                    bar.close()
-                    print(f"docent: {response.status_code} {response.text}", file=sys.stderr)
-                    return 1
-                for name, value in response.json().items():
-                    setattr(total, name, getattr(total, name) + value)
-                bar.update(len(batch))
-    else:
+    def progress(_: int, result: SyncResult) -> None:
+        bar.set_postfix(chunks=sum(r.chunks for r in results) + result.chunks, refresh=False)
 
-        async def run() -> None:
-            from docent.services import get_services
+    async def drive(target: Any, client: Any = None, services: Any = None) -> None:
+        nonlocal failed
+        for url in urls:
+            results.append(await _sync_url(url, client, services))
+        for site_plan in plans:
+            result = await sync(
+                target,
+                site_plan.source,
+                _items(site_plan, bar, skipped),
+                delete=delete,
+                take_over=not delete,
+                progress=progress,
+            )
+            results.append(result)
+            failed += len(result.skipped)
 
-            services = get_services()
-            try:
-                for batch in _batches(documents):
-                    result = await services.ingestor.ingest(batch)
-                    for name, value in result.as_dict().items():
-                        setattr(total, name, getattr(total, name) + value)
-                    bar.update(len(batch))
-            finally:
-                await services.aclose()
+    async def run() -> None:
+        if _server(settings.docent_url):
+            import httpx
 
+            key = local_admin_key()
+            headers = {"X-API-Key": key} if key else {}
+            async with httpx.AsyncClient(
+                base_url=settings.docent_url, headers=headers, timeout=300
+            ) as client:
+                await drive(HttpTarget(client), client=client)
+            return
+        from docent.services import get_services
+
+        services = get_services()
         try:
-            asyncio.run(run())
-        except DocentError as exc:
-            bar.close()
-            print(f"docent: {exc.message}", file=sys.stderr)
-            return 1
+            await drive(LocalTarget(services), services=services)
+        finally:
+            await services.aclose()
+
+    try:
+        asyncio.run(run())
+    except (DocentError, ServerError) as exc:
+        bar.close()
+        message = exc.message if isinstance(exc, DocentError) else str(exc)
+        print(f"docent: {message}", file=sys.stderr)
+        return 1
     bar.close()
-    print(json.dumps(total.as_dict()))
-    return 0
-
-
-def _as_json(doc: Any) -> dict[str, Any]:
-    return {"id": doc.id, "text": doc.text, "format": doc.format, "tags": list(doc.tags)}
+    for line in skipped:
+        print(f"docent: skipped {line}", file=sys.stderr)
+    summary = SyncResult()
+    for result in results:
+        for name in ("added", "changed", "unchanged", "deleted", "chunks", "deleted_chunks"):
+            setattr(summary, name, getattr(summary, name) + getattr(result, name))
+        summary.skipped += result.skipped
+    for item in summary.skipped:
+        print(f"docent: not ingested {item['id']}: {item['reason']}", file=sys.stderr)
+    counts = summary.as_dict()
+    del counts["skipped"]
+    counts["documents"] = summary.added + summary.changed + summary.unchanged
+    if delete:
+        print(json.dumps({k: counts[k] for k in ("added", "changed", "unchanged", "deleted")}))
+    else:
+        print(json.dumps(counts))
+    return 1 if failed else 0  # a file not ingested is an error to see
 
 
 def ask(question: str, top_k: int) -> int:
@@ -229,6 +332,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve.add_argument("--port", type=int)
     p_ingest = commands.add_parser("ingest", help="ingest folders of .md/.mdx/.html/.txt/.pdf")
     p_ingest.add_argument("paths", nargs="+")
+    p_sync = commands.add_parser(
+        "sync", help="ingest a source and delete its documents that are gone"
+    )
+    p_sync.add_argument("paths", nargs="+", metavar="source")
+    for p in (p_ingest, p_sync):
+        p.add_argument("--base-url", help="the URL the site is published at")
+        p.add_argument("--site", choices=["mkdocs", "docusaurus", "sphinx", "github", "plain"])
+        p.add_argument("--include", action="append", default=[], metavar="GLOB")
+        p.add_argument("--exclude", action="append", default=[], metavar="GLOB")
     p_ask = commands.add_parser("ask", help="ask a question; the answer streams to the terminal")
     p_ask.add_argument("question")
     p_ask.add_argument("--top-k", type=int, default=5)
@@ -239,16 +351,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_gateway.add_argument("--token", required=True)
     p_gateway.add_argument("--host", default="127.0.0.1")
     p_gateway.add_argument("--port", type=int, default=8079)
+    p_qdrant = commands.add_parser(
+        "qdrant-standin", help="development only: a Qdrant REST stand-in over Qdrant Edge"
+    )
+    p_qdrant.add_argument("--path", required=True, help="folder of the collections")
+    p_qdrant.add_argument("--host", default="127.0.0.1")
+    p_qdrant.add_argument("--port", type=int, default=6333)
+    p_qdrant.add_argument("--api-key")
     args = parser.parse_args(argv)
     from docent.errors import ConfigurationError
 
     try:
         if args.command == "serve":
             return serve(args.host, args.port)
-        if args.command == "ingest":
-            return ingest(args.paths)
+        if args.command in ("ingest", "sync"):
+            from docent.sites import SiteOptions
+
+            options = SiteOptions(
+                site=args.site,
+                base_url=args.base_url,
+                include=tuple(args.include),
+                exclude=tuple(args.exclude),
+            )
+            return run_sources(args.paths, options, delete=args.command == "sync")
         if args.command == "ask":
             return ask(args.question, args.top_k)
+        if args.command == "qdrant-standin":
+            from docent.qdrantstandin import serve as serve_qdrant
+
+            serve_qdrant(args.path, args.host, args.port, args.api_key)
+            return 0
         from docent.gateway import serve as serve_gateway
 
         serve_gateway(args.redis_url, args.token, args.host, args.port)

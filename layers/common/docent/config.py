@@ -2,10 +2,15 @@
 
 `get_settings()` reads the environment once per process; a missing or contradictory value
 raises `ConfigurationError` naming the variable, so a bad deployment fails at start.
+
+One rule for empty values: a variable set to the empty string is the same as unset (its
+default), so a template that passes an empty parameter through cannot break a setting. The one
+exception is `SAMPLE_CORPUS`, where empty means "no sample corpus".
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,6 +47,37 @@ class RateRule:
 
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+
+# Empty means something for these settings only; for every other one it means unset.
+_EMPTY_IS_A_VALUE = frozenset({"sample_corpus"})
+# Lambda's synchronous invocation payload is 6 MB; a body must fit with the event around it.
+LAMBDA_MAX_BODY_BYTES = 5 * 1024 * 1024
+# The SAM template's parameter behind each variable (template.yaml), named in startup errors.
+TEMPLATE_PARAMETERS = {
+    "OPENAI_API_KEY": "OpenAIApiKey",
+    "OPENAI_BASE_URL": "OpenAIBaseUrl",
+    "CHAT_MODEL": "ChatModel",
+    "EMBEDDING_MODEL": "EmbeddingModel",
+    "QDRANT_URL": "QdrantUrl",
+    "QDRANT_API_KEY": "QdrantApiKey",
+    "QDRANT_COLLECTION": "QdrantCollection",
+    "UPSTASH_REDIS_REST_URL": "UpstashRedisRestUrl",
+    "UPSTASH_REDIS_REST_TOKEN": "UpstashRedisRestToken",
+    "API_KEYS": "ApiKeys",
+    "ADMIN_API_KEYS": "AdminApiKeys",
+    "RATE_LIMIT_ANON": "RateLimitAnon",
+    "RATE_LIMIT_KEY": "RateLimitKey",
+    "RATE_LIMIT_FAIL_OPEN": "RateLimitFailOpen",
+    "CORS_ALLOW_ORIGINS": "CorsAllowOrigins",
+    "LOG_LEVEL": "LogLevel",
+    "SINGLE_INSTANCE_TRIAL": "SingleInstanceTrial",
+}
+
+
+def _named(variable: str, on_lambda: bool) -> str:
+    """The variable, and on Lambda the template parameter that sets it."""
+    parameter = TEMPLATE_PARAMETERS.get(variable)
+    return f"{variable} (template parameter {parameter})" if on_lambda and parameter else variable
 
 
 def _split_commas(value: object) -> object:
@@ -109,13 +145,61 @@ class Settings(BaseSettings):
     # Serving
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=1, le=65535)
-    sample_corpus: str = "docs"
+    # "docent": Docent's own documentation (what `make run` asks for); "": none. Never a folder
+    # name: a relative one meant whatever the working directory held.
+    sample_corpus: Literal["", "docent"] = ""
     cors_allow_origins: CommaList = ()
     log_level: str = "INFO"
     log_questions: bool = False
     docent_url: str = "http://127.0.0.1:7860"
+    api_docs: bool = True  # serve /docs and /openapi.json
+    parse_timeout_s: float = Field(default=60.0, gt=0)  # per file (PDF) read from disk or S3
+    # `docent serve` against slow clients: the request head, then its body, each within its
+    # time; at most this many open connections per peer address (0: no cap).
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    max_connections_per_client: int = Field(default=64, ge=0)
 
-    @field_validator("api_keys", "admin_api_keys", "cors_allow_origins", mode="before")
+    # Protocols (/v1/chat/completions, /mcp)
+    completions_sources_block: bool = True
+
+    # Lambda: set by the runtime; the trial mode waives the shared backends Lambda needs.
+    aws_lambda_function_name: str | None = None
+    single_instance_trial: bool = False
+    # The Web Adapter's SnapStart hooks (it POSTs to these paths; the chat app serves them).
+    aws_lwa_snapstart_before_checkpoint_path: str | None = None
+    aws_lwa_snapstart_after_restore_path: str | None = None
+
+    # Sync from web sources (sitemaps, pages)
+    sync_allowed_hosts: CommaList = ()
+    sync_allow_networks: CommaList = ()
+    sync_max_pages: int = Field(default=2000, ge=1, le=100_000)
+    sync_max_page_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    sync_timeout_s: float = Field(default=10.0, gt=0)
+    sync_concurrency: int = Field(default=4, ge=1, le=32)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        kept = {
+            name: value
+            for name, value in data.items()
+            if name in _EMPTY_IS_A_VALUE or not (isinstance(value, str) and not value.strip())
+        }
+        if kept.get("aws_lambda_function_name") and "max_body_bytes" not in kept:
+            kept["max_body_bytes"] = LAMBDA_MAX_BODY_BYTES
+        return kept
+
+    @field_validator(
+        "api_keys",
+        "admin_api_keys",
+        "cors_allow_origins",
+        "sync_allowed_hosts",
+        "sync_allow_networks",
+        mode="before",
+    )
     @classmethod
     def _commas(cls, value: object) -> object:
         return _split_commas(value)
@@ -124,15 +208,6 @@ class Settings(BaseSettings):
     @classmethod
     def _rule(cls, value: object) -> object:
         return RateRule.parse(value) if isinstance(value, str) else value
-
-    @field_validator(
-        "qdrant_url", "qdrant_api_key", "openai_api_key", "openai_base_url",
-        "upstash_redis_rest_url", "upstash_redis_rest_token", "redis_url",
-        mode="before",
-    )  # fmt: skip
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -144,11 +219,47 @@ class Settings(BaseSettings):
             )
         if self.upstash_redis_rest_url and self.redis_url:
             raise ValueError("set UPSTASH_REDIS_REST_URL or REDIS_URL, not both")
+        for network in self.sync_allow_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"SYNC_ALLOW_NETWORKS: {network!r} is not a network") from None
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
         if self.embedding_provider == "openai" and not self.llm_configured:
             raise ValueError("EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL")
+        if self.on_lambda:
+            self._lambda_ready()
         return self
+
+    def _lambda_ready(self) -> None:
+        """Lambda instances share no disk and no memory: the index and limits must be shared."""
+        if self.max_body_bytes > LAMBDA_MAX_BODY_BYTES:
+            raise ValueError(
+                f"MAX_BODY_BYTES is {self.max_body_bytes}: on Lambda at most "
+                f"{LAMBDA_MAX_BODY_BYTES} (the invocation payload limit is 6 MB)"
+            )
+        if self.single_instance_trial:
+            return
+        trial = (
+            "or set SINGLE_INSTANCE_TRIAL=true (template parameter SingleInstanceTrial) for a "
+            "single-instance trial (reserved concurrency 1, nothing shared between functions)"
+        )
+        if not self.qdrant_url:
+            raise ValueError(
+                f"{_named('QDRANT_URL', True)} is required on Lambda: each instance's /tmp index "
+                f"is private and lost on recycle; {trial}"
+            )
+        if self.store_backend == "memory":
+            raise ValueError(
+                f"{_named('UPSTASH_REDIS_REST_URL', True)} (or REDIS_URL) is required on Lambda: "
+                f"in-process rate limits count per instance, which limits nothing; {trial}"
+            )
+
+    @property
+    def on_lambda(self) -> bool:
+        """True inside the Lambda runtime (it sets AWS_LAMBDA_FUNCTION_NAME)."""
+        return bool(self.aws_lambda_function_name)
 
     @property
     def llm_configured(self) -> bool:
@@ -185,9 +296,13 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
+        import os
+
+        # The runtime's variable (also a field above): read directly, as validation failed.
+        on_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
         problems = []
         for error in exc.errors():
-            where = "_".join(str(part) for part in error["loc"]).upper()
+            where = _named("_".join(str(part) for part in error["loc"]).upper(), on_lambda)
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(f"{where}: {message}" if where else message)
         raise ConfigurationError("Invalid configuration: " + "; ".join(problems)) from None

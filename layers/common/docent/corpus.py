@@ -12,10 +12,30 @@ SUFFIXES = {".md", ".mdx", ".markdown", ".html", ".htm", ".txt", ".text", ".pdf"
 
 def document_from_bytes(data: bytes, name: str, document_id: str) -> DocumentIn:
     """A document from a file's bytes; the format comes from the name's extension."""
+    from docent.config import get_settings
     from docent.parsing import extract
 
-    text, fmt = extract(data, name)
+    text, fmt = extract(data, name, get_settings().parse_timeout_s)
     return DocumentIn(id=document_id, text=text, format=fmt)
+
+
+def docent_docs() -> Path | None:
+    """Docent's own documentation: the sample corpus (`SAMPLE_CORPUS=docent`).
+
+    Installed as data files (`<prefix>/share/docent/docs`, where the Spaces image has them), or
+    beside the code in a source checkout. Never looked up in the working directory.
+    """
+    import sys
+
+    import functions
+
+    installed = Path(sys.prefix) / "share" / "docent" / "docs"
+    if (installed / "getting-started.md").is_file():
+        return installed
+    checkout = Path(functions.__file__).resolve().parent.parent
+    if (checkout / "layers" / "common" / "docent").is_dir():  # Docent's own source tree
+        return checkout / "docs"
+    return None
 
 
 def find_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:

@@ -264,8 +264,8 @@ class ExtractiveAnswerer:
         if after and not after.fragment and after.kind != "sentence" and introduces:
             chosen.append((p_index, after))
             # A list comes with its items, as far as the budget goes.
-            following = us[last + 2 :] if after.kind == "item" else []
-            for item in following:
+            items = us[last + 2 :] if after.kind == "item" else []
+            for item in items:
                 if item.kind != "item" or item.block != after.block or item.fragment:
                     break
                 words += item.words

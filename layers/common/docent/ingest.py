@@ -153,7 +153,7 @@ class Ingestor:
         from docent.parsing import parse
 
         try:
-            parsed = parse(doc.text, doc.format)
+            parsed = parse(doc.text, doc.format, doc.metadata.get("anchors"))
         except DocumentError as exc:
             raise DocumentError(f"Document {doc.id!r}: {exc.message}") from exc
         chunks = chunk_document(

@@ -29,11 +29,15 @@ class Decision:
     limit: int
     remaining: int
     reset_at: float
+    # When a refused caller is admitted again (unix s): often well before `reset_at`, since the
+    # previous window's weight fades as the window slides. None: assume `reset_at`.
+    admitted_at: float | None = None
 
     def retry_after(self, now: float | None = None) -> int:
         """Whole seconds to wait before retrying, at least 1."""
         now = time.time() if now is None else now
-        return max(1, math.ceil(self.reset_at - now))
+        at = self.reset_at if self.admitted_at is None else self.admitted_at
+        return max(1, math.ceil(at - now))
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -67,6 +71,23 @@ def sliding_window(
     return True, rule.limit - (weighted + current + 1), reset_at
 
 
+def next_admission(previous: int, current: int, rule: RateRule, now_ms: int) -> float:
+    """When a request refused at `now_ms` would be admitted (unix s), if nobody else is counted.
+
+    `sliding_window` admits when floor((1 - elapsed) * previous) + current < limit. Within this
+    window that happens once the previous window's weight falls to `limit - current`; if this
+    window is full, after the roll, once its own count (now the previous one) has faded enough.
+    """
+    window_ms = rule.window_s * 1000
+    start = now_ms // window_ms * window_ms
+    free = rule.limit - current
+    if free > 0:
+        # floor(x) < free <=> x < free, free being whole: (1 - e) * previous < free.
+        elapsed = 1 - free / previous if previous > free else 0.0
+        return max(now_ms, start + elapsed * window_ms) / 1000
+    return (start + window_ms + (1 - rule.limit / current) * window_ms) / 1000
+
+
 class MemoryLimiter:
     """In-process store: exact within one process (the embedded default), not across processes."""
 
@@ -87,7 +108,9 @@ class MemoryLimiter:
             self._counts[(key, window)] = current + 1
             if len(self._counts) > self._max_keys:
                 self._evict(window)
-        return Decision(allowed, rule.limit, remaining, reset_at)
+            return Decision(allowed, rule.limit, remaining, reset_at)
+        admitted_at = next_admission(previous, current, rule, now_ms)
+        return Decision(allowed, rule.limit, remaining, reset_at, admitted_at)
 
     def _evict(self, window: int) -> None:
         """Drop windows older than the previous one (they can no longer count)."""

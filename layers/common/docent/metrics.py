@@ -176,6 +176,12 @@ def cache(hits: int, misses: int) -> None:
         r.cache.labels("miss").inc(misses)
 
 
+def synced(counts: dict[str, int]) -> None:
+    """One sync run's counts (added, changed, unchanged, deleted) as EMF metrics on Lambda."""
+    for name in ("added", "changed", "unchanged", "deleted"):
+        _emf_add(f"sync_{name}", float(counts.get(name, 0)))
+
+
 def exposition() -> tuple[bytes, str]:
     """The Prometheus text format of every metric, and its content type."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

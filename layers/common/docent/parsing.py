@@ -22,6 +22,16 @@ BlockKind = Literal["text", "code", "table", "list"]
 
 MAX_PDF_PAGES = 2000
 MAX_PDF_CHARS = 5_000_000
+PARSE_TIMEOUT_S = 60.0  # a file's default time budget (`PARSE_TIMEOUT_S`)
+# Front matter: only title, url and tags are used, so a few kB is ample; the caps bound what
+# YAML aliases can expand to (a 2 kB block of nested aliases expands to gigabytes).
+MAX_FRONT_MATTER_BYTES = 16 * 1024
+MAX_FRONT_MATTER_NODES = 1000
+MAX_FRONT_MATTER_STRING = 2048
+MAX_TAGS, MAX_TAG_CHARS = 50, 100
+# Elements nested deeper than this are refused before the HTML parser sees them (its time
+# grows with the square of the depth: 50,000 levels take 20 s); real pages stay below 100.
+MAX_HTML_DEPTH = 256
 _EXTENSIONS: dict[str, Format | Literal["pdf"]] = {
     ".md": "markdown", ".mdx": "markdown", ".markdown": "markdown",
     ".html": "html", ".htm": "html",
@@ -67,11 +77,17 @@ class _Sections:
         self._blocks: list[Block] = []
         self._seen: dict[str, int] = {}
 
-    def heading(self, level: int, text: str, anchor: str | None = None) -> None:
+    def heading(
+        self, level: int, text: str, anchor: str | None = None, *, assigned: bool = False
+    ) -> None:
+        """Open a section; `assigned` anchors (from an anchor style, maybe None) are final."""
         self._close()
         while self._path and self._path[-1][0] >= level:
             self._path.pop()
         self._path.append((level, text))
+        if assigned:
+            self._anchor = anchor or None
+            return
         base = anchor or slugify(text)
         count = self._seen.get(base, 0)
         self._seen[base] = count + 1
@@ -95,12 +111,19 @@ class _Sections:
         return tuple(self.sections)
 
 
-def parse(text: str, fmt: Format) -> ParsedDocument:
-    """Split a document into sections of blocks, by its headings."""
+def parse(text: str, fmt: Format, anchors: object = None) -> ParsedDocument:
+    """Split a document into sections of blocks, by its headings.
+
+    `anchors` is a document's `metadata["anchors"]`: the generator whose heading ids (and
+    explicit-id syntax) a markdown document's anchors follow (see `docent.anchors`).
+    """
     if fmt == "markdown":
-        return _markdown(text)
+        return _markdown(text, anchors)
     if fmt == "html":
-        return _html(text)
+        try:
+            return _html(text, ids_only=anchors == "html")
+        except RecursionError as exc:  # a tree deeper than the depth estimate foresaw
+            raise DocumentError("HTML nested too deeply to read.") from exc
     if fmt == "text":
         sections = _Sections()
         for paragraph in re.split(r"\n\s*\n", text):
@@ -138,16 +161,67 @@ def _inline_text(token: Token) -> str:
     return "".join(parts).strip()
 
 
-def _markdown(text: str) -> ParsedDocument:
+def _front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """The front matter's fields and the body; within the caps above, or `DocumentError`."""
     import frontmatter
+
+    text = text.strip()
+    handler = frontmatter.detect_format(text, frontmatter.handlers)
+    if handler is None:
+        return {}, text
+    try:
+        raw, body = handler.split(text)
+    except ValueError:
+        return {}, text
+    if len(raw.encode()) > MAX_FRONT_MATTER_BYTES:
+        raise DocumentError(f"front matter larger than {MAX_FRONT_MATTER_BYTES} bytes.")
+    try:
+        loaded = handler.load(raw)
+    except Exception:  # a malformed front matter block is kept as text, not fatal
+        return {}, text
+    if not isinstance(loaded, dict):
+        return {}, body
+    _check_front_matter(loaded)
+    return loaded, body
+
+
+def _check_front_matter(metadata: dict[Any, Any]) -> None:
+    """Refuse front matter whose expanded size (aliases counted at each use) passes the caps."""
+    nodes, stack = 0, [metadata]
+    while stack:
+        value = stack.pop()
+        nodes += 1
+        if nodes > MAX_FRONT_MATTER_NODES:
+            raise DocumentError(
+                f"front matter expands to more than {MAX_FRONT_MATTER_NODES} values "
+                "(YAML aliases count at each use)."
+            )
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple | set):
+            stack.extend(value)
+        elif isinstance(value, str) and len(value) > MAX_FRONT_MATTER_STRING:
+            raise DocumentError(
+                f"front matter holds a value longer than {MAX_FRONT_MATTER_STRING} characters."
+            )
+    tags = metadata.get("tags")
+    tags = tags.split(",") if isinstance(tags, str) else tags
+    if isinstance(tags, list):
+        if len(tags) > MAX_TAGS:
+            raise DocumentError(f"front matter has more than {MAX_TAGS} tags.")
+        if any(not isinstance(t, str | int | float) for t in tags):
+            raise DocumentError("front matter tags must be a list of words.")
+        if any(len(str(t)) > MAX_TAG_CHARS for t in tags):
+            raise DocumentError(f"front matter has a tag longer than {MAX_TAG_CHARS} characters.")
+
+
+def _markdown(text: str, anchors: object = None) -> ParsedDocument:
     from markdown_it import MarkdownIt
 
-    metadata: dict[str, Any] = {}
-    try:
-        post = frontmatter.loads(text)
-        metadata, body = dict(post.metadata), post.content
-    except Exception:  # a malformed front matter block is kept as text, not fatal
-        body = text
+    from docent.anchors import AnchorStyle
+
+    metadata, body = _front_matter(text)
     body = _strip_mdx(body)
     lines = body.split("\n")
     tokens = MarkdownIt("commonmark").enable("table").parse(body)
@@ -158,15 +232,19 @@ def _markdown(text: str) -> ParsedDocument:
         "bullet_list_open": "list", "ordered_list_open": "list",
         "paragraph_open": "text", "blockquote_open": "text", "html_block": "text",
     }  # fmt: skip
+    # Every heading takes an id (one in a blockquote or list too), so all go through the style.
+    headings = [i for i, t in enumerate(tokens) if t.type == "heading_open"]
+    raw = [(int(tokens[i].tag[1]), _inline_text(tokens[i + 1])) for i in headings]
+    assigned = dict(zip(headings, AnchorStyle.from_spec(anchors).assign(raw), strict=True))
     for index, token in enumerate(tokens):
         if token.level != 0 or token.map is None:
             continue
         if token.type == "heading_open":
-            heading = _inline_text(tokens[index + 1])
+            heading, anchor = assigned[index]
             if token.tag == "h1" and title is None:
                 title = heading
-            sections.heading(int(token.tag[1]), heading)
-        elif token.type in kinds:
+            sections.heading(int(token.tag[1]), heading, anchor, assigned=True)
+        elif token.type in kinds and token.map is not None:
             source = "\n".join(lines[token.map[0] : token.map[1]])
             if token.type == "html_block":
                 source = re.sub(r"<[^>]+>", "", source)
@@ -177,6 +255,8 @@ def _markdown(text: str) -> ParsedDocument:
 # HTML ----------------------------------------------------------------------------------------
 
 _DROP = "script, style, noscript, template, svg, nav, header, footer, form, iframe, head"
+# Permalink markers inside headings (Sphinx and MkDocs `headerlink`, Docusaurus `hash-link`).
+_PERMALINKS = "a.headerlink, a.hash-link"
 # Site chrome that generators mark by role rather than by element (Sphinx sidebars, search boxes).
 _CHROME = '[role="navigation"], [role="search"], [role="dialog"]'
 # The page's own content, where the generator marks it: everything around it is chrome.
@@ -188,32 +268,59 @@ def _text(node: Node) -> str:
     return " ".join(node.text(separator=" ").split())
 
 
-def _html(text: str) -> ParsedDocument:
+_VOID = frozenset(
+    "area base br col embed hr img input link meta param source track wbr "
+    # End tags a parser infers: a run of unclosed <p> or <li> is siblings, not depth.
+    "p li dt dd tr td th thead tbody tfoot option optgroup rb rt rp colgroup caption".split()
+)
+_TAG_EVENT = re.compile(r"<(/?)([a-zA-Z][\w:-]*)[^>]*?(/?)>")
+
+
+def _html_depth_within(text: str, limit: int) -> bool:
+    """Whether elements nest at most `limit` deep, by a linear scan of the tags (an estimate)."""
+    depth = 0
+    for closing, name, self_closing in _TAG_EVENT.findall(text):
+        if self_closing or name.lower() in _VOID:
+            continue
+        if closing:
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            if depth > limit:
+                return False
+    return True
+
+
+def _html(text: str, ids_only: bool = False) -> ParsedDocument:
     from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
+    if not _html_depth_within(text, MAX_HTML_DEPTH):
+        raise DocumentError(f"HTML elements nested more than {MAX_HTML_DEPTH} deep.")
     tree = HTMLParser(text)
     title_node = tree.css_first("title")
     title = _text(title_node) if title_node else None
     for node in tree.css(f"{_DROP}, {_CHROME}"):
         node.decompose()
+    for node in tree.css(_PERMALINKS):
+        node.decompose()
     sections = _Sections()
     root = tree.css_first(_MAIN) or tree.body or tree.root
     if root is not None:
-        _walk(root, sections)
+        _walk(root, sections, ids_only)
     if not title:
         first = tree.css_first("h1")
         title = _text(first) if first else None
     return ParsedDocument(title or None, sections.done())
 
 
-def _walk(node: Node, sections: _Sections) -> None:
+def _walk(node: Node, sections: _Sections, ids_only: bool = False) -> None:
     for child in node.iter(include_text=True):
         tag = child.tag
         if tag == "-text":
             sections.block(" ".join((child.text_content or "").split()))
         elif tag in _HEADINGS:
-            anchor = child.attributes.get("id")
-            sections.heading(_HEADINGS[tag], _text(child), anchor or None)
+            anchor = child.attributes.get("id") or _section_id(child)
+            sections.heading(_HEADINGS[tag], _text(child), anchor or None, assigned=ids_only)
         elif tag == "pre":
             sections.block("```\n" + (child.text(deep=True) or "").strip("\n") + "\n```", "code")
         elif tag in ("ul", "ol"):
@@ -225,14 +332,34 @@ def _walk(node: Node, sections: _Sections) -> None:
         elif tag in ("p", "blockquote", "dd", "dt", "figcaption"):
             sections.block(_text(child))
         else:
-            _walk(child, sections)
+            _walk(child, sections, ids_only)
+
+
+def _section_id(heading: Node) -> str | None:
+    """The id of the section a heading opens (Sphinx puts ids on `<section>`, not on `<h2>`)."""
+    parent = heading.parent
+    if parent is None or parent.tag not in ("section", "div"):
+        return None
+    # Extra ids of a section come as empty `<span id>` before its heading: skip them.
+    first = next((c for c in parent.iter() if c.tag != "-text" and not _empty_span(c)), None)
+    if first is None or first.mem_id != heading.mem_id:
+        return None
+    return parent.attributes.get("id") or None
+
+
+def _empty_span(node: Node) -> bool:
+    return node.tag == "span" and not (node.text() or "").strip()
 
 
 # Files ---------------------------------------------------------------------------------------
 
 
-def extract(data: bytes, filename: str) -> tuple[str, Format]:
-    """The text of a file and the format to parse it with, by its extension."""
+def extract(data: bytes, filename: str, timeout_s: float = PARSE_TIMEOUT_S) -> tuple[str, Format]:
+    """The text of a file and the format to parse it with, by its extension.
+
+    A PDF's text must come out within `timeout_s`: pages can share one huge content stream
+    that holds no text, so a small file can cost minutes.
+    """
     suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     kind = _EXTENSIONS.get(suffix)
     if kind is None:
@@ -240,7 +367,7 @@ def extract(data: bytes, filename: str) -> tuple[str, Format]:
             f"{filename}: unsupported file type (use .md, .mdx, .html, .txt, .pdf)."
         )
     if kind == "pdf":
-        return _pdf_text(data, filename), "text"
+        return _pdf_text(data, filename, timeout_s), "text"
     if b"\x00" in data:
         raise DocumentError(f"{filename}: binary data, not a text document.")
     try:
@@ -249,8 +376,9 @@ def extract(data: bytes, filename: str) -> tuple[str, Format]:
         raise DocumentError(f"{filename}: not valid UTF-8 text.") from exc
 
 
-def _pdf_text(data: bytes, filename: str) -> str:
+def _pdf_text(data: bytes, filename: str, timeout_s: float) -> str:
     import io
+    import time
 
     from pypdf import PdfReader
     from pypdf.errors import LimitReachedError, PyPdfError
@@ -262,7 +390,13 @@ def _pdf_text(data: bytes, filename: str) -> str:
         if len(reader.pages) > MAX_PDF_PAGES:
             raise DocumentError(f"{filename}: more than {MAX_PDF_PAGES} pages.")
         pages, total = [], 0
-        for page in reader.pages:
+        deadline = time.monotonic() + timeout_s
+        for number, page in enumerate(reader.pages, 1):
+            if time.monotonic() > deadline:
+                raise DocumentError(
+                    f"{filename}: reading the PDF took over {timeout_s:g} s "
+                    f"(stopped at page {number} of {len(reader.pages)})."
+                )
             text = page.extract_text() or ""
             total += len(text)
             if total > MAX_PDF_CHARS:

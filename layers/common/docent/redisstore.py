@@ -14,7 +14,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from docent.config import RateRule
-from docent.limits import Decision
+from docent.limits import Decision, next_admission
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -25,9 +25,10 @@ def sliding_window_script() -> str:
     """upstash-ratelimit's sliding-window script, as open-source Redis accepts it."""
     from upstash_ratelimit.limiter import SlidingWindow
 
-    from docent.gateway import strip_shebang
-
-    return strip_shebang(SlidingWindow.SCRIPT)
+    # Upstash-only first line `#!lua flags=...` (as docent.gateway.strip_shebang, which is a
+    # development tool and not in the Lambda layer).
+    script = SlidingWindow.SCRIPT
+    return script.split("\n", 1)[1] if script.startswith("#!lua") else script
 
 
 def _client(url: str, timeout_s: float) -> aioredis.Redis:
@@ -66,7 +67,12 @@ class RedisLimiter:
             )
         )
         reset_at = (window + 1) * window_ms / 1000
-        return Decision(remaining >= 0, rule.limit, max(0, remaining), reset_at)
+        if remaining >= 0:
+            return Decision(True, rule.limit, remaining, reset_at)
+        # Refused: the script says only that; the two counts say when the caller gets back in.
+        current, previous = await self._redis.mget([f"{key}:{window}", f"{key}:{window - 1}"])
+        admitted_at = next_admission(int(previous or 0), int(current or 0), rule, now_ms)
+        return Decision(False, rule.limit, 0, reset_at, admitted_at)
 
     async def ping(self) -> None:
         await self._redis.ping()

@@ -9,11 +9,12 @@ retries, and the caller bounds every call besides (`docent.limits.check`).
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from docent.config import RateRule
-from docent.limits import Decision
+from docent.limits import Decision, next_admission
 
 if TYPE_CHECKING:
     from upstash_redis.asyncio import Redis
@@ -51,9 +52,17 @@ class UpstashLimiter:
             )
             self._limiters[rule] = limiter
         response = await limiter.limit(identifier)
-        return Decision(
-            bool(response.allowed), rule.limit, int(response.remaining), float(response.reset)
-        )
+        reset_at = float(response.reset)
+        if response.allowed:
+            return Decision(True, rule.limit, int(response.remaining), reset_at)
+        # Refused: read the two window counts (the library's keys) to say when it admits again.
+        now_ms = int(time.time() * 1000)
+        window_ms = rule.window_s * 1000
+        window = round(reset_at * 1000) // window_ms - 1
+        key = f"{self._prefix}:{rule}:{identifier}"
+        current, previous = await self._redis.mget(f"{key}:{window}", f"{key}:{window - 1}")
+        admitted_at = next_admission(int(previous or 0), int(current or 0), rule, now_ms)
+        return Decision(False, rule.limit, 0, reset_at, admitted_at)
 
     async def ping(self) -> None:
         await self._redis.ping()

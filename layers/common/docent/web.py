@@ -11,12 +11,13 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,6 +43,22 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
+# Every response: no MIME sniffing. HTML pages: never framed (clickjacking), and a policy that
+# lets them load only what they use: Docent's pages their own script and the API; Swagger UI
+# (`/docs`) its bundle from jsDelivr, as FastAPI serves it.
+_ALWAYS = {"x-content-type-options": "nosniff"}
+_PAGE = {"x-frame-options": "DENY", "referrer-policy": "strict-origin-when-cross-origin"}
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+_SWAGGER_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
+    "https://fastapi.tiangolo.com; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
 
 def error_body(exc: DocentError, request_id: str) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": exc.message, "request_id": request_id}}
@@ -65,7 +82,7 @@ class RequestContext:
     def _limit_for(self, path: str) -> int:
         return (
             self.settings.max_chat_body_bytes
-            if path.startswith("/chat")
+            if path.startswith(("/chat", "/v1/", "/mcp"))
             else self.settings.max_body_bytes
         )
 
@@ -74,12 +91,18 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        headers = _headers(scope)
+        if "aws.context" not in scope:  # behind the Web Adapter: its forwarded Lambda context
+            from docent.aws import adapter_context
+
+            forwarded = adapter_context(headers)
+            if forwarded is not None:
+                scope["aws.context"] = forwarded
         context = scope.get("aws.context")
         request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        headers = _headers(scope)
         status = {"code": 500}
 
         async def send_wrapped(message: Message) -> None:
@@ -88,6 +111,7 @@ class RequestContext:
                 out = list(message.get("headers", []))
                 present = {k.lower() for k, _ in out}
                 extra = {"x-request-id": request_id, **state.get("rate_limit_headers", {})}
+                extra.update(_security_headers(scope["path"], dict(out).get(b"content-type")))
                 for name, value in extra.items():
                     if name.lower().encode() not in present:
                         out.append((name.lower().encode(), str(value).encode()))
@@ -144,6 +168,13 @@ class RequestContext:
         if has_body and not (media == "application/json" or media.endswith("+json")):
             return UnsupportedMediaType()
         return None
+
+
+def _security_headers(path: str, content_type: bytes | None) -> dict[str, str]:
+    if not (content_type or b"").startswith(b"text/html"):
+        return _ALWAYS
+    csp = _SWAGGER_CSP if path == "/docs" else PAGE_CSP
+    return {**_ALWAYS, **_PAGE, "content-security-policy": csp}
 
 
 async def _send_error(exc: DocentError, request_id: str, send: Send) -> None:
@@ -224,25 +255,34 @@ def create_app(
     """
     settings = settings or get_settings()
     KeyRing(settings.api_keys, settings.admin_api_keys)
-    app = FastAPI(title=title, version=__version__, docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title=title,
+        version=__version__,
+        docs_url="/docs" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
+        redoc_url=None,
+    )
     for router in routers:
         app.include_router(router)
     app.add_exception_handler(DocentError, _docent_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(RequestContext, settings=settings)
     if settings.cors_allow_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
+        # Outermost (added last): the 413 and 415 that RequestContext sends before the body is
+        # read carry the CORS headers too, so a browser can read them.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_allow_origins),
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["content-type", "authorization", "x-api-key", "accept"],
+            allow_headers=["content-type", "authorization", "x-api-key", "accept",
+                           "mcp-protocol-version"],
             expose_headers=["x-request-id", "x-ratelimit-limit", "x-ratelimit-remaining",
                             "x-ratelimit-reset", "retry-after"],
         )  # fmt: skip
-    app.add_middleware(RequestContext, settings=settings)
     return app
 
 
@@ -267,6 +307,10 @@ UNAUTHORIZED = "A valid API key is required."
 
 async def get_caller(request: Request, settings: SettingsDep, services: ServicesDep) -> Caller:
     """Who is calling. A key that is sent but unknown is refused, never treated as anonymous."""
+    state = request.scope.setdefault("state", {})
+    decided = state.get("caller")
+    if isinstance(decided, Caller):
+        return decided  # already decided (and any bad key counted) by `AdminRoute`
     headers = request.headers
     ip = client_ip(request.scope, headers, settings.trusted_proxy_hops)
     key = presented_key(headers)
@@ -278,7 +322,8 @@ async def get_caller(request: Request, settings: SettingsDep, services: Services
             await _count_bad_key(ip, settings, services)
             raise Unauthorized(UNAUTHORIZED)
         caller = Caller(tier, ip, key_id(key))
-    request.scope.setdefault("state", {})["tier"] = caller.tier
+    state["tier"] = caller.tier
+    state["caller"] = caller
     return caller
 
 
@@ -318,6 +363,10 @@ def rate_limit(route: Literal["chat", "ingest"]) -> Callable[..., Any]:
     ) -> None:
         from docent.limits import LimiterUnavailable, check
 
+        counted = request.scope.setdefault("state", {}).setdefault("limits_counted", set())
+        if route in counted:
+            return  # one request counts once, however many times the check is declared
+        counted.add(route)
         rule = settings.rate_limit_anon if caller.tier == "anonymous" else settings.rate_limit_key
         try:
             decision = await check(
@@ -343,3 +392,27 @@ def rate_limit(route: Literal["chat", "ingest"]) -> Callable[..., Any]:
             )
 
     return check_limit
+
+
+class AdminRoute(APIRoute):
+    """An admin route: the key, then (for a route with a body) the ingest limit, before the body.
+
+    FastAPI reads and parses a request body before it solves the route's dependencies, so an
+    anonymous caller could make the server buffer and parse `MAX_BODY_BYTES` per request only
+    to be told 401 afterwards. The route's own dependencies still run, and find the answer.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def admitted(request: Request) -> Response:
+            # `request.app` is the app serving the request: its overrides are the tests' settings.
+            overrides = getattr(request.app, "dependency_overrides", {})
+            settings = overrides.get(get_settings, get_settings)()
+            services = overrides.get(get_services, get_services)()
+            caller = await require_admin(await get_caller(request, settings, services))
+            if request.method in _BODY_METHODS:
+                await rate_limit("ingest")(request, caller, settings, services)
+            return await handle(request)
+
+        return admitted

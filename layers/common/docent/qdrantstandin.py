@@ -1,0 +1,442 @@
+"""A development and test tool: a local Qdrant server stand-in over Qdrant Edge.
+
+Lambda functions share their index through a Qdrant server (`QDRANT_URL`); locally there is
+none. This serves the subset of Qdrant's REST API that Docent's `QdrantStore` calls through
+qdrant-client (collections: exists, create, info, delete, payload index; points: upsert,
+retrieve, count, delete by filter, query with sparse, dense and RRF prefetch, scroll), over one
+Qdrant Edge shard per collection on disk. So ingest and chat running in separate processes
+share one store exactly as on Lambda, and qdrant-client's real HTTP transport (timeouts, status
+errors, retries) is exercised. Responses are built with qdrant-client's own models, so a reply
+the client could not parse fails here first.
+
+Not for production: one process, one writer, no TLS; `--api-key` checks the `api-key` header.
+Shipped outside the Lambda layer (layers/common/Makefile leaves it out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import shutil
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+
+class NotFoundError(Exception):
+    pass
+
+
+class Collections:
+    """Edge shards by collection name, under one folder; every call under one lock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._shards: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def _path(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"bad collection name {name!r}")
+        return self.root / name
+
+    def exists(self, name: str) -> bool:
+        return name in self._shards or (self._path(name) / "edge_config.json").exists()
+
+    def shard(self, name: str) -> Any:
+        import qdrant_edge as qe
+
+        if name not in self._shards:
+            if not self.exists(name):
+                raise NotFoundError(f"Collection `{name}` doesn't exist!")
+            self._shards[name] = qe.EdgeShard.load(str(self._path(name)))
+        return self._shards[name]
+
+    def create(self, name: str, body: dict[str, Any]) -> bool:
+        import qdrant_edge as qe
+
+        if self.exists(name):
+            raise ValueError(f"Collection `{name}` already exists!")
+        sparse = {
+            vector: qe.EdgeSparseVectorParams(
+                modifier=qe.Modifier.Idf if (p or {}).get("modifier") == "idf" else None
+            )
+            for vector, p in (body.get("sparse_vectors") or {}).items()
+        }
+        path = self._path(name)
+        path.mkdir(parents=True)
+        shard = qe.EdgeShard.create(str(path), qe.EdgeConfig(vectors={}, sparse_vectors=sparse))
+        vectors = body.get("vectors") or {}
+        for vector, params in vectors.items():
+            distance = {"Cosine": qe.Distance.Cosine, "Dot": qe.Distance.Dot}[params["distance"]]
+            shard.update(qe.UpdateOperation.create_dense_vector(vector, params["size"], distance))
+        shard.flush()
+        self._shards[name] = shard
+        return True
+
+    def delete(self, name: str) -> bool:
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+        if not self.exists(name):
+            return False
+        shutil.rmtree(self._path(name))
+        return True
+
+    def dense(self, name: str) -> dict[str, Any]:
+        config = json.loads((self._path(name) / "edge_config.json").read_text())
+        return dict(config.get("vectors") or {})
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            shard.close()
+        self._shards.clear()
+
+
+def _filter(qe: Any, body: dict[str, Any] | None) -> Any:
+    if not body:
+        return None
+
+    def conditions(items: list[dict[str, Any]] | None) -> list[Any] | None:
+        if not items:
+            return None
+        built = []
+        for item in items:
+            match = item.get("match") or {}
+            if "value" in match:
+                built.append(qe.FieldCondition(item["key"], match=qe.MatchValue(match["value"])))
+            elif "any" in match:
+                built.append(qe.FieldCondition(item["key"], match=qe.MatchAny(match["any"])))
+            else:
+                raise ValueError(f"unsupported condition {item!r}")
+        return built
+
+    return qe.Filter(must=conditions(body.get("must")), must_not=conditions(body.get("must_not")))
+
+
+def _vector(qe: Any, value: Any) -> Any:
+    """A query vector: `{"nearest": ...}` or the vector itself; sparse as indices and values."""
+    if isinstance(value, dict) and "nearest" in value:
+        value = value["nearest"]
+    if isinstance(value, dict):
+        return qe.SparseVector(value["indices"], value["values"])
+    return list(value)
+
+
+def _query(qe: Any, spec: dict[str, Any]) -> Any:
+    query = spec.get("query")
+    if isinstance(query, dict) and "rrf" in query:
+        return qe.Fusion.Rrf(k=(query["rrf"] or {}).get("k", 60))
+    return qe.Query.Nearest(_vector(qe, query), using=spec.get("using"))
+
+
+def _point_vectors(qe: Any, vector: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: qe.SparseVector(v["indices"], v["values"]) if isinstance(v, dict) else list(v)
+        for name, v in vector.items()
+    }
+
+
+def _payload_selector(qe: Any, value: Any) -> Any:
+    if isinstance(value, dict) and "exclude" in value:
+        return qe.PayloadSelector.Exclude(value["exclude"])
+    return bool(value) if value is not None else True
+
+
+class StandIn:
+    """The REST routes over `Collections`."""
+
+    def __init__(self, root: Path, api_key: str | None = None) -> None:
+        self.collections = Collections(root)
+        self.api_key = api_key
+
+    def _locked(self, fn: Callable[[], Any]) -> Any:
+        with self.collections.lock:
+            return fn()
+
+    async def _handle(self, request: Request, fn: Callable[[dict[str, Any]], Any]) -> Response:
+        import asyncio
+
+        from pydantic import BaseModel
+
+        started = time.perf_counter()
+        given = request.headers.get("api-key", "")
+        if self.api_key and not hmac.compare_digest(given.encode(), self.api_key.encode()):
+            return JSONResponse({"status": {"error": "Invalid api-key"}, "time": 0}, 401)
+        raw = await request.body()
+        body = json.loads(raw) if raw else {}
+        try:
+            result = await asyncio.to_thread(self._locked, lambda: fn(body))
+        except NotFoundError as exc:
+            return JSONResponse({"status": {"error": f"Not found: {exc}"}, "time": 0}, 404)
+        except (ValueError, KeyError, TypeError) as exc:
+            return JSONResponse({"status": {"error": f"Bad request: {exc}"}, "time": 0}, 400)
+        if isinstance(result, BaseModel):
+            result = result.model_dump(mode="json")
+        elif isinstance(result, list):
+            result = [r.model_dump(mode="json") for r in result]
+        return JSONResponse(
+            {"result": result, "status": "ok", "time": time.perf_counter() - started}
+        )
+
+    # Collections ----------------------------------------------------------------------------
+
+    async def collection(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if request.method == "PUT":
+            return await self._handle(request, lambda body: self.collections.create(name, body))
+        if request.method == "DELETE":
+            return await self._handle(request, lambda body: self.collections.delete(name))
+        return await self._handle(request, lambda body: self._info(name))
+
+    async def exists(self, request: Request) -> Response:
+        from qdrant_client.http import models
+
+        name = request.path_params["name"]
+        return await self._handle(
+            request, lambda body: models.CollectionExistence(exists=self.collections.exists(name))
+        )
+
+    def _info(self, name: str) -> Any:
+        import qdrant_edge as qe
+        from qdrant_client.http import models
+
+        shard = self.collections.shard(name)
+        info = shard.info()
+        points = shard.count(qe.CountRequest(exact=True))
+        kinds = {"Keyword": "keyword", "Integer": "integer"}
+        schema = {
+            field: models.PayloadIndexInfo(
+                data_type=models.PayloadSchemaType(
+                    kinds.get(str(getattr(v, "data_type", v)).split(".")[-1], "keyword")
+                ),
+                points=0,
+            )
+            for field, v in info.payload_schema.items()
+        }
+        vectors = {
+            vector: models.VectorParams(
+                size=params["size"], distance=models.Distance(params.get("distance", "Cosine"))
+            )
+            for vector, params in self.collections.dense(name).items()
+        }
+        return models.CollectionInfo(
+            status=models.CollectionStatus.GREEN,
+            optimizer_status=models.OptimizersStatusOneOf.OK,
+            points_count=points,
+            indexed_vectors_count=0,
+            segments_count=1,
+            config=models.CollectionConfig(
+                params=models.CollectionParams(
+                    vectors=vectors,
+                    sparse_vectors={
+                        "bm25": models.SparseVectorParams(modifier=models.Modifier.IDF)
+                    },
+                ),
+                hnsw_config=models.HnswConfig(m=16, ef_construct=100, full_scan_threshold=10000),
+                optimizer_config=models.OptimizersConfig(
+                    deleted_threshold=0.2,
+                    vacuum_min_vector_number=1000,
+                    default_segment_number=0,
+                    flush_interval_sec=5,
+                ),
+            ),
+            payload_schema=schema,
+        )
+
+    async def index(self, request: Request) -> Response:
+        import qdrant_edge as qe
+
+        name = request.path_params["name"]
+        kinds = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+
+        def create(body: dict[str, Any]) -> Any:
+            schema = body["field_schema"]
+            kind = schema if isinstance(schema, str) else schema["type"]
+            shard = self.collections.shard(name)
+            shard.update(qe.UpdateOperation.create_field_index(body["field_name"], kinds[kind]))
+            shard.flush()
+            return _completed()
+
+        return await self._handle(request, create)
+
+    # Points ---------------------------------------------------------------------------------
+
+    async def upsert(self, request: Request) -> Response:
+        import qdrant_edge as qe
+
+        name = request.path_params["name"]
+
+        def write(body: dict[str, Any]) -> Any:
+            shard = self.collections.shard(name)
+            points = [
+                qe.Point(p["id"], _point_vectors(qe, p.get("vector") or {}), p.get("payload") or {})
+                for p in body["points"]
+            ]
+            shard.update(qe.UpdateOperation.upsert_points(points))
+            shard.flush()
+            return _completed()
+
+        return await self._handle(request, write)
+
+    async def retrieve(self, request: Request) -> Response:
+        from qdrant_client.http import models
+
+        name = request.path_params["name"]
+
+        def read(body: dict[str, Any]) -> Any:
+            records = self.collections.shard(name).retrieve(list(body["ids"]), True, False)
+            return [models.Record(id=str(r.id), payload=dict(r.payload or {})) for r in records]
+
+        return await self._handle(request, read)
+
+    async def count(self, request: Request) -> Response:
+        import qdrant_edge as qe
+        from qdrant_client.http import models
+
+        name = request.path_params["name"]
+
+        def count(body: dict[str, Any]) -> Any:
+            request = qe.CountRequest(exact=True, filter=_filter(qe, body.get("filter")))
+            return models.CountResult(count=self.collections.shard(name).count(request))
+
+        return await self._handle(request, count)
+
+    async def delete(self, request: Request) -> Response:
+        import qdrant_edge as qe
+
+        name = request.path_params["name"]
+
+        def remove(body: dict[str, Any]) -> Any:
+            if "filter" not in body:
+                raise ValueError("only deletion by filter is supported")
+            shard = self.collections.shard(name)
+            shard.update(qe.UpdateOperation.delete_points_by_filter(_filter(qe, body["filter"])))
+            shard.flush()
+            return _completed()
+
+        return await self._handle(request, remove)
+
+    async def query(self, request: Request) -> Response:
+        import qdrant_edge as qe
+        from qdrant_client.http import models
+
+        name = request.path_params["name"]
+
+        def search(body: dict[str, Any]) -> Any:
+            flt = _filter(qe, body.get("filter"))
+            prefetches = [
+                qe.Prefetch(
+                    p.get("limit", 10), query=_query(qe, p), filter=_filter(qe, p.get("filter"))
+                )
+                for p in body.get("prefetch") or []
+            ]
+            query = qe.QueryRequest(
+                limit=body.get("limit", 10),
+                query=_query(qe, body),
+                prefetches=prefetches or None,
+                filter=flt,
+                with_payload=bool(body.get("with_payload", False)),
+            )
+            points = self.collections.shard(name).query(query)
+            return models.QueryResponse(
+                points=[
+                    models.ScoredPoint(
+                        id=str(p.id), version=0, score=float(p.score), payload=dict(p.payload or {})
+                    )
+                    for p in points
+                ]
+            )
+
+        return await self._handle(request, search)
+
+    async def scroll(self, request: Request) -> Response:
+        import qdrant_edge as qe
+        from qdrant_client.http import models
+
+        name = request.path_params["name"]
+
+        def page(body: dict[str, Any]) -> Any:
+            scroll = qe.ScrollRequest(
+                offset=body.get("offset"),
+                limit=body.get("limit", 10),
+                filter=_filter(qe, body.get("filter")),
+                with_payload=_payload_selector(qe, body.get("with_payload")),
+            )
+            records, next_offset = self.collections.shard(name).scroll(scroll)
+            return models.ScrollResult(
+                points=[
+                    models.Record(id=str(r.id), payload=dict(r.payload or {})) for r in records
+                ],
+                next_page_offset=str(next_offset) if next_offset is not None else None,
+            )
+
+        return await self._handle(request, page)
+
+    async def ready(self, request: Request) -> Response:
+        return PlainTextResponse("all shards are ready")
+
+    def app(self) -> Starlette:
+        def on(path: str, endpoint: Any, *methods: str) -> Route:
+            return Route(path, endpoint, methods=list(methods))
+
+        prefix = "/collections/{name}"
+        return Starlette(
+            routes=[
+                on("/readyz", self.ready, "GET"),
+                on("/healthz", self.ready, "GET"),
+                on(f"{prefix}/exists", self.exists, "GET"),
+                on(f"{prefix}/index", self.index, "PUT"),
+                on(f"{prefix}/points/count", self.count, "POST"),
+                on(f"{prefix}/points/delete", self.delete, "POST"),
+                on(f"{prefix}/points/query", self.query, "POST"),
+                on(f"{prefix}/points/scroll", self.scroll, "POST"),
+                on(f"{prefix}/points", self.upsert, "PUT"),
+                on(f"{prefix}/points", self.retrieve, "POST"),
+                on(prefix, self.collection, "GET", "PUT", "DELETE"),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        yield
+        self.collections.close()
+
+
+def _completed() -> Any:
+    from qdrant_client.http import models
+
+    return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
+
+
+def serve(path: str, host: str, port: int, api_key: str | None = None) -> None:
+    """Serve the stand-in until interrupted."""
+    import uvicorn
+
+    uvicorn.run(StandIn(Path(path), api_key).app(), host=host, port=port, log_level="warning")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Qdrant REST stand-in over Qdrant Edge (dev only)")
+    parser.add_argument("--path", required=True, help="folder of the collections' shards")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=6333)
+    parser.add_argument("--api-key", default=None)
+    args = parser.parse_args(argv)
+    serve(args.path, args.host, args.port, args.api_key)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""`docent serve`'s HTTP protocol: uvicorn's h11 with bounds on slow and greedy clients.
+
+uvicorn bounds only the idle time between requests: a client that sends half a request head,
+a body a byte at a time, or nothing at all holds its connection (and a task) for as long as
+it likes, and one address can open thousands. Here each connection must deliver a request
+head within `header_timeout_s` of its first byte (or of opening), and the body within
+`body_timeout_s` of the head, else it is closed; and each peer address holds at most
+`max_per_client` connections, further ones being closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("docent")
+
+
+class BoundedH11Protocol(H11Protocol):
+    """h11 with read deadlines and a per-peer connection cap (see the module docstring)."""
+
+    header_timeout_s: ClassVar[float] = 10.0
+    body_timeout_s: ClassVar[float] = 60.0
+    max_per_client: ClassVar[int] = 0  # 0: no cap
+    open_by_peer: ClassVar[Counter[str]] = Counter()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._watched: object = None  # the cycle current when the deadline was set
+        self._peer: str | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.client:
+            self._peer = self.client[0]
+            self.open_by_peer[self._peer] += 1
+            if self.max_per_client and self.open_by_peer[self._peer] > self.max_per_client:
+                log.debug("closing a connection over the per-client cap")
+                transport.close()
+                return
+        self._expect_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        if self._peer is not None:
+            self.open_by_peer[self._peer] -= 1
+            if self.open_by_peer[self._peer] <= 0:
+                del self.open_by_peer[self._peer]
+            self._peer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        before = self.cycle
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not before and cycle is not None:
+            # A new request head arrived: its body (if any) is now on the clock.
+            if cycle.more_body:
+                self._arm(self.body_timeout_s, cycle, "body")
+            else:
+                self._cancel()
+        elif cycle is not None and self._watched is cycle and not cycle.more_body:
+            self._cancel()  # the body is complete: the app takes its own time
+        elif (cycle is None or cycle.response_complete) and self._deadline is None:
+            self._expect_head()  # the first bytes of the next request on a kept-alive line
+
+    def _expect_head(self) -> None:
+        self._arm(self.header_timeout_s, self.cycle, "head")
+
+    def _arm(self, delay: float, watched: object, phase: str) -> None:
+        self._cancel()
+        self._watched = watched
+        self._deadline = self.loop.call_later(delay, self._expire, watched, phase)
+
+    def _cancel(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = None
+        self._watched = None
+
+    def _expire(self, watched: object, phase: str) -> None:
+        self._deadline = None
+        cycle = self.cycle
+        if phase == "head" and cycle is not watched and cycle is not None:
+            return  # a head arrived meanwhile (its body deadline was set then)
+        if phase == "body" and (cycle is not watched or not cycle.more_body):
+            return
+        if not self.transport.is_closing():
+            log.info("closing a slow client", extra={"phase": phase})
+            self.transport.close()
+
+
+class SettingsBoundedH11Protocol(BoundedH11Protocol):
+    """The bounds from Settings: `uvicorn --http docent.serving:SettingsBoundedH11Protocol`.
+
+    Behind a trusted proxy (`TRUSTED_PROXY_HOPS` > 0) every client shares the proxy's address,
+    so there the per-address cap is left to the proxy.
+    """
+
+    configured: ClassVar[bool] = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        cls = type(self)
+        if not cls.configured:
+            from docent.config import get_settings
+
+            settings = get_settings()
+            cls.header_timeout_s = settings.header_timeout_s
+            cls.body_timeout_s = settings.body_timeout_s
+            cls.max_per_client = (
+                0 if settings.trusted_proxy_hops else settings.max_connections_per_client
+            )
+            cls.configured = True
+        super().__init__(*args, **kwargs)
