@@ -117,8 +117,8 @@ NOT_FOUND = (
 # in the quoted sentences. Derived on `make eval`'s 101 questions (Django REST framework and
 # Python docs): the sweep in bench/results/eval.json (`calibration`) gives, per threshold, the
 # answered precision and recall; 0.35 is the highest threshold at which both BM25 (0.97 / 0.94)
-# and hybrid retrieval (0.95 / 0.92) meet precision >= 0.95 and recall >= 0.90 (0.40 costs
-# hybrid 5 points of recall; 0.30 lets BM25 answer more unanswerable questions).
+# and hybrid retrieval (0.95 / 0.91) meet precision >= 0.95 and recall >= 0.90 (0.40 costs
+# hybrid 3 to 5 points of recall; 0.30 lets BM25 answer more unanswerable questions).
 ANSWER_COVERAGE = 0.35
 MAX_WINDOW_UNITS = 3
 # A sentence that introduces the block after it ("... like this:", "For example.").
