@@ -206,8 +206,12 @@ async def phase(
     return Phase(streams, {name: cpu_s(pid) - before[name] for name, pid in pids.items()})
 
 
-def split(long: float, short: float, requests: int, tokens: tuple[int, int]) -> dict[str, float]:
-    """CPU per token (the slope between two answer lengths) and per request besides its tokens."""
+def split(
+    runs: dict[str, Phase], path: str, process: str, requests: int, tokens: tuple[int, int]
+) -> dict[str, float]:
+    """A process's CPU per token (the slope between the long and the short answers' phases on
+    one path) and per request besides its tokens (what is left of a short answer's CPU)."""
+    long, short = runs[f"{path}_long"].cpu[process], runs[f"{path}_short"].cpu[process]
     per_long, per_short = long / requests, short / requests
     per_token = max(0.0, (per_long - per_short) / (tokens[0] - tokens[1]))
     return {
@@ -246,9 +250,7 @@ async def chat_levels(
                 await at_concurrency(straight, [next(tagged)], 1, 0)
                 for name, once in (("direct", straight), ("docent", docent)):
                     batch = [next(tagged) for _ in range(count)]
-                    runs[f"{name}_{kind}"] = await phase(
-                        pids, once, batch, concurrency, stream_s
-                    )
+                    runs[f"{name}_{kind}"] = await phase(pids, once, batch, concurrency, stream_s)
             arrivals = httpx.get(f"{model}/arrivals", timeout=30).json()
             ours = runs["docent_long"].streams + runs["docent_short"].streams
             ok = [s for s in ours if s.error is None]
@@ -279,14 +281,8 @@ async def chat_levels(
                 "frames_per_long_answer": round(
                     sum(s.frames for s in runs["docent_long"].streams) / count, 1
                 ),
-                "docent": split(
-                    runs["docent_long"].cpu["docent"], runs["docent_short"].cpu["docent"],
-                    count, tokens,
-                ),  # fmt: skip
-                "standin_direct": split(
-                    runs["direct_long"].cpu["standin"], runs["direct_short"].cpu["standin"],
-                    count, tokens,
-                ),  # fmt: skip
+                "docent": split(runs, "docent", "docent", count, tokens),
+                "standin_direct": split(runs, "direct", "standin", count, tokens),
                 "standin_serving_docent_cpu_ms_per_request_long": round(
                     runs["docent_long"].cpu["standin"] / count * 1000, 3
                 ),
