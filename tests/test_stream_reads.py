@@ -42,12 +42,14 @@ class Plan:
 
     pieces: ClassVar[list[bytes]] = []
     gap_s: ClassVar[float] = 0.0
+    peers: ClassVar[list[int]] = []  # the client port of each request
 
 
 @pytest.fixture(scope="module")
 def model_url() -> Iterator[str]:
     async def completions(request: Request) -> Response:
         await request.body()
+        Plan.peers.append(request.client.port if request.client else 0)
         pieces, gap = list(Plan.pieces), Plan.gap_s
         if len(pieces) == 1:  # one write: every token in one read
             return Response(pieces[0], media_type="text/event-stream")
@@ -101,6 +103,18 @@ async def test_tokens_apart_in_time_stay_apart(model_url: str, tmp_path: Path) -
     Plan.gap_s = 0.2  # each token its own read: streaming stays streaming
     got, _ = await deltas(model_url, tmp_path)
     assert got == TOKENS[:3]
+
+
+async def test_the_connection_goes_back_to_the_pool_after_done(
+    model_url: str, tmp_path: Path
+) -> None:
+    body = sse_body(TOKENS)
+    Plan.pieces, Plan.gap_s = [body[:40], body[40:]], 0.01  # chunked, ends after [DONE]
+    Plan.peers.clear()
+    for _ in range(3):
+        got, _ = await deltas(model_url, tmp_path)
+        assert "".join(got) == "".join(TOKENS)
+    assert len(Plan.peers) == 3 and len(set(Plan.peers)) == 1  # one connection, reused
 
 
 async def test_a_malformed_line_ends_the_answer_with_an_error(

@@ -9,6 +9,7 @@ that do not report it are counted with the chat model's tiktoken encoding.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -165,6 +166,13 @@ class OpenAIAnswerer:
                     joined = "".join(deltas)
                     text.append(joined)
                     yield joined
+            if done:
+                # The body ends right after `[DONE]`: reading that end hands the connection back
+                # to the pool, where closing early would cost a new connection per answer.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(max(0.0, min(1.0, deadline - time.monotonic()))):
+                        async for _ in reads:
+                            pass
         finally:
             # Closing the response closes the connection: the server stops generating (and
             # billing) when the client has gone away.
