@@ -30,7 +30,7 @@ def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
     assert set(results) == {"machine", "chat", "ingest", "retrieval", "coldstart", "memory",
-                            "limiter"}  # fmt: skip
+                            "limiter", "cpu"}  # fmt: skip
 
     for level in results["chat"]["levels"].values():
         assert level["docent"]["errors"] == 0 and level["direct"]["errors"] == 0
@@ -64,6 +64,51 @@ def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None
     summary = (tmp_path / "summary.md").read_text()
     assert "| Measure | Figure | Target | Met |" in summary
     assert "None" not in summary  # every target's figure was found
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_the_cpu_section_counts_its_work_and_tabulates_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--only", "cpu", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    cpu = json.loads((tmp_path / "cpu.json").read_text())
+    machine = json.loads((tmp_path / "machine.json").read_text())
+    assert machine["calibration_ms"] > 0 and cpu["calibration_ms"] > 0
+
+    from bench.cpu import LONG_ANSWER, SHORT_ANSWER, model_tokens
+    from bench.run import SMOKE
+
+    assert set(cpu["levels"]) == {str(n) for n in SMOKE.cpu_streams}
+    for level, figures in cpu["levels"].items():
+        count = SMOKE.cpu_streams[int(level)]
+        assert figures["requests_per_phase"] == count
+        assert figures["errors"] == dict.fromkeys(figures["errors"], 0)
+        assert set(figures["errors"]) == {"direct_long", "direct_short", "docent_long",
+                                          "docent_short"}  # fmt: skip
+        # Every answer came through whole, however its tokens were framed.
+        assert figures["answers"] == figures["answers_identical"] == 2 * count
+        assert figures["tokens_per_answer"] == {
+            "long": model_tokens(LONG_ANSWER), "short": model_tokens(SHORT_ANSWER)
+        }  # fmt: skip
+        assert 1 <= figures["frames_per_long_answer"] <= model_tokens(LONG_ANSWER)
+        assert figures["first_chunk_ms"]["docent"]["n"] == count
+        assert figures["sources_lead_over_model_call_ms"]["n"] == 2 * count  # every call seen
+        for process in ("docent", "standin_direct"):
+            assert figures[process]["cpu_ms_per_request_long"] > 0
+    assert cpu["ingest"]["chunks"] > cpu["ingest"]["documents"] > 0
+    assert cpu["retrieval"]["queries"] == SMOKE.retrieval_queries
+
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"CPU calibration: {machine['calibration_ms']} ms" in summary
+    assert "| CPU: Docent server per streamed token, 50 streams (µs) |" in summary
+    assert "<= 80 µs" in summary and "<= 4 ms" in summary and "<= 0.5 ms" in summary
+    assert "None" not in summary
 
 
 def test_the_readme_table_is_replaced_between_its_markers(tmp_path: Path) -> None:
