@@ -351,6 +351,105 @@ async def retrieval_cpu(work: Path, paths: Sequence[Path], count: int) -> dict[s
     }
 
 
+# ---------------------------------------------------------------- before and after
+
+BASELINE_ENV = "BENCH_CPU_BASELINE"  # a git revision to measure beside this tree, in this run
+
+
+def baseline_tree(revision: str, work: Path) -> Path:
+    """`revision` of this repository in a folder of its own, with this tree's bundled encodings."""
+    import shutil
+    import subprocess
+
+    tree = work / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", revision], cwd=ROOT, capture_output=True,
+                             check=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    encodings = ROOT / "layers/common/docent/encodings"
+    if encodings.exists():
+        shutil.copytree(encodings, tree / "layers/common/docent/encodings", dirs_exist_ok=True)
+    return tree
+
+
+async def one_server(
+    tree: Path | None, model: str, work: Path, docs: Sequence[dict[str, Any]], level: int,
+    count: int, tagged: Iterator[tuple[str, str]],
+) -> dict[str, Any]:  # fmt: skip
+    """Per-token and per-request CPU at `level` streams of a fresh server: this tree's `docent
+    serve`, or (`tree`) an older revision as it ran, on uvicorn's plain loop and h11."""
+    from bench.run import ingest_over_http
+    from tests.support.servers import background_process, free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    root = tree or ROOT
+    env = {**os.environ, **docent_env(model), "SAMPLE_CORPUS": "",
+           "QDRANT_PATH": str(work / f"ab-{port}"),
+           "PYTHONPATH": f"{root}/layers/common{os.pathsep}{root}"}  # fmt: skip
+    address = ["--host", "127.0.0.1", "--port", str(port)]
+    command = (
+        [sys.executable, "-m", "uvicorn", "functions.bundle:app", *address, "--no-proxy-headers",
+         "--timeout-keep-alive", "75", "--loop", "asyncio", "--http", "h11",
+         "--log-level", "warning"]
+        if tree
+        else [sys.executable, "-m", "docent.cli", "serve", *address]
+    )  # fmt: skip
+    ready = lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200  # noqa: E731
+    runs: dict[str, Phase] = {}
+    with background_process(command, ready, "docent", env=env, cwd=root) as process:
+        async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+            await ingest_over_http(client, docs)
+        limits = httpx.Limits(max_connections=level + 20, max_keepalive_connections=level + 20)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+
+            async def docent(q: str, tag: str) -> Stream:
+                return await through_docent(client, url, q, tag)
+
+            for answer, kind in ((LONG_ANSWER, "long"), (SHORT_ANSWER, "short")):
+                control(model, answer=answer)
+                stream_s = FIRST_TOKEN_S + model_tokens(answer) * TOKEN_INTERVAL_S
+                await at_concurrency(docent, [next(tagged)], 1, 0)
+                batch = [next(tagged) for _ in range(count)]
+                runs[f"docent_{kind}"] = await phase(
+                    {"docent": process.pid}, docent, batch, level, stream_s
+                )
+    tokens = (model_tokens(LONG_ANSWER), model_tokens(SHORT_ANSWER))
+    return split(runs, "docent", "docent", count, tokens) | {
+        "errors": runs["docent_long"].errors + runs["docent_short"].errors
+    }
+
+
+async def before_and_after(
+    revision: str, model: str, work: Path, paths: Sequence[Path], levels: dict[int, int],
+    questions: list[str],
+) -> dict[str, Any]:  # fmt: skip
+    """The baseline revision and this tree, alternating (before, after, after, before) so that
+    a machine that slows down or speeds up during the run weighs on both alike."""
+    import statistics
+
+    tree = baseline_tree(revision, work)
+    level = max(n for n in levels if n <= int(TARGET_LEVEL))
+    tagged = iter((q, str(n)) for n, q in enumerate(questions))
+    figures: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    for which in ("before", "after", "after", "before"):
+        figures[which].append(
+            await one_server(tree if which == "before" else None, model, work, documents(paths),
+                             level, levels[level], tagged)
+        )  # fmt: skip
+
+    def median(which: str, key: str) -> float:
+        return round(float(statistics.median(f[key] for f in figures[which])), 3)
+
+    keys = ("cpu_us_per_token", "cpu_ms_per_request_besides_tokens")
+    return {
+        "revision": revision,
+        "streams": level,
+        "runs": figures,
+        **{f"{which}_{key}": median(which, key) for which in figures for key in keys},
+    }
+
+
 async def bench_cpu(sizes: Any, work: Path) -> dict[str, Any]:
     from bench.corpus import questions, write_corpus
     from tests.support.servers import docent_server
@@ -366,6 +465,12 @@ async def bench_cpu(sizes: Any, work: Path) -> dict[str, Any]:
             out["ingest"] = await ingest_cpu(url, process.pid, documents(paths))
             pids = {"docent": process.pid, "standin": standin_pid}
             out["levels"] = await chat_levels(url, model, pids, levels, questions(needed, 41))
+        revision = os.environ.get(BASELINE_ENV)
+        if revision:
+            asked = questions(8 * max(levels.values()) + 16, 43)
+            out["before_and_after"] = await before_and_after(
+                revision, model, work, paths, levels, asked
+            )
     out["retrieval"] = await retrieval_cpu(work, paths, sizes.retrieval_queries)
     out["model_standin"] = {"first_token_s": FIRST_TOKEN_S, "token_interval_s": TOKEN_INTERVAL_S}
     return out
@@ -468,6 +573,18 @@ def details(results: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
                 f"{f['frames_per_long_answer']}; {f['errors']['docent_long']}"
                 f"+{f['errors']['docent_short']} vs {f['errors']['direct_long']}"
                 f"+{f['errors']['direct_short']}",
+            )
+        )
+    ab = cpu.get("before_and_after")
+    if ab:
+        rows.append(
+            (
+                f"Before ({ab['revision']}, plain loop and h11) and after, same run, alternating, "
+                f"at {ab['streams']} streams: CPU per token (µs) / per request besides tokens (ms)",
+                f"{ab['before_cpu_us_per_token']} / "
+                f"{ab['before_cpu_ms_per_request_besides_tokens']} before, "
+                f"{ab['after_cpu_us_per_token']} / "
+                f"{ab['after_cpu_ms_per_request_besides_tokens']} after (median of 2 servers each)",
             )
         )
     ingest, retrieval = cpu["ingest"], cpu["retrieval"]

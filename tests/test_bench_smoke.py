@@ -8,6 +8,7 @@ say what the full run's targets need.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,7 @@ def test_the_cpu_section_counts_its_work_and_tabulates_it(tmp_path: Path) -> Non
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--only", "cpu", "--out", str(tmp_path)],
         cwd=ROOT,
+        env={**os.environ, "BENCH_CPU_BASELINE": "HEAD"},  # before and after, in one run
         capture_output=True,
         text=True,
         timeout=600,
@@ -101,6 +103,10 @@ def test_the_cpu_section_counts_its_work_and_tabulates_it(tmp_path: Path) -> Non
         assert figures["sources_lead_over_model_call_ms"]["n"] == 2 * count  # every call seen
         for process in ("docent", "standin_direct"):
             assert figures[process]["cpu_ms_per_request_long"] > 0
+    ab = cpu["before_and_after"]
+    assert ab["revision"] == "HEAD" and ab["streams"] == max(SMOKE.cpu_streams)
+    assert [r["errors"] for r in ab["runs"]["before"] + ab["runs"]["after"]] == [0, 0, 0, 0]
+    assert ab["before_cpu_us_per_token"] > 0 and ab["after_cpu_us_per_token"] > 0
     assert cpu["ingest"]["chunks"] > cpu["ingest"]["documents"] > 0
     assert cpu["retrieval"]["queries"] == SMOKE.retrieval_queries
 
@@ -108,6 +114,7 @@ def test_the_cpu_section_counts_its_work_and_tabulates_it(tmp_path: Path) -> Non
     assert f"CPU calibration: {machine['calibration_ms']} ms" in summary
     assert "| CPU: Docent server per streamed token, 50 streams (µs) |" in summary
     assert "<= 80 µs" in summary and "<= 4 ms" in summary and "<= 0.5 ms" in summary
+    assert "Before (HEAD, plain loop and h11) and after" in summary
     assert "None" not in summary
 
 
