@@ -155,9 +155,8 @@ SettingsBoundedHttpToolsProtocol = _httptools_protocol()
 
 def http_protocol() -> str:
     """The bounded protocol `docent serve` uses: httptools' when installed, else h11's."""
-    name = (
-        "SettingsBoundedHttpToolsProtocol"
-        if SettingsBoundedHttpToolsProtocol
-        else "SettingsBoundedH11Protocol"
-    )
+    from importlib.util import find_spec
+
+    fast = SettingsBoundedHttpToolsProtocol is not None and find_spec("httptools") is not None
+    name = "SettingsBoundedHttpToolsProtocol" if fast else "SettingsBoundedH11Protocol"
     return f"docent.serving:{name}"
