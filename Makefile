@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(PY) requirements-dev.txt layers/common/requirements.txt pyproject.toml
+$(VENV)/.installed: $(PY) requirements-dev.txt requirements-serve.txt layers/common/requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .

@@ -14,6 +14,7 @@ against the targets):
 - limiter: the cost of one sliding-window check on each store.
 - protocols: what MCP and the OpenAI protocol add to an answer over /chat (bench/protocols.py).
 - sites: `docent ingest` of a generated 150-file MkDocs project, wall time (bench/sites.py).
+- cpu: CPU time per streamed token, chat request, ingested chunk and retrieval (bench/cpu.py).
 
 `--smoke` runs every section at toy sizes (seconds): `make test` runs it so the suite cannot rot.
 """
@@ -52,6 +53,7 @@ ANSWER = " ".join(f"Step {i} of the procedure is described in the guide [S1]." f
 STREAM_S = MODEL_TTFT_S + 45 * MODEL_TOKEN_S
 SECTIONS = (
     "chat", "ingest", "retrieval", "coldstart", "memory", "limiter", "protocols", "deploy", "sites",
+    "cpu",
 )  # fmt: skip
 
 
@@ -66,6 +68,7 @@ class Sizes:
     open_streams: int
     limiter_calls: int
     per_chunk_files: int
+    cpu_streams: dict[int, int]  # concurrency -> requests per phase (bench/cpu.py)
 
 
 FULL = Sizes(
@@ -78,6 +81,7 @@ FULL = Sizes(
     open_streams=200,
     limiter_calls=2000,
     per_chunk_files=100,
+    cpu_streams={1: 8, 10: 40, 50: 150, 200: 400},
 )
 SMOKE = Sizes(
     corpus_files=30,
@@ -89,6 +93,7 @@ SMOKE = Sizes(
     open_streams=10,
     limiter_calls=50,
     per_chunk_files=5,
+    cpu_streams={1: 2, 10: 10},
 )
 
 
@@ -126,6 +131,8 @@ def machine() -> dict[str, Any]:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 memory_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    from bench.cpu import calibrate
+
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu,
@@ -133,6 +140,7 @@ def machine() -> dict[str, Any]:
         "memory_gib": memory_gib,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "calibration_ms": calibrate(),
     }
 
 
@@ -866,12 +874,15 @@ def summary(results: dict[str, dict[str, Any]], about: dict[str, Any], smoke: bo
         "# Docent benchmark" + (" (smoke run: toy sizes, figures mean nothing)" if smoke else ""),
         "",
         f"{about['date']} on {about['cores']} cores ({about['cpu']}), {about['memory_gib']} GiB, "
-        f"Python {about['python']}.",
+        f"Python {about['python']}. CPU calibration: {about['calibration_ms']} ms for a fixed "
+        "pure-Python workload (wall figures scale with it; CPU figures travel).",
         "",
         "| Measure | Figure | Target | Met |",
         "|---|---|---|---|",
     ]
-    for target in TARGETS:
+    from bench import cpu
+
+    for target in TARGETS + cpu.TARGETS:
         if target.section not in results:
             continue
         try:
@@ -882,6 +893,7 @@ def summary(results: dict[str, dict[str, Any]], about: dict[str, Any], smoke: bo
         lines.append(f"| {target.label} | {value} | {target.text} | {'yes' if ok else '**no**'} |")
     lines += ["", "| Figure | Value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in details(results) + deploy.details(results)]
+    lines += [f"| {k} | {v} |" for k, v in cpu.details(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -981,6 +993,10 @@ async def run(sections: Sequence[str], sizes: Sizes, out: Path, smoke: bool) -> 
                 figures = await asyncio.to_thread(bench_coldstart, sizes, work)
             elif section == "deploy":  # the built Lambda artifacts: bench/deploy.py
                 figures = await asyncio.to_thread(deploy.bench_deploy, sizes, work)
+            elif section == "cpu":
+                from bench.cpu import bench_cpu
+
+                figures = await bench_cpu(sizes, work)
             else:
                 figures = await globals()[f"bench_{section}"](sizes, work)
             figures["bench_seconds"] = round(time.perf_counter() - started, 1)

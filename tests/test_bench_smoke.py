@@ -8,6 +8,7 @@ say what the full run's targets need.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
     assert set(results) == {"machine", "chat", "ingest", "retrieval", "coldstart", "memory",
-                            "limiter", "protocols", "deploy", "sites"}  # fmt: skip
+                            "limiter", "protocols", "deploy", "sites", "cpu"}  # fmt: skip
     assert results["sites"]["documents"] == results["sites"]["files"] > 0
 
     for level in results["chat"]["levels"].values():
@@ -74,6 +75,57 @@ def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None
     summary = (tmp_path / "summary.md").read_text()
     assert "| Measure | Figure | Target | Met |" in summary
     assert "None" not in summary  # every target's figure was found
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_the_cpu_section_counts_its_work_and_tabulates_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--only", "cpu", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "BENCH_CPU_BASELINE": "HEAD"},  # before and after, in one run
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    cpu = json.loads((tmp_path / "cpu.json").read_text())
+    machine = json.loads((tmp_path / "machine.json").read_text())
+    assert machine["calibration_ms"] > 0 and cpu["calibration_ms"] > 0
+
+    from bench.cpu import LONG_ANSWER, SHORT_ANSWER, model_tokens
+    from bench.run import SMOKE
+
+    assert set(cpu["levels"]) == {str(n) for n in SMOKE.cpu_streams}
+    for level, figures in cpu["levels"].items():
+        count = SMOKE.cpu_streams[int(level)]
+        assert figures["requests_per_phase"] == count
+        assert figures["errors"] == dict.fromkeys(figures["errors"], 0)
+        assert set(figures["errors"]) == {"direct_long", "direct_short", "docent_long",
+                                          "docent_short"}  # fmt: skip
+        # Every answer came through whole, however its tokens were framed.
+        assert figures["answers"] == figures["answers_identical"] == 2 * count
+        assert figures["tokens_per_answer"] == {
+            "long": model_tokens(LONG_ANSWER), "short": model_tokens(SHORT_ANSWER)
+        }  # fmt: skip
+        assert 1 <= figures["frames_per_long_answer"] <= model_tokens(LONG_ANSWER)
+        assert figures["first_chunk_ms"]["docent"]["n"] == count
+        assert figures["sources_lead_over_model_call_ms"]["n"] == 2 * count  # every call seen
+        for process in ("docent", "standin_direct"):
+            assert figures[process]["cpu_ms_per_request_long"] > 0
+    ab = cpu["before_and_after"]
+    assert ab["revision"] == "HEAD" and ab["streams"] == max(SMOKE.cpu_streams)
+    assert [r["errors"] for r in ab["runs"]["before"] + ab["runs"]["after"]] == [0, 0, 0, 0]
+    assert ab["before_cpu_us_per_token"] > 0 and ab["after_cpu_us_per_token"] > 0
+    assert cpu["ingest"]["chunks"] > cpu["ingest"]["documents"] > 0
+    assert cpu["retrieval"]["queries"] == SMOKE.retrieval_queries
+
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"CPU calibration: {machine['calibration_ms']} ms" in summary
+    assert "| CPU: Docent server per streamed token, 50 streams (µs) |" in summary
+    assert "<= 80 µs" in summary and "<= 4 ms" in summary and "<= 0.5 ms" in summary
+    assert "Before (HEAD, plain loop and h11) and after" in summary
+    assert "None" not in summary
 
 
 def test_the_readme_table_is_replaced_between_its_markers(tmp_path: Path) -> None:

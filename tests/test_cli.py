@@ -101,3 +101,28 @@ def test_bad_files_are_reported_not_crashed(env: dict[str, str], tmp_path: Path)
     assert result.returncode == 1
     assert "binary.md: binary data" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_runs_on_uvloop_and_httptools(tmp_path: Path) -> None:
+    """`docent serve` loads uvicorn's C loop and parser (requirements-serve.txt) in its process."""
+    from tests.support.servers import docent_server
+
+    with docent_server({}, str(tmp_path)) as (url, process):
+        assert httpx.get(f"{url}/health").status_code == 200
+        maps = Path(f"/proc/{process.pid}/maps").read_text()
+    assert "uvloop" in maps and "httptools" in maps
+
+
+def test_serve_falls_back_to_the_plain_loop_without_the_extras(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from docent.cli import server_speedups
+
+    # Either parser carries the slow-client bounds (tests/test_hostile.py runs against the first).
+    fast = {"loop": "uvloop", "http": "docent.serving:SettingsBoundedHttpToolsProtocol"}
+    assert server_speedups() == fast
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # extras not installed
+    plain = {"loop": "asyncio", "http": "docent.serving:SettingsBoundedH11Protocol"}
+    assert server_speedups() == plain

@@ -126,6 +126,7 @@ def test_streamed_answer_usage_and_citations(
 ) -> None:
     docent, state = docent_models
     state.answer = "Use RATE_LIMIT_ANON [S1]. See also [S9] and [S2]."
+    state.token_interval_s = 0.05  # tokens apart in time (those that arrive together leave so)
     with docent.client() as client:
         events = ask(client, "How are anonymous visitors limited?")
     kinds = [e["type"] for e in events]

@@ -215,12 +215,16 @@ def test_one_architecture_for_functions_layers_and_the_adapter(
 def test_a_sync_source_gets_a_schedule_that_invokes_the_ingest_sync() -> None:
     assert stack(**PRODUCTION).resources("AWS::Scheduler::Schedule") == {}
     source = "https://docs.example.com/sitemap.xml"
-    scheduled = stack(**PRODUCTION, SyncSource=source, SyncAllowedHosts="docs.example.com")
+    scheduled = stack(**PRODUCTION, SyncSource=source, SyncAllowedHosts="cdn.example.com")
     (schedule,) = scheduled.resources("AWS::Scheduler::Schedule").values()
     assert schedule["ScheduleExpression"] == "rate(1 day)"
     assert "IngestFunction" in str(schedule["Target"]["Arn"])
     # The input is the event the ingest handler recognises as a sync (events/ingest-sync.json).
     event = json.loads(schedule["Target"]["Input"])
     assert event == {"sync_source": source} and is_sync_event(event)
-    assert scheduled.environment("IngestFunction")["SYNC_ALLOWED_HOSTS"] == "docs.example.com"
+    # The source's host is allowed (the handler refuses any other), beside SyncAllowedHosts.
+    hosts = scheduled.environment("IngestFunction")["SYNC_ALLOWED_HOSTS"]
+    assert hosts == "cdn.example.com,docs.example.com"
+    alone = stack(**PRODUCTION, SyncSource=source).environment("IngestFunction")
+    assert alone["SYNC_ALLOWED_HOSTS"] == "docs.example.com"
     assert "SYNC_ALLOWED_HOSTS" not in stack(**PRODUCTION).environment("IngestFunction")

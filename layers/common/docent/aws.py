@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
 from docent.logs import get_logger
 
@@ -142,11 +142,7 @@ def sync_handler(services_factory: Callable[[], Services]) -> Handler:
         services = services_factory()
         source = event["sync_source"]
         try:
-            # The schedule's input is the operator's own configuration: its host is allowed,
-            # as `docent sync URL` allows the one it is given; addresses are still checked.
-            host = urlsplit(source).hostname or ""
-            policy = Policy.from_settings(services.settings, [host])
-            result = _run(sync_web(services, source, policy))
+            result = _run(sync_web(services, source, Policy.from_settings(services.settings)))
         except Exception as exc:
             log.error("sync failed", extra={"source": source, "error": _describe(exc)})
             raise

@@ -65,6 +65,20 @@ def _create_private(path: Path, text: str) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def server_speedups() -> dict[str, str]:
+    """uvloop and httptools when installed (requirements-serve.txt), else asyncio and h11.
+
+    Each streamed token is a socket read and a write on the event loop: the C loop and parser
+    take a good part of the per-token CPU off a small server. Either parser carries the bounds
+    on slow and greedy clients (docent.serving).
+    """
+    from importlib.util import find_spec
+
+    from docent.serving import http_protocol
+
+    return {"loop": "uvloop" if find_spec("uvloop") else "asyncio", "http": http_protocol()}
+
+
 def serve(host: str | None, port: int | None) -> int:
     import uvicorn
 
@@ -84,8 +98,8 @@ def serve(host: str | None, port: int | None) -> int:
         # the server closing it (a 502 at the proxy, a ReadError at a client), as the soak saw.
         timeout_keep_alive=75,
         # Slow request heads and bodies are cut off, connections per address capped.
-        http="docent.serving:SettingsBoundedH11Protocol",
         server_header=False,
+        **server_speedups(),  # type: ignore[arg-type]
     )
     return 0
 

@@ -88,6 +88,9 @@ class CitationFilter:
 
     def feed(self, text: str) -> str:
         buffer = self._pending + text
+        if "[" not in buffer:  # no marker, whole or begun: the text as it is
+            self._pending = ""
+            return buffer
         held = _PARTIAL.search(buffer)
         if held and len(buffer) - held.start() <= 32:
             self._pending, buffer = buffer[held.start() :], buffer[: held.start()]
@@ -337,8 +340,19 @@ _IMAGE = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]*)(?:\s+\"[^\"]*\")?\)")
 _LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s]*)(?:\s+\"[^\"]*\")?\)")
 _AUTOLINK = re.compile(r"<(https?://[^>\s]+)>")
 _BARE_URL = re.compile(r"https?://[^\s)\]>\"'`]+")
-# A construct that may still be completed by the next delta.
-_OPEN_TAIL = re.compile(r"(!?\[[^\]\n]*(\]\([^)\n]*)?|<https?://[^>\s]*|https?://\S*)$")
+# A construct that may still be completed by the next delta: a "[...]" that a "(" may follow, the
+# first letters of a scheme ("htt" + "ps://...", "<ht" + "tps://..."), a "!" that may begin an
+# image.
+_SCHEME_START = r"!|<|<?h(?:t(?:t(?:ps?(?::/?)?)?)?)?"
+_OPEN_TAIL = re.compile(
+    r"(!?\[[^\]\n]*(\](\([^)\n]*)?)?|<https?://[^>\s]*|https?://[^\s)\]>\"'`]*|"
+    + _SCHEME_START
+    + ")$"
+)
+_SCHEME_TAIL = re.compile(f"(?:{_SCHEME_START})$")
+# Characters that may close (or end) a held construct.
+_CLOSERS = re.compile(r"[\])>\s\"'`]")
+_HOLD_MAX = 2048
 
 
 class LinkFilter:
@@ -391,9 +405,25 @@ class LinkFilter:
         return "".join(p if i % 2 else _BARE_URL.sub(bare, p) for i, p in enumerate(pieces))
 
     def feed(self, text: str) -> str:
-        buffer = self._pending + text
+        pending = self._pending
+        buffer = pending + text
+        if not pending and "[" not in text and "<" not in text and "://" not in text:
+            # Nothing to judge: only a scheme or an image may be starting at the very end.
+            tail = _SCHEME_TAIL.search(text, max(0, len(text) - 8))
+            if tail is None:
+                return text
+            self._pending = text[tail.start() :]
+            return text[: tail.start()]
+        if (
+            (pending.startswith(("[", "![")) or "://" in pending)
+            and not pending.endswith("]")  # a closed "[...]" goes on only with "("
+            and len(buffer) <= _HOLD_MAX
+            and not _CLOSERS.search(text)
+        ):
+            self._pending = buffer  # the held link or URL is still open: nothing new to judge
+            return ""
         tail = _OPEN_TAIL.search(buffer)
-        if tail and len(buffer) - tail.start() <= 2048:
+        if tail and len(buffer) - tail.start() <= _HOLD_MAX:
             self._pending, buffer = buffer[tail.start() :], buffer[: tail.start()]
         else:
             self._pending = ""

@@ -9,11 +9,13 @@ that do not report it are counted with the chat model's tiktoken encoding.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from docent import modelclient
 from docent.errors import UpstreamError, UpstreamTimeout
@@ -131,34 +133,46 @@ class OpenAIAnswerer:
         text: list[str] = []
         reported = False
         try:
-            lines = response.aiter_lines()
-            while True:
-                remaining = deadline - time.monotonic()
+            # One delta per network read, not per token: tokens that arrived together (a busy
+            # loop, a burst from the server) become one SSE frame downstream.
+            reads = response.aiter_bytes()
+            partial = b""
+            done = False
+            while not done:
                 try:
-                    async with asyncio.timeout(max(0.0, remaining)):
-                        line = await lines.__anext__()
+                    data = await _read(reads, deadline, self.settings.model_timeout_s)
                 except StopAsyncIteration:
                     break
-                except TimeoutError as exc:
-                    raise UpstreamTimeout("The model stopped answering.") from exc
-                except Exception as exc:  # the connection dropped mid-stream
-                    log.warning("model stream broke: %s", type(exc).__name__)
-                    raise UpstreamError("The model server dropped the answer.") from exc
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments, `event:` lines
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                chunk = _chunk(data)
-                if chunk.get("usage"):
-                    usage.prompt_tokens += chunk["usage"].get("prompt_tokens") or 0
-                    usage.completion_tokens += chunk["usage"].get("completion_tokens") or 0
-                    reported = True
-                for choice in chunk.get("choices") or ():
-                    delta = (choice.get("delta") or {}).get("content")
-                    if delta:
-                        text.append(delta)
-                        yield delta
+                lines = (partial + data).splitlines(keepends=True)
+                partial = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
+                deltas: list[str] = []
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue  # blank separators, comments, `event:` lines
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        done = True
+                        break
+                    chunk = _chunk(payload)
+                    if chunk.get("usage"):
+                        usage.prompt_tokens += chunk["usage"].get("prompt_tokens") or 0
+                        usage.completion_tokens += chunk["usage"].get("completion_tokens") or 0
+                        reported = True
+                    for choice in chunk.get("choices") or ():
+                        delta = (choice.get("delta") or {}).get("content")
+                        if delta:
+                            deltas.append(delta)
+                if deltas:
+                    joined = "".join(deltas)
+                    text.append(joined)
+                    yield joined
+            if done:
+                # The body ends right after `[DONE]`: reading that end hands the connection back
+                # to the pool, where closing early would cost a new connection per answer.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(max(0.0, min(1.0, deadline - time.monotonic()))):
+                        async for _ in reads:
+                            pass
         finally:
             # Closing the response closes the connection: the server stops generating (and
             # billing) when the client has gone away.
@@ -212,10 +226,33 @@ class OpenAIAnswerer:
         """The client is shared per process; nothing to release per answerer."""
 
 
-def _chunk(data: str) -> dict[str, Any]:
+async def _read(reads: AsyncIterator[bytes], deadline: float, read_timeout_s: float) -> bytes:
+    """The next bytes of the model's stream, never past `deadline`.
+
+    The client times out each read after `read_timeout_s` by itself, so a timer of our own is
+    only needed once the deadline is nearer than that (a timer per read costs CPU per token).
+    """
+    remaining = deadline - time.monotonic()
+    try:
+        if remaining > read_timeout_s:
+            return await reads.__anext__()
+        async with asyncio.timeout(max(0.0, remaining)):
+            return await reads.__anext__()
+    except StopAsyncIteration:
+        raise
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) or any(
+            c.__name__ == "TimeoutException" for c in type(exc).__mro__
+        ):  # the client's read timeout (httpx's or its fork's), or the deadline
+            raise UpstreamTimeout("The model stopped answering.") from exc
+        log.warning("model stream broke: %s", type(exc).__name__)  # the connection dropped
+        raise UpstreamError("The model server dropped the answer.") from exc
+
+
+def _chunk(data: bytes) -> dict[str, Any]:
     """One streamed completion chunk; an error object sent mid-stream ends the answer."""
     try:
-        chunk = json.loads(data)
+        chunk = orjson.loads(data)
     except ValueError as exc:
         raise UpstreamError("The model server sent a malformed stream.") from exc
     if not isinstance(chunk, dict):

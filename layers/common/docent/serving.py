@@ -1,4 +1,4 @@
-"""`docent serve`'s HTTP protocol: uvicorn's h11 with bounds on slow and greedy clients.
+"""`docent serve`'s HTTP protocols: uvicorn's httptools or h11, bounding slow and greedy clients.
 
 uvicorn bounds only the idle time between requests: a client that sends half a request head,
 a body a byte at a time, or nothing at all holds its connection (and a task) for as long as
@@ -6,6 +6,9 @@ it likes, and one address can open thousands. Here each connection must deliver 
 head within `header_timeout_s` of its first byte (or of opening), and the body within
 `body_timeout_s` of the head, else it is closed; and each peer address holds at most
 `max_per_client` connections, further ones being closed at once.
+
+The bounds are one mixin over either of uvicorn's parsers: httptools (C, the faster per streamed
+token, used when installed: requirements-serve.txt) or h11 (pure Python, always there).
 """
 
 from __future__ import annotations
@@ -13,15 +16,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("docent")
 
 
-class BoundedH11Protocol(H11Protocol):
-    """h11 with read deadlines and a per-peer connection cap (see the module docstring)."""
+class _Bounds:
+    """Read deadlines and a per-peer connection cap over a uvicorn HTTP protocol (put first)."""
+
+    if TYPE_CHECKING:  # provided by the uvicorn protocol this is mixed into
+        cycle: Any
+        client: Any
+        transport: Any
+        loop: Any
 
     header_timeout_s: ClassVar[float] = 10.0
     body_timeout_s: ClassVar[float] = 60.0
@@ -31,11 +40,11 @@ class BoundedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
-        self._watched: object = None  # the cycle current when the deadline was set
+        self._watched: Any = None  # the cycle current when the deadline was set
         self._peer: str | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         if self.client:
             self._peer = self.client[0]
             self.open_by_peer[self._peer] += 1
@@ -52,11 +61,11 @@ class BoundedH11Protocol(H11Protocol):
             if self.open_by_peer[self._peer] <= 0:
                 del self.open_by_peer[self._peer]
             self._peer = None
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
         before = self.cycle
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
         if self.transport.is_closing():
             return
         cycle = self.cycle
@@ -74,7 +83,7 @@ class BoundedH11Protocol(H11Protocol):
     def _expect_head(self) -> None:
         self._arm(self.header_timeout_s, self.cycle, "head")
 
-    def _arm(self, delay: float, watched: object, phase: str) -> None:
+    def _arm(self, delay: float, watched: Any, phase: str) -> None:
         self._cancel()
         self._watched = watched
         self._deadline = self.loop.call_later(delay, self._expire, watched, phase)
@@ -85,7 +94,7 @@ class BoundedH11Protocol(H11Protocol):
         self._deadline = None
         self._watched = None
 
-    def _expire(self, watched: object, phase: str) -> None:
+    def _expire(self, watched: Any, phase: str) -> None:
         self._deadline = None
         cycle = self.cycle
         if phase == "head" and cycle is not watched and cycle is not None:
@@ -97,8 +106,12 @@ class BoundedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-class SettingsBoundedH11Protocol(BoundedH11Protocol):
-    """The bounds from Settings: `uvicorn --http docent.serving:SettingsBoundedH11Protocol`.
+class BoundedH11Protocol(_Bounds, H11Protocol):
+    """h11 with read deadlines and a per-peer connection cap."""
+
+
+class _FromSettings(_Bounds):
+    """The bounds from Settings, read once per class.
 
     Behind a trusted proxy (`TRUSTED_PROXY_HOPS` > 0) every client shares the proxy's address,
     so there the per-address cap is left to the proxy.
@@ -119,3 +132,31 @@ class SettingsBoundedH11Protocol(BoundedH11Protocol):
             )
             cls.configured = True
         super().__init__(*args, **kwargs)
+
+
+class SettingsBoundedH11Protocol(_FromSettings, H11Protocol):
+    """`uvicorn --http docent.serving:SettingsBoundedH11Protocol`."""
+
+
+def _httptools_protocol() -> type[Any] | None:
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # httptools not installed: h11 only
+        return None
+
+    class SettingsBoundedHttpToolsProtocol(_FromSettings, HttpToolsProtocol):
+        """`uvicorn --http docent.serving:SettingsBoundedHttpToolsProtocol`."""
+
+    return SettingsBoundedHttpToolsProtocol
+
+
+SettingsBoundedHttpToolsProtocol = _httptools_protocol()
+
+
+def http_protocol() -> str:
+    """The bounded protocol `docent serve` uses: httptools' when installed, else h11's."""
+    from importlib.util import find_spec
+
+    fast = SettingsBoundedHttpToolsProtocol is not None and find_spec("httptools") is not None
+    name = "SettingsBoundedHttpToolsProtocol" if fast else "SettingsBoundedH11Protocol"
+    return f"docent.serving:{name}"

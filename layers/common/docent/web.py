@@ -7,12 +7,13 @@ with `create_app(router)`, and the bundled app composes all the routers the same
 from __future__ import annotations
 
 import contextvars
+import inspect
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -288,8 +289,26 @@ def create_app(
 
 # Dependencies -------------------------------------------------------------------------------
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-ServicesDep = Annotated[Services, Depends(get_services)]
+
+async def _overridable(request: Request, provider: Callable[[], Any]) -> Any:
+    """`provider()`, or the app's override of it. FastAPI would run these plain functions in a
+    worker thread on every request (and any override rebuilds each dependency per request), so
+    they are coroutines that look the override up themselves."""
+    override = request.app.dependency_overrides.get(provider)
+    value = override() if override is not None else provider()
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _settings(request: Request) -> Settings:
+    return cast(Settings, await _overridable(request, get_settings))
+
+
+async def _services(request: Request) -> Services:
+    return cast(Services, await _overridable(request, get_services))
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ServicesDep = Annotated[Services, Depends(_services)]
 
 _keyrings: dict[tuple[tuple[str, ...], tuple[str, ...]], KeyRing] = {}
 

@@ -1,0 +1,125 @@
+"""The model's stream, read per network read: tokens that arrive together leave as one delta, and
+the text is the model's text however its bytes were cut (mid-line, mid-character, CRLF or LF)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from docent.config import load_settings
+from docent.errors import UpstreamError
+from docent.generation import Usage
+from docent.llm import OpenAIAnswerer
+from tests.conftest import serve
+
+TOKENS = ["Ünïcode ", "😀 ", "and ", "plain ", "words ", "[S1]", ".\n\n", "Next ", "line."]
+
+
+def sse_body(tokens: list[str], newline: bytes = b"\n") -> bytes:
+    base = {"id": "c", "object": "chat.completion.chunk", "model": "m"}
+    events = [
+        {**base, "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]}
+        for t in tokens
+    ]
+    events.append({**base, "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 9}})
+    lines = [b"data: " + json.dumps(e, ensure_ascii=False).encode() for e in events]
+    lines += [b": a comment", b"data: [DONE]"]
+    return b"".join(line + newline + newline for line in lines)
+
+
+class Plan:
+    """What the model server sends next: the body in these pieces, this far apart."""
+
+    pieces: ClassVar[list[bytes]] = []
+    gap_s: ClassVar[float] = 0.0
+    peers: ClassVar[list[int]] = []  # the client port of each request
+
+
+@pytest.fixture(scope="module")
+def model_url() -> Iterator[str]:
+    async def completions(request: Request) -> Response:
+        await request.body()
+        Plan.peers.append(request.client.port if request.client else 0)
+        pieces, gap = list(Plan.pieces), Plan.gap_s
+        if len(pieces) == 1:  # one write: every token in one read
+            return Response(pieces[0], media_type="text/event-stream")
+
+        async def body() -> AsyncIterator[bytes]:
+            for piece in pieces:
+                yield piece
+                await asyncio.sleep(gap)
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+    with serve(app) as url:
+        yield f"{url}/v1"
+
+
+async def deltas(model_url: str, tmp_path: Path) -> tuple[list[str], Usage]:
+    settings = load_settings(openai_base_url=model_url, openai_api_key="k",
+                             qdrant_path=str(tmp_path / "q"), sample_corpus="")  # fmt: skip
+    usage = Usage()
+    stream = OpenAIAnswerer(settings).stream("q", (), [], usage, time.monotonic() + 20)
+    return [d async for d in stream], usage
+
+
+async def test_tokens_that_arrive_together_leave_as_one_delta(
+    model_url: str, tmp_path: Path
+) -> None:
+    Plan.pieces, Plan.gap_s = [sse_body(TOKENS)], 0.0
+    got, usage = await deltas(model_url, tmp_path)
+    assert got == ["".join(TOKENS)]
+    assert (usage.prompt_tokens, usage.completion_tokens) == (7, 9)
+
+
+@pytest.mark.parametrize("size", [1, 7, 64])
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+async def test_bytes_cut_anywhere_give_the_same_text(
+    model_url: str, tmp_path: Path, size: int, newline: bytes
+) -> None:
+    body = sse_body(TOKENS, newline)
+    Plan.pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    Plan.gap_s = 0.001
+    got, usage = await deltas(model_url, tmp_path)
+    assert "".join(got) == "".join(TOKENS)
+    assert len(got) <= len(TOKENS)
+    assert usage.prompt_tokens == 7
+
+
+async def test_tokens_apart_in_time_stay_apart(model_url: str, tmp_path: Path) -> None:
+    body = sse_body(TOKENS[:3])
+    Plan.pieces = [event + b"\n\n" for event in body.split(b"\n\n") if event]
+    Plan.gap_s = 0.2  # each token its own read: streaming stays streaming
+    got, _ = await deltas(model_url, tmp_path)
+    assert got == TOKENS[:3]
+
+
+async def test_the_connection_goes_back_to_the_pool_after_done(
+    model_url: str, tmp_path: Path
+) -> None:
+    body = sse_body(TOKENS)
+    Plan.pieces, Plan.gap_s = [body[:40], body[40:]], 0.01  # chunked, ends after [DONE]
+    Plan.peers.clear()
+    for _ in range(3):
+        got, _ = await deltas(model_url, tmp_path)
+        assert "".join(got) == "".join(TOKENS)
+    assert len(Plan.peers) == 3 and len(set(Plan.peers)) == 1  # one connection, reused
+
+
+async def test_a_malformed_line_ends_the_answer_with_an_error(
+    model_url: str, tmp_path: Path
+) -> None:
+    Plan.pieces, Plan.gap_s = [b'data: {"choices": [\n\n'], 0.0
+    with pytest.raises(UpstreamError):
+        await deltas(model_url, tmp_path)
