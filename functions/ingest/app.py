@@ -1,11 +1,17 @@
-"""The ingest function: `POST /ingest`, `GET /documents`, `DELETE /documents/{id}` (admin key)."""
+"""The ingest function: `POST /ingest`, `GET /documents`, `DELETE /documents/{id}` and
+`GET /snapshot` (admin key)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
 from docent.aws import http_handler, is_storage_event, storage_handler
 from docent.errors import NotFound, backend
@@ -124,6 +130,25 @@ async def delete_document(document_id: str, _: AdminDep, services: ServicesDep) 
     if not removed:
         raise NotFound(f"No document with id {document_id!r}.")
     return Deleted(document_id=document_id, deleted_chunks=removed)
+
+
+@router.get("/snapshot", response_class=FileResponse)
+async def get_snapshot(_: AdminDep, services: ServicesDep) -> FileResponse:
+    """A consistent snapshot of the index, as a file (what `docent snapshot` saves)."""
+    folder = tempfile.mkdtemp(prefix="docent-snapshot-")
+    path = os.path.join(folder, "snapshot")
+    try:
+        with backend("vector store"):
+            await services.store.snapshot(path)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename="docent-snapshot",
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )
 
 
 app = create_app(router, title="Docent ingest")

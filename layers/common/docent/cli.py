@@ -1,7 +1,8 @@
-"""The `docent` command: serve, ingest, ask, gateway.
+"""The `docent` command: serve, ingest, ask, snapshot, restore, gateway.
 
-`ingest` and `ask` talk to a running server at DOCENT_URL when one answers there (the embedded
-store is locked by the process that holds it), else they open the embedded store themselves.
+`ingest`, `ask` and `snapshot` talk to a running server at DOCENT_URL when one answers there
+(the embedded store is locked by the process that holds it), else they open the embedded store
+themselves. `restore` replaces the store, so it needs it free (no server holding it).
 """
 
 from __future__ import annotations
@@ -147,11 +148,22 @@ def ingest(paths: Sequence[str]) -> int:
             asyncio.run(run())
         except DocentError as exc:
             bar.close()
-            print(f"docent: {exc.message}", file=sys.stderr)
-            return 1
+            return _failed(exc)
     bar.close()
     print(json.dumps(total.as_dict()))
     return 0
+
+
+def _failed(exc: Exception) -> int:
+    """Report a Docent error on stderr (no traceback); the exit status 1."""
+    from docent.config import get_settings
+    from docent.errors import DocentError, StoreLocked
+
+    message = exc.message if isinstance(exc, DocentError) else str(exc)
+    if isinstance(exc, StoreLocked):
+        message += f" (QDRANT_PATH={get_settings().qdrant_path})"
+    print(f"docent: {message}", file=sys.stderr)
+    return 1
 
 
 def _as_json(doc: Any) -> dict[str, Any]:
@@ -180,7 +192,12 @@ def ask(question: str, top_k: int) -> int:
         finally:
             await services.aclose()
 
-    asyncio.run(run())
+    from docent.errors import DocentError
+
+    try:
+        asyncio.run(run())
+    except DocentError as exc:
+        return _failed(exc)
     return 0
 
 
@@ -198,6 +215,85 @@ def _ask_server(url: str, question: str, top_k: int) -> int:
         for line in response.iter_lines():
             if line.startswith("data:"):
                 _print_event(json.loads(line[5:]))
+    return 0
+
+
+def snapshot(path: str) -> int:
+    """Write a consistent snapshot of the index to `path`: through the server holding it, if any."""
+    from docent.config import get_settings
+    from docent.errors import DocentError
+
+    settings = get_settings()
+    destination = os.path.abspath(path)
+    if not settings.qdrant_url and _server(settings.docent_url):
+        return _snapshot_server(settings.docent_url, destination)
+
+    async def run() -> dict[str, Any]:
+        from docent.services import get_services
+
+        services = get_services()
+        try:
+            return await services.store.snapshot(destination)
+        finally:
+            await services.aclose()
+
+    try:
+        result = asyncio.run(run())
+    except DocentError as exc:
+        return _failed(exc)
+    print(json.dumps(result))
+    return 0
+
+
+def _snapshot_server(url: str, destination: str) -> int:
+    import httpx
+
+    key = local_admin_key()
+    headers = {"X-API-Key": key} if key else {}
+    target = Path(destination)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with (
+            httpx.Client(base_url=url, headers=headers, timeout=600) as client,
+            client.stream("GET", "/snapshot") as response,
+        ):
+            if response.status_code != 200:
+                response.read()
+                print(f"docent: {response.status_code} {response.text}", file=sys.stderr)
+                return 1
+            with partial.open("wb") as out:
+                for block in response.iter_bytes():
+                    out.write(block)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(json.dumps({"path": str(target), "bytes": target.stat().st_size, "server": url}))
+    return 0
+
+
+def restore(path: str) -> int:
+    """Replace the index with the snapshot at `path` (the embedded store must not be held)."""
+    from docent.errors import DocentError
+
+    source = os.path.abspath(path)
+    if not os.path.isfile(source):
+        print(f"docent: no snapshot file at {source}", file=sys.stderr)
+        return 1
+
+    async def run() -> dict[str, Any]:
+        from docent.services import get_services
+
+        services = get_services()
+        try:
+            return await services.store.restore(source)
+        finally:
+            await services.aclose()
+
+    try:
+        result = asyncio.run(run())
+    except DocentError as exc:
+        return _failed(exc)
+    print(json.dumps(result))
     return 0
 
 
@@ -232,6 +328,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_ask = commands.add_parser("ask", help="ask a question; the answer streams to the terminal")
     p_ask.add_argument("question")
     p_ask.add_argument("--top-k", type=int, default=5)
+    p_snapshot = commands.add_parser(
+        "snapshot", help="write a consistent snapshot of the index to a file (while serving too)"
+    )
+    p_snapshot.add_argument("path")
+    p_restore = commands.add_parser(
+        "restore", help="replace the index with a snapshot (stop the server holding it first)"
+    )
+    p_restore.add_argument("path")
     p_gateway = commands.add_parser(
         "gateway", help="development only: an Upstash-REST-compatible gateway over a real Redis"
     )
@@ -249,6 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ingest(args.paths)
         if args.command == "ask":
             return ask(args.question, args.top_k)
+        if args.command == "snapshot":
+            return snapshot(args.path)
+        if args.command == "restore":
+            return restore(args.path)
         from docent.gateway import serve as serve_gateway
 
         serve_gateway(args.redis_url, args.token, args.host, args.port)
