@@ -9,8 +9,10 @@ Three guards keep the files whole:
   `docent serve`, a CLI) leaves the holder's files exactly as they were.
 - Room before every write: Edge maps its files into memory, and a write into a mapped page on a
   full disk kills the process (SIGBUS). So each write first checks the free space of its disk
-  (its own size four times over, plus QDRANT_DISK_RESERVE_MB) and is refused with a 507 if it
-  is short, before anything is written.
+  (its own size four times over, QDRANT_DISK_RESERVE_MB, and the room the next load of the shard
+  takes: Edge fills in its payload indexes' sparse files when it opens them) and is refused with
+  a 507 if it is short, before anything is written. A shard is opened only with that room too,
+  so a restart on a full disk serves reads instead of dying.
 - Dead points are reclaimed: Edge runs its optimiser only when asked, so after
   QDRANT_OPTIMIZE_DELETES points deleted or overwritten the shard is optimised (vacuumed), which
   keeps its size and mapped memory flat under ingest/delete churn.
@@ -53,7 +55,9 @@ DEFAULT_RESERVE = 4 * MB
 # Disk a write may take, per byte of its points: its WAL entry, the segment's pages, the indexes.
 # Measured about 1.3 on a tmpfs (tests/test_store_integrity.py); four leaves a wide margin.
 WRITE_FACTOR = 4
-# Below this much free space a shard is not even opened: loading replays its WAL into mapped files.
+# What readiness expects the disk to take: a write of one full batch (256 chunks of ~2 kB) and more.
+TYPICAL_WRITE = 1 * MB
+# Free space a shard needs to open beyond what `load_bytes` counts (its WAL replay, its journals).
 OPEN_FLOOR = 1 * MB
 # Vacuum a segment once this share of its points are dead, whatever its size (Edge's defaults
 # leave segments under 1000 points alone, and a small corpus under churn is all such segments).
@@ -98,6 +102,21 @@ def free_bytes(path: str | Path) -> int:
         where = where.parent
     stat = os.statvfs(where)
     return stat.f_bavail * stat.f_frsize
+
+
+def load_bytes(path: str | Path) -> int:
+    """Room the next load of the shard at `path` takes: opening a shard, Edge fills in the sparse
+    files of its payload indexes (measured: 20 MB for Docent's five indexed fields)."""
+    total = 0
+    for index in (Path(path) / "segments").glob("*/payload_index"):
+        for root, _, files in os.walk(index):
+            for name in files:
+                try:
+                    stat = os.stat(os.path.join(root, name))
+                except OSError:
+                    continue
+                total += max(0, stat.st_size - stat.st_blocks * 512)
+    return total
 
 
 def folder_bytes(path: str | Path) -> int:
@@ -146,8 +165,9 @@ class EdgeStore:
         return await asyncio.to_thread(fn, *args)
 
     def required_bytes(self, write_bytes: int) -> int:
-        """Free space a write of `write_bytes` must find on the disk before it starts."""
-        return self.reserve_bytes + WRITE_FACTOR * write_bytes
+        """Free space a write of `write_bytes` must find on the disk before it starts: its own
+        share, the reserve, and what the next load of the shard will take (so it reopens)."""
+        return self.reserve_bytes + WRITE_FACTOR * write_bytes + load_bytes(self.path)
 
     def check_room(self, write_bytes: int) -> None:
         """Raise `InsufficientStorage` unless the disk has room for a write of this size."""
@@ -159,6 +179,14 @@ class EdgeStore:
                 extra={"free_mb": round(free / MB, 2), "needed_mb": round(needed / MB, 2)},
             )
             raise InsufficientStorage()
+
+    def _check_open_room(self) -> None:
+        needed = OPEN_FLOOR + load_bytes(self.path)
+        if free_bytes(self.path) < needed:
+            raise InsufficientStorage(
+                f"The disk holding the vector store lacks the {needed / MB:.0f} MB it needs to "
+                "open the store: free some space, then retry."
+            )
 
     async def reserve(self, write_bytes: int) -> None:
         """Refuse (507) a write of about `write_bytes` now, before any part of it is made."""
@@ -178,10 +206,7 @@ class EdgeStore:
 
         self.lock.acquire()  # before anything in the folder is opened or created
         try:
-            if free_bytes(self.path) < OPEN_FLOOR:
-                raise InsufficientStorage(
-                    "The disk holding the vector store is full: free some space, then retry."
-                )
+            self._check_open_room()
             if (Path(self.path) / "edge_config.json").exists():
                 shard = qe.EdgeShard.load(self.path)
             else:
@@ -367,14 +392,14 @@ class EdgeStore:
         return await self._run(lambda: shard.count(qe.CountRequest(exact=True)))
 
     async def ping(self) -> None:
-        if self._shard is None and free_bytes(self.path) < OPEN_FLOOR:
-            raise InsufficientStorage()  # opening replays the WAL: not on a full disk
+        if self._shard is None:
+            self._check_open_room()  # without touching the store's files
         await self.total()
 
     def disk(self) -> dict[str, Any]:
-        """Free space on the store's disk against what the smallest write needs."""
+        """Free space on the store's disk against what a typical write (one batch) needs."""
         free = free_bytes(self.path)
-        return {"free_mb": round(free / MB, 1), "ok": free >= self.required_bytes(0)}
+        return {"free_mb": round(free / MB, 1), "ok": free >= self.required_bytes(TYPICAL_WRITE)}
 
     async def snapshot(self, destination: str) -> dict[str, Any]:
         """Archive the shard to `destination` (a .tar.gz), consistent: writes wait meanwhile."""
