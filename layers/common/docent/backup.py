@@ -14,6 +14,7 @@ import os
 import shutil
 import tarfile
 import time
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -99,7 +100,7 @@ def unpack(source: str, shard: str) -> dict[str, Any]:
                 os.replace(previous, target)
             raise
         shutil.rmtree(previous, ignore_errors=True)
-    except (tarfile.TarError, OSError, json.JSONDecodeError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error, json.JSONDecodeError) as exc:
         raise BadRequest(f"The snapshot could not be read: {type(exc).__name__}.") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -239,7 +239,7 @@ def snapshot(path: str) -> int:
 
     try:
         result = asyncio.run(run())
-    except DocentError as exc:
+    except (DocentError, OSError) as exc:
         return _failed(exc)
     print(json.dumps(result))
     return 0
@@ -253,6 +253,7 @@ def _snapshot_server(url: str, destination: str) -> int:
     target = Path(destination)
     partial = target.with_name(target.name + ".partial")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with (
             httpx.Client(base_url=url, headers=headers, timeout=600) as client,
             client.stream("GET", "/snapshot") as response,
@@ -265,6 +266,8 @@ def _snapshot_server(url: str, destination: str) -> int:
                 for block in response.iter_bytes():
                     out.write(block)
         os.replace(partial, target)
+    except (OSError, httpx.HTTPError) as exc:
+        return _failed(exc)
     finally:
         partial.unlink(missing_ok=True)
     print(json.dumps({"path": str(target), "bytes": target.stat().st_size, "server": url}))
