@@ -169,3 +169,14 @@ def test_restore_refuses_a_held_store_and_a_damaged_file(tmp_path: Path) -> None
         assert fingerprint(data / "qdrant" / "docent") == before
     with docent_server(ENV, str(data)) as (url, _):
         assert answers(url) == expected
+
+
+async def test_a_qdrant_snapshot_needs_a_server_and_says_so() -> None:
+    from docent.errors import ConfigurationError
+    from docent.qdrant import QdrantStore
+
+    store = QdrantStore("docent", location=":memory:")
+    for call in (store.snapshot, store.restore):
+        with pytest.raises(ConfigurationError, match="QDRANT_URL"):
+            await call("/nonexistent/snapshot")
+    await store.close()
