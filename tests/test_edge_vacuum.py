@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from docent.edge import EdgeStore, folder_bytes
 from docent.ingest import DocumentIn, Ingestor
+
+pytestmark = pytest.mark.slow
 
 WARM_UP = 30
 CYCLES = 150
@@ -39,7 +43,7 @@ async def churn(store: EdgeStore, cycles: range) -> list[int]:
 
 
 async def test_vacuum_keeps_the_shard_flat_under_churn(tmp_path: Path) -> None:
-    vacuumed = EdgeStore(str(tmp_path / "vacuumed"), optimize_after=100)
+    vacuumed = EdgeStore(str(tmp_path / "vacuumed"), optimize_after=100)  # ~every other cycle
     never = EdgeStore(str(tmp_path / "never"), optimize_after=0)
     figures = {}
     for name, store in (("vacuumed", vacuumed), ("never", never)):
