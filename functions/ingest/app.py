@@ -132,7 +132,9 @@ async def delete_document(document_id: str, _: AdminDep, services: ServicesDep) 
     return Deleted(document_id=document_id, deleted_chunks=removed)
 
 
-@router.get("/snapshot", response_class=FileResponse)
+# What `docent snapshot` fetches from `docent serve`. Outside the schema and the SAM template:
+# on Lambda the collection is a Qdrant server's, snapshotted through its own API.
+@router.get("/snapshot", response_class=FileResponse, include_in_schema=False)
 async def get_snapshot(_: AdminDep, services: ServicesDep) -> FileResponse:
     """A consistent snapshot of the index, as a file (what `docent snapshot` saves)."""
     folder = tempfile.mkdtemp(prefix="docent-snapshot-")
