@@ -21,4 +21,5 @@ def test_readiness_checks_the_embedded_store(docent: Docent) -> None:
     assert body["status"] == "ok"
     assert body["checks"]["vectors"]["ok"] is True
     assert body["checks"]["vectors"]["latency_ms"] >= 0
-    assert set(body["checks"]) == {"vectors"}
+    assert body["checks"]["disk"]["ok"] is True  # its free space, read without the store
+    assert set(body["checks"]) == {"vectors", "disk"}

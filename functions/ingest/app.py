@@ -1,12 +1,17 @@
-"""The ingest function: `POST /ingest`, `POST /sync`, `GET /documents`, `DELETE /documents/{id}`
-(admin key)."""
+"""The ingest function: `POST /ingest`, `POST /sync`, `GET /documents`,
+`DELETE /documents/{id}` and `GET /snapshot` (admin key)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.background import BackgroundTask
 
 from docent import snapstart
 from docent.aws import http_handler, is_storage_event, is_sync_event, storage_handler, sync_handler
@@ -167,6 +172,27 @@ async def delete_document(document_id: str, _: AdminDep, services: ServicesDep) 
     if not removed:
         raise NotFound(f"No document with id {document_id!r}.")
     return Deleted(document_id=document_id, deleted_chunks=removed)
+
+
+# What `docent snapshot` fetches from `docent serve`. Outside the schema and the SAM template:
+# on Lambda the collection is a Qdrant server's, snapshotted through its own API.
+@router.get("/snapshot", response_class=FileResponse, include_in_schema=False)
+async def get_snapshot(_: AdminDep, services: ServicesDep) -> FileResponse:
+    """A consistent snapshot of the index, as a file (what `docent snapshot` saves)."""
+    folder = tempfile.mkdtemp(prefix="docent-snapshot-")
+    path = os.path.join(folder, "snapshot")
+    try:
+        with backend("vector store"):
+            await services.store.snapshot(path)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename="docent-snapshot",
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )
 
 
 app = create_app(router, title="Docent ingest")

@@ -1,7 +1,8 @@
-"""The `docent` command: serve, ingest, sync, ask, gateway.
+"""The `docent` command: serve, ingest, sync, ask, snapshot, restore, gateway, qdrant-standin.
 
-`ingest` and `ask` talk to a running server at DOCENT_URL when one answers there (the embedded
-store is locked by the process that holds it), else they open the embedded store themselves.
+`ingest`, `ask` and `snapshot` talk to a running server at DOCENT_URL when one answers there
+(the embedded store is locked by the process that holds it), else they open the embedded store
+themselves. `restore` replaces the store, so it needs it free (no server holding it).
 """
 
 from __future__ import annotations
@@ -252,9 +253,7 @@ def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
         asyncio.run(run())
     except (DocentError, ServerError) as exc:
         bar.close()
-        message = exc.message if isinstance(exc, DocentError) else str(exc)
-        print(f"docent: {message}", file=sys.stderr)
-        return 1
+        return _failed(exc)
     bar.close()
     for line in skipped:
         print(f"docent: skipped {line}", file=sys.stderr)
@@ -273,6 +272,18 @@ def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
     else:
         print(json.dumps(counts))
     return 1 if failed else 0  # a file not ingested is an error to see
+
+
+def _failed(exc: Exception) -> int:
+    """Report a Docent error on stderr (no traceback); the exit status 1."""
+    from docent.config import get_settings
+    from docent.errors import DocentError, StoreLocked
+
+    message = exc.message if isinstance(exc, DocentError) else str(exc)
+    if isinstance(exc, StoreLocked):
+        message += f" (QDRANT_PATH={get_settings().qdrant_path})"
+    print(f"docent: {message}", file=sys.stderr)
+    return 1
 
 
 def ask(question: str, top_k: int) -> int:
@@ -297,7 +308,12 @@ def ask(question: str, top_k: int) -> int:
         finally:
             await services.aclose()
 
-    asyncio.run(run())
+    from docent.errors import DocentError
+
+    try:
+        asyncio.run(run())
+    except DocentError as exc:
+        return _failed(exc)
     return 0
 
 
@@ -315,6 +331,88 @@ def _ask_server(url: str, question: str, top_k: int) -> int:
         for line in response.iter_lines():
             if line.startswith("data:"):
                 _print_event(json.loads(line[5:]))
+    return 0
+
+
+def snapshot(path: str) -> int:
+    """Write a consistent snapshot of the index to `path`: through the server holding it, if any."""
+    from docent.config import get_settings
+    from docent.errors import DocentError
+
+    settings = get_settings()
+    destination = os.path.abspath(path)
+    if not settings.qdrant_url and _server(settings.docent_url):
+        return _snapshot_server(settings.docent_url, destination)
+
+    async def run() -> dict[str, Any]:
+        from docent.services import get_services
+
+        services = get_services()
+        try:
+            return await services.store.snapshot(destination)
+        finally:
+            await services.aclose()
+
+    try:
+        result = asyncio.run(run())
+    except (DocentError, OSError) as exc:
+        return _failed(exc)
+    print(json.dumps(result))
+    return 0
+
+
+def _snapshot_server(url: str, destination: str) -> int:
+    import httpx
+
+    key = local_admin_key()
+    headers = {"X-API-Key": key} if key else {}
+    target = Path(destination)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            httpx.Client(base_url=url, headers=headers, timeout=600) as client,
+            client.stream("GET", "/snapshot") as response,
+        ):
+            if response.status_code != 200:
+                response.read()
+                print(f"docent: {response.status_code} {response.text}", file=sys.stderr)
+                return 1
+            with partial.open("wb") as out:
+                for block in response.iter_bytes():
+                    out.write(block)
+        os.replace(partial, target)
+    except (OSError, httpx.HTTPError) as exc:
+        return _failed(exc)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(json.dumps({"path": str(target), "bytes": target.stat().st_size, "server": url}))
+    return 0
+
+
+def restore(path: str) -> int:
+    """Replace the index with the snapshot at `path` (the embedded store must not be held)."""
+    from docent.errors import DocentError
+
+    source = os.path.abspath(path)
+    if not os.path.isfile(source):
+        print(f"docent: no snapshot file at {source}", file=sys.stderr)
+        return 1
+
+    async def run() -> dict[str, Any]:
+        from docent.services import get_services
+
+        services = get_services()
+        try:
+            return await services.store.restore(source)
+        finally:
+            await services.aclose()
+
+    try:
+        result = asyncio.run(run())
+    except DocentError as exc:
+        return _failed(exc)
+    print(json.dumps(result))
     return 0
 
 
@@ -358,6 +456,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_ask = commands.add_parser("ask", help="ask a question; the answer streams to the terminal")
     p_ask.add_argument("question")
     p_ask.add_argument("--top-k", type=int, default=5)
+    p_snapshot = commands.add_parser(
+        "snapshot", help="write a consistent snapshot of the index to a file (while serving too)"
+    )
+    p_snapshot.add_argument("path")
+    p_restore = commands.add_parser(
+        "restore", help="replace the index with a snapshot (stop the server holding it first)"
+    )
+    p_restore.add_argument("path")
     p_gateway = commands.add_parser(
         "gateway", help="development only: an Upstash-REST-compatible gateway over a real Redis"
     )
@@ -395,6 +501,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             serve_qdrant(args.path, args.host, args.port, args.api_key)
             return 0
+        if args.command == "snapshot":
+            return snapshot(args.path)
+        if args.command == "restore":
+            return restore(args.path)
         from docent.gateway import serve as serve_gateway
 
         serve_gateway(args.redis_url, args.token, args.host, args.port)

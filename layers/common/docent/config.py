@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     qdrant_path: str = ".data/qdrant"
     qdrant_collection: str = "docent"
     qdrant_prefer_grpc: bool = False
+    # Embedded store only: free space a write must leave on its disk, on top of four times the
+    # write's own size (unset: 4 MB); and deleted points after which the shard is optimised.
+    qdrant_disk_reserve_mb: float | None = Field(default=None, ge=0)
+    qdrant_optimize_deletes: int = Field(default=1000, ge=0)
 
     # Models
     openai_api_key: str | None = None

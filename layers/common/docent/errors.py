@@ -103,6 +103,26 @@ class UpstreamTimeout(DocentError):
     default_message = "A backend service did not answer in time."
 
 
+class InsufficientStorage(DocentError):
+    """The disk holding the embedded store lacks room for a write: refused, nothing written."""
+
+    status_code = 507
+    code = "insufficient_storage"
+    default_message = (
+        "The disk holding the vector store is too full for this write; nothing was written. "
+        "Free disk space (or raise its size), then retry."
+    )
+
+
+class StoreLocked(Unavailable):
+    """Another process holds the embedded store's folder (its OS lock): this one touches nothing."""
+
+    default_message = (
+        "The vector store is held by another process (a running `docent serve`?): stop it, "
+        "or point DOCENT_URL at it."
+    )
+
+
 class DocumentError(BadRequest):
     """A document cannot be read or parsed (bad PDF, binary data, unsupported format)."""
 

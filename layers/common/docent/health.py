@@ -1,7 +1,9 @@
 """Readiness: each configured backend checked in parallel, each with a short timeout.
 
 A Qdrant server and a model server are probed over plain HTTP, so the health function never
-imports qdrant_client or openai (their imports alone cost seconds of cold start).
+imports qdrant_client or openai (their imports alone cost seconds of cold start). The embedded
+store's disk is checked by its free space alone: a full disk degrades readiness (writes get 507,
+reads go on) without the probe touching the store's files.
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from docent.errors import InsufficientStorage
 from docent.services import Services
+
+if TYPE_CHECKING:
+    from docent.edge import EdgeStore
 
 Check = Callable[[], Awaitable[None]]
 
@@ -25,6 +31,12 @@ async def _http_ok(url: str, headers: dict[str, str], timeout_s: float) -> None:
         raise RuntimeError(f"HTTP {response.status_code}")
 
 
+async def _room(store: EdgeStore) -> None:
+    """Raise when the embedded store's disk has no room for a write (statvfs, not the store)."""
+    if not store.disk()["ok"]:
+        raise InsufficientStorage()
+
+
 def checks(services: Services) -> dict[str, tuple[Check, bool]]:
     """name -> (probe, critical). A critical failure means Docent cannot answer at all."""
     settings = services.settings
@@ -35,7 +47,13 @@ def checks(services: Services) -> dict[str, tuple[Check, bool]]:
         url = settings.qdrant_url.rstrip("/") + "/readyz"
         found["vectors"] = (lambda: _http_ok(url, headers, timeout), True)
     else:
-        found["vectors"] = (services.store.ping, True)
+        from docent.edge import EdgeStore
+
+        store = services.store
+        found["vectors"] = (store.ping, True)
+        if isinstance(store, EdgeStore):
+            # Reads go on when the disk is full, so low disk degrades, it does not take Docent down.
+            found["disk"] = (lambda: _room(store), False)
     if settings.store_backend != "memory":
         found["store"] = (services.kv.ping, False)
     if settings.llm_configured:

@@ -1,12 +1,20 @@
 """Ingestion: documents in, chunks with sparse (and dense) vectors out, idempotently.
 
 Each document carries a content hash (its text, metadata and the chunking settings). Re-ingesting
-an unchanged document is a no-op: no parsing into the store, no embedding, no write. A changed
-document is written in an order that makes a crash at any point safe to retry:
-  1. chunks 1..n-1 (ids are uuid5(document, position): a retry overwrites, never duplicates),
-  2. the document's stale chunks (other content hash) are deleted,
-  3. chunk 0 last: it holds the hash and chunk count, so it is the commit marker.
-A document counts as unchanged only when chunk 0 has the new hash and the chunk count matches.
+an unchanged document is a no-op: no parsing into the store, no embedding, no write.
+
+A changed document is switched from its old version to its new one atomically, as a reader sees
+it, so a crash at any point leaves either version, whole, and is safe to retry:
+  0. the disk is checked for room for the whole request (a 507 before anything is written),
+  1. the new version's chunks 1..n-1 are written beside the old ones (their ids carry the new
+     hash: uuid5(document, hash, position); a retry overwrites them, never duplicates),
+  2. chunk 0, the head, is overwritten in one write (its id is uuid5(document, 0)): it holds the
+     hash and chunk count, so it is the commit marker that flips the document to its new version,
+  3. the chunks of any other version are deleted.
+Readers follow the head: the document listing shows heads only, and retrieval drops any chunk
+whose hash is not its document's head's (a crash between steps 1 and 3 leaves such chunks).
+A document counts as unchanged only when its head has the new hash and that version's chunk
+count matches; left-over chunks of another version are then deleted.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from docent import sparse
 from docent.errors import DocumentError
 from docent.generation import Usage
-from docent.vectors import ChunkPoint, VectorStore, point_id
+from docent.vectors import ChunkPoint, VectorStore, chunk_point_id, point_id, points_bytes
 
 if TYPE_CHECKING:
     from docent.chunking import Chunk
@@ -130,19 +138,25 @@ class Ingestor:
     async def _changed(
         self, documents: Sequence[DocumentIn], result: IngestResult
     ) -> list[tuple[DocumentIn, str, int]]:
-        """(document, new hash, chunks it has now) for each document that needs writing."""
+        """(document, new hash, chunks its current version has) for each one that needs writing."""
         hashes = [self.content_hash(d) for d in documents]
         found = await self.store.retrieve([point_id(d.id, 0) for d in documents])
         heads = {h.id: h.payload for h in found}
         changed = []
         for doc, digest in zip(documents, hashes, strict=True):
             head = heads.get(point_id(doc.id, 0))
-            current = await self.store.count(doc.id) if head else 0
-            if head and head.get("content_hash") == digest and current == head.get("chunk_count"):
-                result.unchanged += 1
-                self.counters.documents_unchanged += 1
-                continue
-            changed.append((doc, digest, current))
+            if head and head.get("content_hash") == digest:
+                stale = await self.store.count(doc.id, other_than_hash=digest)
+                current = await self.store.count(doc.id) - stale
+                if current == head.get("chunk_count"):
+                    if stale:  # left by a crash after the head flipped
+                        result.deleted_chunks += await self.store.delete(
+                            doc.id, other_than_hash=digest
+                        )
+                    result.unchanged += 1
+                    self.counters.documents_unchanged += 1
+                    continue
+            changed.append((doc, digest, int(head.get("chunk_count", 0)) if head else 0))
         return changed
 
     def _prepare_all(self, changed: Sequence[tuple[DocumentIn, str, int]]) -> list[_Prepared]:
@@ -188,7 +202,7 @@ class Ingestor:
                 payload["metadata"] = doc.metadata
             points.append(
                 ChunkPoint(
-                    point_id(doc.id, chunk.position),
+                    chunk_point_id(doc.id, digest, chunk.position),
                     sparse.encode_document(index_text(title, chunk)),
                     payload,
                 )
@@ -210,16 +224,19 @@ class Ingestor:
             item.points[:] = [ChunkPoint(p.id, p.sparse, p.payload, next(it)) for p in item.points]
 
     async def _write(self, prepared: list[_Prepared], result: IngestResult) -> None:
+        if not prepared:
+            return
+        await self.store.reserve(points_bytes([p for item in prepared for p in item.points]))
         body = [p for item in prepared for p in item.points[1:]]
         for start in range(0, len(body), WRITE_BATCH):
             await self.store.upsert(body[start : start + WRITE_BATCH])
-        for item in prepared:
-            await self.store.delete(item.document.id, other_than_hash=item.content_hash)
-            # Chunks at positions the new version still has were overwritten, not removed.
-            result.deleted_chunks += max(0, item.previous_chunks - len(item.points))
         heads = [item.points[0] for item in prepared if item.points]
         for start in range(0, len(heads), WRITE_BATCH):
             await self.store.upsert(heads[start : start + WRITE_BATCH])
+        for item in prepared:
+            await self.store.delete(item.document.id, other_than_hash=item.content_hash)
+            # What the document lost: chunks at positions its new version no longer has.
+            result.deleted_chunks += max(0, item.previous_chunks - len(item.points))
         written = sum(len(item.points) for item in prepared)
         result.chunks += written
         self.counters.points_written += written

@@ -9,7 +9,9 @@ Writes wait for acknowledgement. The same class runs on qdrant-client's local mo
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from docent.config import Settings
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from qdrant_client import AsyncQdrantClient
 
 T = TypeVar("T")
+SNAPSHOT_TIMEOUT_S = 600.0
 
 
 class QdrantStore:
@@ -263,10 +266,92 @@ class QdrantStore:
     async def ping(self) -> None:
         await self._call(lambda c: c.get_collections())
 
+    async def reserve(self, write_bytes: int) -> None:
+        """A Qdrant server manages its own disk (and answers an error when full)."""
+
+    async def snapshot(self, destination: str) -> dict[str, Any]:
+        """The server's own collection snapshot, created there and downloaded to `destination`."""
+        url = self._server_url()
+        await self._collection_ready()
+        described = await self._call(lambda c: c.create_snapshot(self.collection, wait=True))
+        if described is None:
+            raise UpstreamError("The vector store did not create a snapshot.")
+        name = described.name
+        address = f"{url}/collections/{self.collection}/snapshots/{name}"
+        try:
+            size = await asyncio.to_thread(_download, address, self._headers(), destination)
+        finally:
+            await self._call(lambda c: c.delete_snapshot(self.collection, name, wait=True))
+        return {"path": destination, "bytes": size, "name": name}
+
+    async def restore(self, source: str) -> dict[str, Any]:
+        """Upload a snapshot file: the server replaces the collection with it."""
+        url = self._server_url()
+        address = f"{url}/collections/{self.collection}/snapshots/upload"
+        await asyncio.to_thread(_upload, address, self._headers(), source)
+        self._ready = False
+        self._dense_size = None
+        return {"path": source}
+
+    def _server_url(self) -> str:
+        url = self._options.get("url")
+        if not url:
+            raise ConfigurationError("Snapshots of a Qdrant collection need a server (QDRANT_URL).")
+        return str(url).rstrip("/")
+
+    def _headers(self) -> dict[str, str]:
+        key = self._options.get("api_key")
+        return {"api-key": key} if key else {}
+
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
+
+
+def _download(address: str, headers: dict[str, str], destination: str) -> int:
+    """Stream a snapshot from the server to `destination` (via `.partial`); its size in bytes."""
+    import httpx
+
+    target = Path(destination)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with (
+            httpx.Client(headers=headers, timeout=SNAPSHOT_TIMEOUT_S) as http,
+            http.stream("GET", address) as response,
+        ):
+            if response.status_code != 200:
+                raise UpstreamError("The vector store refused to hand over its snapshot.")
+            with partial.open("wb") as out:
+                for block in response.iter_bytes():
+                    out.write(block)
+        os.replace(partial, target)
+    except httpx.TransportError as exc:
+        raise Unavailable("The vector store is unreachable.") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return target.stat().st_size
+
+
+def _upload(address: str, headers: dict[str, str], source: str) -> None:
+    """Send a snapshot file to the server, which recovers the collection from it."""
+    import httpx
+
+    try:
+        with (
+            httpx.Client(headers=headers, timeout=SNAPSHOT_TIMEOUT_S) as http,
+            open(source, "rb") as handle,
+        ):
+            response = http.post(
+                address,
+                params={"priority": "snapshot", "wait": "true"},
+                files={"snapshot": (Path(source).name, handle)},
+            )
+    except httpx.TransportError as exc:
+        raise Unavailable("The vector store is unreachable.") from exc
+    if response.status_code != 200:
+        raise UpstreamError(f"The vector store refused the snapshot ({response.status_code}).")
 
 
 def _is_response_error(exc: Exception) -> bool:

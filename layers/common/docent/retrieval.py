@@ -2,6 +2,8 @@
 
 A reader clicks a source, so a source is a section of a document with a deep link to its heading,
 never the same passage twice: overlapping chunks of one section are merged back into one text.
+Only a document's current version is read: chunks whose hash differs from their document's head
+(left beside it while a re-ingest was switching versions, or by a crash then) are dropped.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from docent import sparse
 from docent.generation import Passage, Usage
-from docent.vectors import Hit, Query, SearchFilter, VectorStore
+from docent.vectors import Hit, Query, SearchFilter, VectorStore, point_id
 
 if TYPE_CHECKING:
     from docent.embeddings import Embedder
@@ -147,7 +149,21 @@ async def retrieve(
             limit=top_k * CHUNKS_PER_SOURCE,
         )
     )
-    return group_sections(hits, top_k)
+    return group_sections(await current_version(store, hits), top_k)
+
+
+async def current_version(store: VectorStore, hits: Sequence[Hit]) -> list[Hit]:
+    """The hits that belong to their document's current version (the one its head names)."""
+    documents = {str(h.payload.get("document_id")) for h in hits}
+    if not documents:
+        return []
+    heads = await store.retrieve([point_id(d, 0) for d in sorted(documents)])
+    current = {str(h.payload.get("document_id")): h.payload.get("content_hash") for h in heads}
+    return [
+        h
+        for h in hits
+        if h.payload.get("content_hash") == current.get(str(h.payload.get("document_id")), "")
+    ]
 
 
 def fit_budget(sources: Sequence[Source], max_tokens: int, model: str | None) -> list[Passage]:

@@ -2,7 +2,9 @@
 
 Every chunk is one point: a BM25 sparse vector (`bm25`, IDF modifier) and, when embeddings are
 configured, a dense vector (`dense`) beside it, so retrieval can fuse both in the engine.
-Point ids are `uuid5(document id, position)`: a retry overwrites, never duplicates.
+Point ids are deterministic, so a retry overwrites, never duplicates: a document's first chunk
+(its head: the commit marker of its current version) is `uuid5(document id, 0)`, every other
+chunk `uuid5(document id, content hash, position)`, so a new version is written beside the old.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ _NAMESPACE = uuid.UUID("8b1f0c4e-5d7a-4c1e-9a51-6f0e3d2b7c90")
 def point_id(document_id: str, position: int) -> str:
     """The deterministic id of a document's chunk at `position`."""
     return str(uuid.uuid5(_NAMESPACE, f"{document_id}\x1f{position}"))
+
+
+def chunk_point_id(document_id: str, content_hash: str, position: int) -> str:
+    """The id of a chunk of one version of a document: the head's id, or one of that version."""
+    if position == 0:
+        return point_id(document_id, 0)
+    return str(uuid.uuid5(_NAMESPACE, f"{document_id}\x1f{content_hash}\x1f{position}"))
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,16 @@ class Query:
     limit: int = 10
 
 
+def points_bytes(points: Sequence[ChunkPoint]) -> int:
+    """What a batch of points weighs, roughly as an engine stores it (text, vectors, metadata)."""
+    total = 0
+    for p in points:
+        text = p.payload.get("text")
+        total += 512 + (len(str(text).encode()) if text else 0)
+        total += 8 * len(p.sparse.indices) + 4 * len(p.dense or ())
+    return total
+
+
 class VectorStore(Protocol):
     """What Docent needs from a vector engine; Edge (embedded) and Qdrant (server) implement it."""
 
@@ -101,6 +120,18 @@ class VectorStore(Protocol):
 
     async def ping(self) -> None:
         """Raise if the engine cannot answer."""
+        ...
+
+    async def reserve(self, write_bytes: int) -> None:
+        """Raise `InsufficientStorage` (507) if a write of about this size cannot fit now."""
+        ...
+
+    async def snapshot(self, destination: str) -> dict[str, Any]:
+        """Write a consistent snapshot of the collection to the file `destination`."""
+        ...
+
+    async def restore(self, source: str) -> dict[str, Any]:
+        """Replace the collection with the snapshot in the file `source`."""
         ...
 
     async def close(self) -> None: ...
