@@ -117,20 +117,26 @@ def _forwarded_for(scope: Mapping[str, Any], headers: Mapping[str, str]) -> str:
     return headers.get("x-forwarded-for", "")
 
 
-def _web_adapter_source_ip(headers: Mapping[str, str]) -> str | None:
-    """Behind the Lambda Web Adapter the event arrives as the `x-amzn-request-context` header.
+def adapter_header(headers: Mapping[str, str], name: str) -> dict[str, Any] | None:
+    """A JSON object the Lambda Web Adapter puts in header `name`, read only inside Lambda.
 
-    Only read inside Lambda, where the adapter sets it on every request (an insert, which
-    replaces any header of that name a client sent); elsewhere a client could forge it.
+    There the adapter sets it on every request (an insert, which replaces any header of that
+    name a client sent); elsewhere a client could forge it, so it is ignored.
     """
-    raw = headers.get("x-amzn-request-context")
+    raw = headers.get(name)
     if not raw or not os.environ.get("AWS_LAMBDA_RUNTIME_API"):
         return None
     try:
-        context = json.loads(raw)
+        value = json.loads(raw)
     except ValueError:
         return None
-    source = ((context.get("http") or {}) if isinstance(context, dict) else {}).get("sourceIp")
+    return value if isinstance(value, dict) else None
+
+
+def _web_adapter_source_ip(headers: Mapping[str, str]) -> str | None:
+    """Behind the Lambda Web Adapter the event arrives as the `x-amzn-request-context` header."""
+    context = adapter_header(headers, "x-amzn-request-context")
+    source = ((context.get("http") or {}) if context is not None else {}).get("sourceIp")
     return str(source) if source and _is_ip(str(source)) else None
 
 

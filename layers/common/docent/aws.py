@@ -9,7 +9,6 @@ Powertools Logger with the Lambda context and the request id as correlation id.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -71,14 +70,10 @@ class AdapterContext:
 def adapter_context(headers: Mapping[str, str]) -> AdapterContext | None:
     """The forwarded Lambda context, read only inside Lambda (where the adapter sets the header
     on every request, replacing any a client sent); elsewhere a client could forge it."""
-    raw = headers.get("x-amzn-lambda-context")
-    if not raw or not os.environ.get("AWS_LAMBDA_RUNTIME_API"):
-        return None
-    try:
-        context = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(context, dict) or not isinstance(context.get("request_id"), str):
+    from docent.auth import adapter_header
+
+    context = adapter_header(headers, "x-amzn-lambda-context")
+    if context is None or not isinstance(context.get("request_id"), str):
         return None
     deadline = context.get("deadline", context.get("deadline_ms"))
     return AdapterContext(context["request_id"], int(deadline) if deadline else None)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from docent.anchors import AnchorStyle
 from docent.errors import DocumentError
@@ -41,6 +41,21 @@ class Page:
     path: Path
     document_id: str
     url: str | None
+
+    def document(
+        self,
+        text: str,
+        source: str,
+        anchors: str | dict[str, Any],
+        format: Literal["markdown", "html"] = "markdown",
+        title: str | None = None,
+    ) -> DocumentIn:
+        """The page as a document of `source`, its headings anchored in the `anchors` style."""
+        metadata: dict[str, Any] = {"source": source, "anchors": anchors}
+        return DocumentIn(
+            id=self.document_id, text=text, title=title, url=self.url, format=format,
+            metadata=metadata,
+        )  # fmt: skip
 
 
 @dataclass

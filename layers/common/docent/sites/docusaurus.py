@@ -117,13 +117,7 @@ def plan_docusaurus(root: Path, options: SiteOptions) -> Plan:
         from docent.sites.includes import resolve_mdx_imports
 
         text = resolve_mdx_imports(text, page.path, root.resolve())
-        return DocumentIn(
-            id=page.document_id,
-            text=text,
-            url=page.url,
-            format="markdown",
-            metadata={"source": source, "anchors": style.spec()},
-        )
+        return page.document(text, source, style.spec())
 
     notes = [] if site else ["docusaurus.config has no plain `url`: give --base-url"]
     return Plan("docusaurus", root, source, pages, read, notes)

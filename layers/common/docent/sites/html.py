@@ -85,14 +85,7 @@ def plan_html(root: Path, options: SiteOptions) -> Plan:
 
     def read(page: Page) -> DocumentIn:
         title, body = main_content(page.path.read_bytes().decode("utf-8", errors="replace"))
-        return DocumentIn(
-            id=page.document_id,
-            text=body,
-            title=title,
-            url=page.url,
-            format="html",
-            metadata={"source": source, "anchors": "html"},
-        )
+        return page.document(body, source, "html", format="html", title=title)
 
     notes = [] if options.base_url else ["built HTML: give --base-url so pages get URLs"]
     return Plan("sphinx", root, source, pages, read, notes)

@@ -174,13 +174,7 @@ def plan_mkdocs(root: Path, options: SiteOptions) -> Plan:
         text, directives = drop_autodoc(text)
         if directives and not _prose(text):
             raise Skipped("an API reference stub (mkdocstrings `:::` only)")
-        return DocumentIn(
-            id=page.document_id,
-            text=text,
-            url=page.url,
-            format="markdown",
-            metadata={"source": source, "anchors": style.spec()},
-        )
+        return page.document(text, source, style.spec())
 
     notes = [] if site_url else ["no site_url in mkdocs.yml and no --base-url: pages get no URL"]
     return Plan("mkdocs", root, source, pages, read, notes)
