@@ -636,3 +636,32 @@ def test_early_refusals_carry_cors_headers(tmp_path: Path) -> None:
     for response in (too_large, wrong_type, limited_body):
         assert response.headers["access-control-allow-origin"] == origin
         assert "x-request-id" in response.headers["access-control-expose-headers"]
+
+
+@pytest.mark.parametrize(
+    "protocol", ["SettingsBoundedH11Protocol", "SettingsBoundedHttpToolsProtocol"]
+)
+def test_each_bounded_protocol_closes_a_slow_head(tmp_path: Path, protocol: str) -> None:
+    """`docent serve` picks httptools' protocol when installed, h11's otherwise: both carry the
+    bounds (the image names the first on its uvicorn command line)."""
+    from tests.support.servers import free_port
+
+    port = free_port()
+    env = {**os.environ, "QDRANT_PATH": str(tmp_path / "q"), "HEADER_TIMEOUT_S": "1"}
+    command = [sys.executable, "-m", "uvicorn", "functions.bundle:app", "--port", str(port),
+               "--http", f"docent.serving:{protocol}", "--log-level", "warning"]  # fmt: skip
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    with background_process(command, ready, "uvicorn", env=env, cwd=ROOT):
+        slowloris = connect(port)
+        slowloris.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        try:
+            closed_after = closed_within(slowloris, 20, b"X")
+        finally:
+            slowloris.close()
+    assert closed_after is not None and closed_after < 10, closed_after
