@@ -153,6 +153,26 @@ def plan_files(root: Path, options: SiteOptions, site: SiteName) -> Plan:
 _REPOSITORY = re.compile(r"^https?://[^/]+/[^/]+/[^/]+/?$")
 
 
+def front_matter(text: str, loader: Any = None) -> dict[str, Any]:
+    """A page's leading `---` YAML block as a dict ({} when absent or unreadable).
+
+    Only the generator's own switches are read here (draft, slug, search: exclude); the
+    document's front matter is read again, within its caps, when it is parsed.
+    """
+    import yaml
+
+    if not text.startswith("---"):
+        return {}
+    end = text.find("\n---", 3)
+    if end < 0:
+        return {}
+    try:
+        data = yaml.load(text[3:end], Loader=loader or yaml.SafeLoader)  # noqa: S506
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def git_branch(root: Path) -> str | None:
     """The branch checked out in `root` (from .git/HEAD), None when detached or unknown."""
     head = root / ".git" / "HEAD"

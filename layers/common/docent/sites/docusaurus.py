@@ -14,12 +14,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from docent.anchors import AnchorStyle
 from docent.errors import DocumentError
 from docent.ingest import DocumentIn
-from docent.sites import Page, PathMatcher, Plan, SiteOptions, Skipped, hidden, source_of
+from docent.sites import (
+    Page,
+    PathMatcher,
+    Plan,
+    SiteOptions,
+    Skipped,
+    front_matter,
+    hidden,
+    source_of,
+)
 
 _IGNORED_PREFIX = re.compile(r"^\d+[-_.]\d+")
 _NUMBER_PREFIX = re.compile(r"^(\d+)\s*[-_.]+\s*([^-_.\s].*)$")
@@ -98,7 +105,7 @@ def plan_docusaurus(root: Path, options: SiteOptions) -> Plan:
             continue
         if matcher.skips(relative, in_docs):
             continue
-        front = _front_matter(path.read_bytes().decode("utf-8-sig", errors="replace"))
+        front = front_matter(path.read_bytes().decode("utf-8-sig", errors="replace"))
         slug = slug_for(in_docs, front).strip("/")
         url = site + "/" + "/".join(p for p in (route, slug) if p) if site else None
         if url and config.get("trailingSlash") and not url.endswith("/"):
@@ -109,7 +116,7 @@ def plan_docusaurus(root: Path, options: SiteOptions) -> Plan:
 
     def read(page: Page) -> DocumentIn:
         text = page.path.read_bytes().decode("utf-8-sig", errors="replace")
-        front = _front_matter(text)
+        front = front_matter(text)
         if front.get("draft") is True:
             raise Skipped("a draft (draft: true)")
         if front.get("unlisted") is True:
@@ -121,16 +128,3 @@ def plan_docusaurus(root: Path, options: SiteOptions) -> Plan:
 
     notes = [] if site else ["docusaurus.config has no plain `url`: give --base-url"]
     return Plan("docusaurus", root, source, pages, read, notes)
-
-
-def _front_matter(text: str) -> dict[str, Any]:
-    if not text.startswith("---"):
-        return {}
-    end = text.find("\n---", 3)
-    if end < 0:
-        return {}
-    try:
-        data = yaml.safe_load(text[3:end])
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -24,6 +24,7 @@ from docent.sites import (
     Plan,
     SiteOptions,
     Skipped,
+    front_matter,
     hidden,
     join_url,
     source_of,
@@ -164,7 +165,7 @@ def plan_mkdocs(root: Path, options: SiteOptions) -> Plan:
         from docent.sites.includes import resolve_includes
 
         text = page.path.read_bytes().decode("utf-8-sig", errors="replace")
-        front = _front_matter(text)
+        front = front_matter(text, _TolerantLoader)
         search = front.get("search")
         if isinstance(search, dict) and search.get("exclude") is True:
             raise Skipped("excluded from search (search: exclude)")
@@ -217,19 +218,6 @@ def _prose(text: str) -> bool:
         end = body.find("\n---", 3)
         body = body[end + 4 :] if end >= 0 else body
     return any(line.strip() and not line.lstrip().startswith("#") for line in body.split("\n"))
-
-
-def _front_matter(text: str) -> dict[str, Any]:
-    if not text.startswith("---"):
-        return {}
-    end = text.find("\n---", 3)
-    if end < 0:
-        return {}
-    try:
-        data = yaml.load(text[3:end], Loader=_TolerantLoader)  # noqa: S506
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _patterns(value: object) -> tuple[str, ...]:
