@@ -60,11 +60,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The bundled app with the corpus, answers paced so streaming is visible; limit 3/min."""
+    """The bundled app with the corpus, answers paced so streaming is visible; limit 3/hour."""
     with running_docent(
         tmp_path_factory.mktemp("browser"),
         extractive_pace_ms=40,
-        rate_limit_anon="3/60s",
+        rate_limit_anon="3/3600s",
         cors_allow_origins=(f"http://127.0.0.1:{DOCS_SITE_PORT}",),
     ) as docent:
         docent.ingest(
@@ -144,7 +144,7 @@ def test_the_page_streams_an_answer_with_source_links_and_a_follow_up(
     assert seen and seen[-1][0] == "done"
     assert len(root.find_elements("css selector", ".turn")) == 2
 
-    # The limit is 3 a minute for anonymous visitors: the third question gets through, the
+    # The limit is 3 an hour for anonymous visitors: the third question gets through, the
     # fourth shows the wait.
     browser.execute_async_script(ASK_AND_RECORD, "What is Docent?")
     browser.execute_async_script(ASK_AND_RECORD, "One more?")

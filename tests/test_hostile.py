@@ -56,7 +56,7 @@ def test_forwarded_for_lines_are_combined_in_order_before_counting_hops(tmp_path
 
     with (
         running_docent(
-            tmp_path, rate_limit_anon="1/60s", rate_limit_bad_key="2/60s", trusted_proxy_hops=1
+            tmp_path, rate_limit_anon="1/3600s", rate_limit_bad_key="2/3600s", trusted_proxy_hops=1
         ) as docent,
         docent.client() as client,
     ):
@@ -123,7 +123,7 @@ def test_admin_routes_check_the_key_before_parsing_the_body(docent: Docent) -> N
 
 
 def test_the_ingest_limit_is_checked_before_the_body(tmp_path: Path) -> None:
-    with running_docent(tmp_path, rate_limit_key="1/60s") as docent, docent.admin() as client:
+    with running_docent(tmp_path, rate_limit_key="1/3600s") as docent, docent.admin() as client:
         first = client.post("/ingest", json={"documents": [{"id": "a", "text": "alpha"}]})
         second = client.post(
             "/ingest", content=b"{ not json", headers={"content-type": "application/json"}

@@ -32,7 +32,7 @@ async def test_two_processes_sharing_the_store_admit_exactly_the_limit(
     # connections to the one-process dev gateway, and a timed-out check would be admitted
     # (chat fails open), which is the policy under test elsewhere, not the window.
     env |= {
-        "RATE_LIMIT_ANON": "10/60s",
+        "RATE_LIMIT_ANON": "10/3600s",
         "ADMIN_API_KEYS": ADMIN_KEY,
         "KEY_PREFIX": tmp_path.name,
         "STORE_TIMEOUT_S": "5",
@@ -57,7 +57,7 @@ async def test_two_processes_sharing_the_store_admit_exactly_the_limit(
     assert statuses.count(200) == 10, statuses
     assert statuses.count(429) == 90
     for refused in (r for r in responses if r.status_code == 429):
-        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert 1 <= int(refused.headers["retry-after"]) <= 3600
         assert refused.json()["error"]["code"] == "rate_limited"
 
 

@@ -19,8 +19,12 @@ def error_of(response: httpx.Response) -> dict[str, str]:
     return dict(body["error"])
 
 
+# Exact-count tests use hour windows: the sliding window (Upstash's) weighs the previous window
+# as floor((1 - elapsed) * count), so a burst straddling a window's end may admit one more. With
+# 60 s windows a few seconds of requests straddle one about 1 run in 12 (a CI failure); with hour
+# windows, 1 in 700 at worst.
 def test_the_request_after_the_limit_gets_429_with_headers(tmp_path: Path) -> None:
-    with running_docent(tmp_path, rate_limit_anon="3/60s") as docent, docent.client() as client:
+    with running_docent(tmp_path, rate_limit_anon="3/3600s") as docent, docent.client() as client:
         responses = [client.post("/chat", json={"question": "anything"}) for _ in range(4)]
 
     assert [r.status_code for r in responses] == [200, 200, 200, 429]
@@ -29,12 +33,12 @@ def test_the_request_after_the_limit_gets_429_with_headers(tmp_path: Path) -> No
         assert response.headers["x-ratelimit-remaining"] == remaining
         assert int(response.headers["x-ratelimit-reset"]) > 0
     refused = responses[-1]
-    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert 1 <= int(refused.headers["retry-after"]) <= 3600
     assert error_of(refused)["code"] == "rate_limited"
 
 
 def test_a_key_has_its_own_window_and_forwarded_for_buys_nothing(tmp_path: Path) -> None:
-    with running_docent(tmp_path, rate_limit_anon="1/60s", rate_limit_key="2/60s") as docent:
+    with running_docent(tmp_path, rate_limit_anon="1/3600s", rate_limit_key="2/3600s") as docent:
         with docent.client() as client:
             anon = [
                 client.post(
@@ -58,7 +62,7 @@ def test_trusted_proxy_hops_take_the_client_from_forwarded_for(tmp_path: Path) -
         return response.status_code
 
     with (
-        running_docent(tmp_path, rate_limit_anon="1/60s", trusted_proxy_hops=1) as docent,
+        running_docent(tmp_path, rate_limit_anon="1/3600s", trusted_proxy_hops=1) as docent,
         docent.client() as client,
     ):
         statuses = [hit(client, "1.1.1.1"), hit(client, "2.2.2.2"), hit(client, "9.9.9.9, 1.1.1.1")]
@@ -165,7 +169,7 @@ def test_unknown_routes_are_json_404(docent: Docent) -> None:
 
 def test_repeated_bad_keys_from_one_ip_are_limited(tmp_path: Path) -> None:
     with (
-        running_docent(tmp_path, rate_limit_bad_key="3/60s") as docent,
+        running_docent(tmp_path, rate_limit_bad_key="3/3600s") as docent,
         docent.client() as client,
     ):
         statuses = [
