@@ -90,8 +90,7 @@ ROOT_JS = "document.querySelector('[data-docent-widget]').shadowRoot"
 
 def shadow(driver: Any) -> Any:
     return driver.execute_script(
-        "const host = document.querySelector('[data-docent-widget]');"
-        "return host && host.shadowRoot"
+        "const host = document.querySelector('[data-docent-widget]');return host && host.shadowRoot"
     )
 
 
@@ -139,8 +138,7 @@ def test_the_page_streams_an_answer_with_source_links_and_a_follow_up(
     seen = browser.execute_async_script(ASK_AND_RECORD, "How do I configure rate limits?")
     streaming = [length for state, length in seen if state == "streaming"]
     final = browser.execute_script(
-        f"const a = {ROOT_JS}.querySelectorAll('.a');"
-        "return a[a.length - 1].textContent"
+        f"const a = {ROOT_JS}.querySelectorAll('.a');return a[a.length - 1].textContent"
     )
     # Progressive: many intermediate lengths, each shorter than the final answer.
     assert len(set(streaming)) >= 5, seen[:20]
@@ -271,8 +269,7 @@ def test_a_long_answer_does_not_lock_the_conversation(
             seen = browser.execute_async_script(ASK_AND_RECORD, question)
             finals.append(seen[-1][0] if seen else None)
         lengths = browser.execute_script(
-            f"return [...{ROOT_JS}.querySelectorAll('.a')]"
-            ".map(a => a.textContent.length)"
+            f"return [...{ROOT_JS}.querySelectorAll('.a')].map(a => a.textContent.length)"
         )
         failures = root.find_elements("css selector", ".notice.fail")
         chat_requests = len(state.chat_requests)
