@@ -76,9 +76,12 @@ class DocsSite:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.pixel_hits = 0
+        self.feedback_status = 204  # what this site's /api/feedback answers (a fault injector)
 
-    def page(self, name: str, api: str, attributes: str = "", script: bool = True) -> str:
-        tag = f'<script src="{api}/widget.js" data-api="{api}" {attributes} defer></script>'
+    def page(
+        self, name: str, api: str, attributes: str = "", script: bool = True, src: str = ""
+    ) -> str:
+        tag = f'<script src="{src or api}/widget.js" data-api="{api}" {attributes} defer></script>'
         (self.folder / name).write_text(
             "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Docs</title>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -98,9 +101,13 @@ class DocsSite:
             self.pixel_hits += 1
             return Response(b"GIF89a", media_type="image/gif")
 
+        async def feedback(request: Request) -> Response:
+            return Response(status_code=self.feedback_status, headers={"Retry-After": "30"})
+
         return Starlette(
             routes=[
                 Route("/pixel.png", pixel),
+                Route("/api/feedback", feedback, methods=["POST"]),
                 Mount("/", StaticFiles(directory=self.folder, html=True)),
             ]
         )
@@ -454,6 +461,49 @@ def test_feedback_sends_the_answers_request_id(browser: Any, site: Any, model: S
     assert not root.find_elements("css selector", ".notice.fail")
 
 
+def shows_status(box: Any, status: int) -> Any:
+    return lambda: box.get_attribute("data-status") == str(status)
+
+
+@pytest.mark.browser
+def test_feedback_refusals_show_a_notice_and_the_widget_goes_on(
+    browser: Any, site: Any, docs: DocsSite
+) -> None:
+    """An API that refuses feedback (injected: the docs site's /api answers 404, 429, 500)."""
+    api = f"{DOCS}/api"
+    url = docs.page("faults.html", api, src=site.url)
+    browser.get(url)
+    turn = {"q": "How do limits work?", "text": "Per key [S1].", "state": "done", "requestId": "r1"}
+    browser.execute_script(
+        "sessionStorage.setItem(arguments[0], arguments[1])",
+        f"docent-widget:{api}",
+        json.dumps([turn, {**turn, "requestId": "r2"}]),
+    )
+    browser.get(url)  # the stored conversation comes back with its feedback buttons
+    root = wait_for(lambda: shadow(browser), what="the widget")
+    root.find_element("css selector", ".launcher").click()
+    boxes = root.find_elements("css selector", ".feedback")
+    assert len(boxes) == 2
+    notes = {}
+    for status, box, rating in (
+        (429, boxes[0], "up"),
+        (404, boxes[1], "down"),
+        (500, boxes[0], "down"),
+    ):
+        docs.feedback_status = status
+        box.find_element("css selector", f".rate.{rating}").click()
+        wait_for(shows_status(box, status), what=f"the {status}")
+        notes[status] = box.find_element("css selector", ".fb-note").text
+    assert "Too many ratings" in notes[429]
+    assert "can no longer be rated" in notes[404]
+    assert "could not be sent" in notes[500]
+    assert root.find_elements("css selector", "form.comment:not([hidden])") == []
+    # Still usable: a new conversation, a question typed.
+    root.find_element("css selector", "button.new").click()
+    assert root.find_elements("css selector", ".turn") == []
+    root.find_element("css selector", "#docent-q").send_keys("Next?")
+
+
 @pytest.mark.browser
 def test_the_floating_widget_by_keyboard_only(browser: Any, site: Any, docs: DocsSite) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
@@ -552,7 +602,6 @@ def test_axe_finds_no_serious_violation_and_screenshots(
     browser.save_screenshot(str(ARTIFACTS / f"widget-mobile-{scheme}.png"))
 
 
-@pytest.mark.slow
 def test_the_committed_bundle_is_the_build_of_the_lock_file(tmp_path: Path) -> None:
     """widget.js is rebuilt from widget/ and its lock file (npm ci, esbuild) byte for byte."""
     out = tmp_path / "widget.js"
