@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 ENCODINGS := layers/common/docent/encodings/.complete
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-soak lint format bench eval encodings llama tools sam-build clean docusaurus
+.PHONY: install run test test-soak lint format bench eval encodings llama tools sam-build clean docusaurus widget
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ llama: $(VENV)/.installed
 docusaurus:
 	scripts/setup_docusaurus.sh
 
+# The widget's npm dependencies from widget/package-lock.json (esbuild, marked, DOMPurify, and
+# axe-core for the browser tests), cached in $(DOCENT_CACHE). `scripts/build_widget.sh` rebuilds
+# the committed functions/web/static/widget.js from widget/src.
+widget:
+	scripts/build_widget.sh --deps
+
 # SAM CLI, cfn-lint, hadolint and moto's S3 server, in their own venv.
 TOOLS := .venv-tools
 $(TOOLS)/.installed: requirements-tools.txt
@@ -60,7 +66,7 @@ sam-build: install tools
 	LAMBDA_ARCH=$(if $(filter arm64,$(ARCH)),aarch64,$(ARCH)) SAM_CLI_TELEMETRY=0 \
 		$(TOOLS)/bin/sam build --parameter-overrides Architecture=$(ARCH)
 
-test: install llama tools
+test: install llama tools widget
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The benchmark suite (a few minutes): figures to bench/results/, table in bench/results/summary.md.

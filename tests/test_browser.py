@@ -35,8 +35,9 @@ def ensure_chromium() -> tuple[str, str]:
     return chromium, driver
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def start_chromium(profile: Path, performance_log: bool = False) -> Any:
+    """Headless Debian Chromium through chromedriver; `performance_log` records the network
+    events (requests with their bodies) for `driver.get_log("performance")`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -46,12 +47,19 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     for flag in (
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--window-size=1200,900",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+        "--disable-dev-shm-usage", "--window-size=1200,900", f"--user-data-dir={profile}",
     ):  # fmt: skip
         options.add_argument(flag)
+    if performance_log:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_script_timeout(30)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
     try:
         yield driver
     finally:
@@ -76,8 +84,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield docent
 
 
+# The widget adds no global: tests reach its (open) shadow root through its host element.
+ROOT_JS = "document.querySelector('[data-docent-widget]').shadowRoot"
+
+
 def shadow(driver: Any) -> Any:
-    return driver.execute_script("return window.DocentWidget && window.DocentWidget.root")
+    return driver.execute_script(
+        "const host = document.querySelector('[data-docent-widget]');return host && host.shadowRoot"
+    )
 
 
 def wait_for(predicate: Any, timeout: float = 15, what: str = "condition") -> Any:
@@ -92,7 +106,7 @@ def wait_for(predicate: Any, timeout: float = 15, what: str = "condition") -> An
 
 ASK_AND_RECORD = """
 const [question, done] = [arguments[0], arguments[arguments.length - 1]];
-const root = window.DocentWidget.root;
+const root = __ROOT__;
 const seen = [];
 const observer = new MutationObserver(() => {
   const answers = root.querySelectorAll('.a');
@@ -100,9 +114,9 @@ const observer = new MutationObserver(() => {
   if (last) seen.push([last.getAttribute('data-state'), last.textContent.length]);
 });
 observer.observe(root, {subtree: true, childList: true, characterData: true, attributes: true});
-const input = root.querySelector('textarea');
+const input = root.querySelector('#docent-q');
 input.value = question;
-root.querySelector('form').requestSubmit();
+root.querySelector('form.ask').requestSubmit();
 const started = Date.now();
 (function poll() {
   const answers = root.querySelectorAll('.a');
@@ -113,7 +127,7 @@ const started = Date.now();
     done(seen);
   } else setTimeout(poll, 20);
 })();
-"""
+""".replace("__ROOT__", ROOT_JS)
 
 
 def test_the_page_streams_an_answer_with_source_links_and_a_follow_up(
@@ -124,8 +138,7 @@ def test_the_page_streams_an_answer_with_source_links_and_a_follow_up(
     seen = browser.execute_async_script(ASK_AND_RECORD, "How do I configure rate limits?")
     streaming = [length for state, length in seen if state == "streaming"]
     final = browser.execute_script(
-        "const a = window.DocentWidget.root.querySelectorAll('.a');"
-        "return a[a.length - 1].textContent"
+        f"const a = {ROOT_JS}.querySelectorAll('.a');return a[a.length - 1].textContent"
     )
     # Progressive: many intermediate lengths, each shorter than the final answer.
     assert len(set(streaming)) >= 5, seen[:20]
@@ -256,8 +269,7 @@ def test_a_long_answer_does_not_lock_the_conversation(
             seen = browser.execute_async_script(ASK_AND_RECORD, question)
             finals.append(seen[-1][0] if seen else None)
         lengths = browser.execute_script(
-            "return [...window.DocentWidget.root.querySelectorAll('.a')]"
-            ".map(a => a.textContent.length)"
+            f"return [...{ROOT_JS}.querySelectorAll('.a')].map(a => a.textContent.length)"
         )
         failures = root.find_elements("css selector", ".notice.fail")
         chat_requests = len(state.chat_requests)
