@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from docent.retrieval import Source, deep_link, fit_budget, group_sections, merge_text
 from docent.vectors import Hit
 
@@ -95,3 +97,25 @@ def test_changelog_pages_rank_below_a_guide_that_scores_close() -> None:
         "community/release-notes/index.html",
     ]
     assert [s.score for s in sources] == [20.0, 15.0, 10.0]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_snippet_reads_only_the_start_yet_equals_the_whole_texts_flattening(seed: int) -> None:
+    import random
+
+    from docent.retrieval import SNIPPET_CHARS, snippet
+
+    rng = random.Random(seed)
+    pieces = ["word", "a", "longerword", " ", "  ", "\n", "\n\n", "\t", " " * 50, "é"]
+    text = "".join(rng.choice(pieces) for _ in range(rng.choice([10, 400, 5000])))
+    flat = " ".join(text.split())
+    expected = flat if len(flat) <= SNIPPET_CHARS else flat[:SNIPPET_CHARS].rsplit(" ", 1)[0] + "…"
+    assert snippet(text) == expected
+
+
+def test_a_snippet_of_a_text_that_starts_with_a_long_whitespace_run_reads_on() -> None:
+    from docent.retrieval import snippet
+
+    text = "Intro" + " \n" * 2000 + "the rest of the section " * 20
+    assert snippet(text).startswith("Intro the rest of the section the rest")
+    assert snippet(text).endswith("…")

@@ -107,3 +107,17 @@ def test_an_unreadable_prepared_encoding_falls_back_to_the_bundled_file(
     finally:
         tokens._encoding.cache_clear()
     assert any("unreadable" in r.getMessage() for r in caplog.records)
+
+
+def test_counts_of_passages_are_cached_and_exact_and_long_texts_are_not_held() -> None:
+    from docent import tokens
+
+    passage = "Rate limits are set per tier with RATE_LIMIT_ANON and RATE_LIMIT_KEY. " * 20
+    exact = len(tokens.encoding_for(None).encode(passage, disallowed_special=()))
+    tokens._cached_count.cache_clear()
+    assert [tokens.count_tokens(passage) for _ in range(3)] == [exact] * 3
+    assert tokens._cached_count.cache_info().hits == 2  # counted once, then served
+
+    long = "word " * (tokens.CACHED_TEXT_CHARS // 5 + 1)
+    assert tokens.count_tokens(long) == len(tokens.encoding_for(None).encode(long))
+    assert tokens._cached_count.cache_info().currsize == 1  # the long text is not held

@@ -77,7 +77,13 @@ def deep_link(url: str | None, anchor: str | None) -> str | None:
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    flat = " ".join(text.split())
+    """The text's start with whitespace runs made single spaces, cut at a word within `limit`."""
+    # A merged section runs to thousands of characters: flatten only a prefix that is enough
+    # unless it is mostly whitespace (the whole text then).
+    head = text[: 8 * limit]
+    flat = " ".join(head.split())
+    if len(head) < len(text) and len(flat) <= limit:
+        flat = " ".join(text.split())
     if len(flat) <= limit:
         return flat
     cut = flat[:limit].rsplit(" ", 1)[0]
