@@ -493,6 +493,13 @@ def test_feedback_validation_and_keys(site: Docent) -> None:
                 == 401
             )
         assert client.get("/insights", params={"days": 0}, headers=ADMIN).status_code == 422
+        # A public route: its body is bounded like a chat request's, before it is read.
+        huge = client.post(
+            "/feedback",
+            content=b'{"request_id": "' + b"x" * 300_000 + b'", "rating": "up"}',
+            headers={"content-type": "application/json"},
+        )
+        assert huge.status_code == 413, huge.text
     body = totals(site)
     assert any(d["request_id"] == request_id and d["comment"] == "y" * 1000
                for d in body["rated_down"])  # fmt: skip
@@ -557,6 +564,14 @@ async def test_every_protocol_records_its_answers(site: Docent) -> None:
             rated = client.post("/feedback", json={"request_id": request_id, "rating": "up"})
             assert rated.status_code == 204, rated.text
     assert totals(site)["totals"]["up"] == before["up"] + 3
+    # No client address and no key (nor its id) in what was stored.
+    from docent.auth import key_id
+
+    files = list(Path(site.settings.qdrant_path).glob("*.insights.sqlite3*"))
+    stored = b"".join(f.read_bytes() for f in files)
+    assert b"how do i install acme" in stored
+    for secret in ("127.0.0.1", USER_KEY, key_id(USER_KEY), "jane.doe"):
+        assert secret.encode() not in stored, secret
 
 
 def test_with_insights_off_no_question_text_is_kept(tmp_path: Path) -> None:

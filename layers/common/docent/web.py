@@ -83,7 +83,7 @@ class RequestContext:
     def _limit_for(self, path: str) -> int:
         return (
             self.settings.max_chat_body_bytes
-            if path.startswith(("/chat", "/v1/", "/mcp"))
+            if path.startswith(("/chat", "/v1/", "/mcp", "/feedback"))
             else self.settings.max_body_bytes
         )
 
