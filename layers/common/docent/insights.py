@@ -477,10 +477,13 @@ class SqliteInsights:
         await self._run(wipe, forget=True)
 
     async def aclose(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        def close() -> None:
+            with self._lock:  # after any call still running in its thread
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+
+        await asyncio.to_thread(close)
 
 
 # Redis and Upstash ----------------------------------------------------------------------------
