@@ -46,7 +46,12 @@ from tests.conftest import (
 )
 from tests.support.servers import GATEWAY_TOKEN
 
-STORES = ["sqlite", "redis", "upstash"]
+# Redis and the Upstash gateway are servers the test setup starts: marked as such.
+STORES = [
+    "sqlite",
+    pytest.param("redis", marks=pytest.mark.services),
+    pytest.param("upstash", marks=pytest.mark.services),
+]
 # The store tests' "now": today's noon UTC. Redis expires keys by its own (real) clock, so the
 # injected clock stays near it; retention is then checked by moving the clock back.
 NOW = time.time() // DAY_S * DAY_S + DAY_S / 2
@@ -403,7 +408,7 @@ def totals(docent: Docent, days: int = 1) -> dict[str, Any]:
     return dict(response.json())
 
 
-@pytest.mark.services
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", STORES)
 def test_concurrent_feedback_counts_exactly(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
