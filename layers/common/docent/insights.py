@@ -1,8 +1,9 @@
 """Insights for the docs owner: what visitors ask, what the docs could not answer, what was rated.
 
-The chat pipeline records each answer (`record`) just before its `done` event: its request id,
-day, whether it was answered and the pages it cited; with `INSIGHTS=on` also the question, with
-e-mail addresses, phone numbers and long digit runs masked first. Never an IP address or a key.
+The chat pipeline records each answer (`record_answer`) just before its `done` event: its
+request id, day, whether it was answered and the pages it cited; with `INSIGHTS=on` also the
+question, with e-mail addresses, phone numbers and long digit runs masked first. Never an IP
+address or a key.
 Visitors rate an answer by its request id (`POST /feedback`); the owner reads the figures
 (`GET /insights`) and can erase them (`DELETE /insights`).
 
@@ -46,6 +47,7 @@ PAGES = 10  # most and least cited pages in a report
 RATED_DOWN = 50  # newest answers rated down in a report
 # Redis and Upstash: most distinct questions (and gaps) kept per day, most rated-down answers.
 MAX_PER_DAY = 1000
+_COUNTS = ("questions", "answered", "up", "down")  # each day's counts
 
 # Privacy masks, applied before a question or comment is stored. An e-mail address; a phone
 # number (7 to 15 digits, led by `+` or broken by spaces, dots, dashes or brackets); any other
@@ -210,9 +212,6 @@ def report(tally: Tally, *, days: int, texts: bool, retention_days: int) -> dict
         "most_cited_pages": [page(k, n) for k, n in ranked[:PAGES]],
         "least_cited_pages": [page(k, n) for k, n in least[:PAGES]],
     }
-
-
-_COUNTS = ("questions", "answered", "up", "down")
 
 
 # The pipeline's side --------------------------------------------------------------------------
