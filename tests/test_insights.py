@@ -279,6 +279,10 @@ async def test_a_scripted_session_gives_the_same_report_on_every_store(stores: S
     assert off["totals"] == body["totals"] and off["per_day"] == body["per_day"]
     assert off["top_questions"] == off["unanswered_questions"] == []
     assert off["rated_down"] == [{"request_id": today[3].request_id, "day": TODAY}]
+    if stores.kind != "sqlite":  # bounded: every key, ratings' included, ends with its day
+        ends = await stores.expiry_times()
+        assert any(":r:" in k for k in ends) and any(":a:" in k for k in ends)
+        assert set(ends.values()) == {(day_of(NOW) + d + 30) * DAY_S for d in (-1, 0)}, ends
     # One day: yesterday's answer is outside it.
     assert (
         report(await store.tally(1), days=1, texts=True, retention_days=30)["totals"]["questions"]
