@@ -366,6 +366,21 @@ async def test_erase_removes_everything(stores: Stores) -> None:
     assert body["totals"]["questions"] == 0 and body["most_cited_pages"] == []
 
 
+async def test_an_answer_recorded_twice_counts_once(stores: Stores) -> None:
+    store = stores(Clock())
+    one = answer("asked once, recorded twice", False, "install")
+    await asyncio.gather(store.record(one), store.record(one))
+    await store.record(one)
+    body = report(await store.tally(1), days=1, texts=True, retention_days=30)
+    assert (body["totals"]["questions"], body["totals"]["unanswered"]) == (1, 1)
+    assert (
+        body["top_questions"]
+        == body["unanswered_questions"]
+        == [{"question": "asked once recorded twice", "count": 1}]
+    )
+    assert body["most_cited_pages"][0]["citations"] == 1
+
+
 async def test_concurrent_ratings_of_one_answer_count_once(stores: Stores) -> None:
     store = stores(Clock())
     one = answer("rated by many at once", True)

@@ -229,7 +229,7 @@ def answer_of(
     if settings.insights != "on":
         return Answer(request_id, bool(cited), pages)
     masked = mask(question)
-    return Answer(request_id, bool(cited), pages, masked, normalize(masked))
+    return Answer(request_id, bool(cited), pages, masked, normalize(masked) or None)
 
 
 async def record_answer(services: Services, answer: Answer) -> None:
@@ -404,11 +404,13 @@ class SqliteInsights:
         day = day_of(self._clock())
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute(
+            added = db.execute(
                 "INSERT OR IGNORE INTO answers (request_id, day, answered, question, normalized) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (answer.request_id, day, int(answer.answered), answer.question, answer.normalized),
-            )
+            ).rowcount
+            if not added:
+                return  # recorded already: once only
             db.executemany(
                 "INSERT INTO citations (request_id, day, page, title) VALUES (?, ?, ?, ?)",
                 [(answer.request_id, day, p.key, p.title) for p in answer.pages],
@@ -490,7 +492,7 @@ class SqliteInsights:
 # One rating, atomically: the answer must still exist; the day's counts move from the old rating
 # to the new one; the rated-down set follows; the comment is replaced.
 # KEYS: answer hash, day hash, the day's rated-down set.
-# ARGV: rating, comment ('' for none), now, expire-at, request id.
+# ARGV: rating, comment ('' for none), now, expire-at, request id, most rated-down kept.
 RATE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local old = redis.call('HGET', KEYS[1], 'rating')
@@ -511,6 +513,39 @@ if ARGV[2] == '' then
   redis.call('HDEL', KEYS[1], 'comment')
 else
   redis.call('HSET', KEYS[1], 'comment', ARGV[2])
+end
+return 1
+"""
+
+# One answer, atomically and once: a request id already recorded changes nothing (as SQLite's
+# primary key). KEYS: answer hash, day hash, the day's questions, gaps, pages and titles.
+# ARGV: expire-at, day, answered (1/0), question ('' for none), normalised question ('' for
+# none), most questions kept per day, then page and title pairs.
+RECORD_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local at = ARGV[1]
+redis.call('HSET', KEYS[1], 'day', ARGV[2], 'answered', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'question', ARGV[4]) end
+redis.call('EXPIREAT', KEYS[1], at)
+redis.call('HINCRBY', KEYS[2], 'questions', 1)
+if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[2], 'answered', 1) end
+redis.call('EXPIREAT', KEYS[2], at)
+if ARGV[5] ~= '' then
+  local sets = {KEYS[3]}
+  if ARGV[3] == '0' then sets[2] = KEYS[4] end
+  for _, z in ipairs(sets) do
+    redis.call('ZINCRBY', z, 1, ARGV[5])
+    redis.call('ZREMRANGEBYRANK', z, 0, -1 - tonumber(ARGV[6]))
+    redis.call('EXPIREAT', z, at)
+  end
+end
+if #ARGV > 6 then
+  for i = 7, #ARGV, 2 do
+    redis.call('ZINCRBY', KEYS[5], 1, ARGV[i])
+    redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1])
+  end
+  redis.call('EXPIREAT', KEYS[5], at)
+  redis.call('EXPIREAT', KEYS[6], at)
 end
 return 1
 """
@@ -538,36 +573,21 @@ class RedisLayout:
     def expire_at(self, day: int) -> int:
         return (day + self.retention_days) * DAY_S
 
-    def record(self, answer: Answer, day: int) -> list[Command]:
-        """The commands (one transaction) that keep one answer."""
-        at = self.expire_at(day)
-        a, d = self.key("a", answer.request_id), self.key("d", day)
-        fields: list[str | int] = ["day", day, "answered", int(answer.answered)]
-        if answer.question is not None:
-            fields += ["question", answer.question]
-        commands: list[Command] = [
-            ("HSET", a, *fields),
-            ("EXPIREAT", a, at),
-            ("HINCRBY", d, "questions", 1),
+    def record(self, answer: Answer, day: int) -> tuple[list[str], list[str | int | float]]:
+        """The recording script's keys and arguments for one answer."""
+        keys = [self.key("a", answer.request_id)]
+        keys += [self.key(kind, day) for kind in ("d", "q", "g", "p", "t")]
+        args: list[str | int | float] = [
+            self.expire_at(day),
+            day,
+            int(answer.answered),
+            answer.question or "",
+            answer.normalized or "",
+            MAX_PER_DAY,
         ]
-        if answer.answered:
-            commands.append(("HINCRBY", d, "answered", 1))
-        commands.append(("EXPIREAT", d, at))
-        if answer.normalized is not None:
-            kinds = ("q",) if answer.answered else ("q", "g")
-            for kind in kinds:
-                z = self.key(kind, day)
-                commands += [
-                    ("ZINCRBY", z, 1, answer.normalized),
-                    ("ZREMRANGEBYRANK", z, 0, -1 - MAX_PER_DAY),
-                    ("EXPIREAT", z, at),
-                ]
-        if answer.pages:
-            p, t = self.key("p", day), self.key("t", day)
-            for page in answer.pages:
-                commands += [("ZINCRBY", p, 1, page.key), ("HSET", t, page.key, page.title)]
-            commands += [("EXPIREAT", p, at), ("EXPIREAT", t, at)]
-        return commands
+        for page in answer.pages:
+            args += [page.key, page.title]
+        return keys, args
 
     def rate(
         self, request_id: str, day: int, rating: Rating, comment: str | None, now: float
@@ -675,10 +695,8 @@ class RedisInsights:
         self._clock = clock
 
     async def record(self, answer: Answer) -> None:
-        pipe = self._redis.pipeline(transaction=True)
-        for command in self.layout.record(answer, day_of(self._clock())):
-            pipe.execute_command(*command)
-        await pipe.execute()
+        keys, args = self.layout.record(answer, day_of(self._clock()))
+        await self._redis.eval(RECORD_SCRIPT, len(keys), *keys, *args)
 
     async def rate(self, request_id: str, rating: Rating, comment: str | None) -> bool:
         day = await self._redis.hget(self.layout.key("a", request_id), "day")
@@ -741,16 +759,18 @@ class UpstashInsights:
         self.layout = RedisLayout(prefix, retention_days)
         self._clock = clock
 
-    async def _all(self, commands: Sequence[Command], *, atomic: bool) -> list[Any]:
+    async def _all(self, commands: Sequence[Command]) -> list[Any]:
+        """Reads, in one round trip."""
         if not commands:
             return []
-        pipe = self._redis.multi() if atomic else self._redis.pipeline()
+        pipe = self._redis.pipeline()
         for command in commands:
             pipe.execute([_arg(part) for part in command])
         return list(await pipe.exec())
 
     async def record(self, answer: Answer) -> None:
-        await self._all(self.layout.record(answer, day_of(self._clock())), atomic=True)
+        keys, args = self.layout.record(answer, day_of(self._clock()))
+        await self._redis.eval(RECORD_SCRIPT, keys, [_arg(a) for a in args])
 
     async def rate(self, request_id: str, rating: Rating, comment: str | None) -> bool:
         day = await self._redis.hget(self.layout.key("a", request_id), "day")
@@ -762,13 +782,13 @@ class UpstashInsights:
 
     async def tally(self, days: int) -> Tally:
         span = self.layout.days(day_of(self._clock()), days)
-        replies = await self._all(self.layout.tally_reads(span), atomic=False)
+        replies = await self._all(self.layout.tally_reads(span))
         tally, down = self.layout.tally_of(span, replies)
         ids = [request_id for request_id, _ in down]
         reads: list[Command] = [
             ("HMGET", self.layout.key("a", i), "day", "question", "comment") for i in ids
         ]
-        tally.rated_down = self.layout.rated_down(ids, await self._all(reads, atomic=False))
+        tally.rated_down = self.layout.rated_down(ids, await self._all(reads))
         return tally
 
     async def erase(self) -> None:
