@@ -26,6 +26,7 @@ def test_the_bundle_serves_every_function_route() -> None:
     assert routes(bundle) == routes(chat) | routes(ingest) | routes(health)
     assert routes(chat) == {
         ("POST", "/chat"),
+        ("POST", "/feedback"),
         ("POST", "/mcp"),
         ("POST", "/v1/chat/completions"),
         ("GET", "/v1/models"),

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from docent import chat, snapstart, sse
+from docent import chat, insights, snapstart, sse
 from docent.aws import http_handler
 from docent.config import get_settings
 from docent.generation import Message
@@ -103,6 +103,21 @@ async def post_chat(
     if sse.wants_json(request.headers.get("accept")):
         return JSONResponse(await chat.collect(events))
     return sse.event_stream(events, settings.sse_ping_s)
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: Annotated[str, Field(min_length=1, max_length=128)]
+    rating: Literal["up", "down"]
+    comment: Annotated[str | None, Field(max_length=1000)] = None
+
+
+@router.post("/feedback", status_code=204, dependencies=[Depends(rate_limit("feedback"))])
+async def post_feedback(body: FeedbackRequest, services: ServicesDep) -> Response:
+    """Rate an answer by its `request_id` (anonymous; a later rating replaces an earlier one)."""
+    await insights.rate_answer(services, body.request_id, body.rating, body.comment)
+    return Response(status_code=204)
 
 
 app = create_app(router, openai_router, mcp_router, title="Docent chat")

@@ -1,5 +1,5 @@
 """The ingest function: `POST /ingest`, `POST /sync`, `GET /documents`,
-`DELETE /documents/{id}` and `GET /snapshot` (admin key)."""
+`DELETE /documents/{id}`, `GET /snapshot` and `GET`/`DELETE /insights` (admin key)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import tempfile
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.background import BackgroundTask
 
-from docent import snapstart
+from docent import insights, snapstart
 from docent.aws import http_handler, is_storage_event, is_sync_event, storage_handler, sync_handler
 from docent.errors import NotFound, backend
 from docent.ingest import DocumentIn
@@ -193,6 +193,21 @@ async def get_snapshot(_: AdminDep, services: ServicesDep) -> FileResponse:
         filename="docent-snapshot",
         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )
+
+
+@router.get("/insights", tags=["insights"])
+async def get_insights(
+    _: AdminDep, services: ServicesDep, days: Annotated[int, Query(ge=1, le=3650)] = 30
+) -> dict[str, Any]:
+    """What visitors asked, what the docs could not answer, how answers were rated, per day."""
+    return await insights.read_report(services, days)
+
+
+@router.delete("/insights", status_code=204, tags=["insights"])
+async def delete_insights(_: AdminDep, services: ServicesDep) -> Response:
+    """Erase every recorded answer, question, rating and comment."""
+    await insights.erase(services)
+    return Response(status_code=204)
 
 
 app = create_app(router, title="Docent ingest")

@@ -1,4 +1,5 @@
-"""The chat page (`/`), the embeddable widget (`/widget.js`) and `/metrics`: bundle-only routes."""
+"""The chat page (`/`), the embeddable widget (`/widget.js`), the insights page (`/admin`) and
+`/metrics`: bundle-only routes."""
 
 from __future__ import annotations
 
@@ -26,6 +27,19 @@ async def widget() -> FileResponse:
         STATIC / "widget.js",
         media_type="text/javascript",
         headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@router.get("/admin")
+async def admin_page() -> FileResponse:
+    # The page itself is public: the admin key is typed into it and sent with its API calls.
+    return FileResponse(STATIC / "admin.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/admin.js")
+async def admin_script() -> FileResponse:
+    return FileResponse(
+        STATIC / "admin.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"}
     )
 
 

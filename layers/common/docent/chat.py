@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from docent import metrics
+from docent import insights, metrics
 from docent.display import shown_source
 from docent.errors import DocentError, UpstreamTimeout, backend
 from docent.generation import CitationFilter, LinkFilter, Message, Passage, Usage
@@ -157,6 +157,17 @@ async def _events(
         yield {"type": "error", "code": "internal_error", "message": "The answer failed."}
         return
     outcome["error"] = None
+    # Before `done`: a visitor who rates the answer at once finds it recorded (bounded wait).
+    await insights.record_answer(
+        services,
+        insights.answer_of(
+            services.settings,
+            prepared.request_id,
+            prepared.question.question,
+            shown,
+            citations.cited,
+        ),
+    )
     yield {
         "type": "done",
         "answered": bool(citations.cited),

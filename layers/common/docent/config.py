@@ -71,6 +71,8 @@ TEMPLATE_PARAMETERS = {
     "CORS_ALLOW_ORIGINS": "CorsAllowOrigins",
     "LOG_LEVEL": "LogLevel",
     "SINGLE_INSTANCE_TRIAL": "SingleInstanceTrial",
+    "INSIGHTS": "Insights",
+    "INSIGHTS_RETENTION_DAYS": "InsightsRetentionDays",
 }
 
 
@@ -155,6 +157,9 @@ class Settings(BaseSettings):
     cors_allow_origins: CommaList = ()
     log_level: str = "INFO"
     log_questions: bool = False
+    # Insights (docent.insights): question texts kept only with "on", for this many days.
+    insights: Literal["off", "on"] = "off"
+    insights_retention_days: int = Field(default=30, ge=1, le=3650)
     docent_url: str = "http://127.0.0.1:7860"
     api_docs: bool = True  # serve /docs and /openapi.json
     parse_timeout_s: float = Field(default=60.0, gt=0)  # per file (PDF) read from disk or S3
@@ -288,11 +293,11 @@ class Settings(BaseSettings):
             return "upstash"
         return "redis" if self.redis_url else "memory"
 
-    def fail_open(self, route: Literal["chat", "ingest"]) -> bool:
+    def fail_open(self, route: Literal["chat", "ingest", "feedback"]) -> bool:
         """Whether a request proceeds when the limit store cannot answer in time."""
         if self.rate_limit_fail_open is not None:
             return self.rate_limit_fail_open
-        return route == "chat"
+        return route != "ingest"
 
 
 def load_settings(**overrides: object) -> Settings:

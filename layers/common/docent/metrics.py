@@ -76,6 +76,12 @@ class _Registry:
         self.stream_errors = Counter(
             "docent_stream_errors", "Streams ended by an error event, by code", ["code"], registry=r
         )
+        self.insights_failures = Counter(
+            "docent_insights_failures",
+            "Insights the store did not take in time or refused, by operation",
+            ["operation"],
+            registry=r,
+        )
 
 
 _registry: _Registry | None = None
@@ -180,6 +186,11 @@ def synced(counts: dict[str, int]) -> None:
     """One sync run's counts (added, changed, unchanged, deleted) as EMF metrics on Lambda."""
     for name in ("added", "changed", "unchanged", "deleted"):
         _emf_add(f"sync_{name}", float(counts.get(name, 0)))
+
+
+def insights_failed(operation: str) -> None:
+    registry().insights_failures.labels(operation).inc()
+    _emf_add("InsightsFailures", 1)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -15,6 +15,7 @@ from docent.generation import Answerer, ExtractiveAnswerer
 if TYPE_CHECKING:
     from docent.embeddings import Embedder
     from docent.ingest import Ingestor
+    from docent.insights import InsightsStore
     from docent.kv import KeyValueStore
     from docent.limits import Limiter
     from docent.vectors import VectorStore
@@ -81,6 +82,12 @@ class Services:
         return MemoryLimiter()
 
     @cached_property
+    def insights(self) -> InsightsStore:
+        from docent.insights import create_insights
+
+        return create_insights(self.settings)
+
+    @cached_property
     def embedder(self) -> Embedder | None:
         if self.settings.embeddings == "none":
             return None
@@ -115,7 +122,7 @@ class Services:
 
     async def aclose(self) -> None:
         """Release connections and the store's lock (server shutdown, tests)."""
-        for name in ("store", "kv", "limiter", "embedder", "answerer"):
+        for name in ("store", "kv", "limiter", "embedder", "answerer", "insights"):
             backend = self.__dict__.get(name)
             closer = getattr(backend, "aclose", None) or getattr(backend, "close", None)
             if closer is not None:

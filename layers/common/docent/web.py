@@ -83,7 +83,7 @@ class RequestContext:
     def _limit_for(self, path: str) -> int:
         return (
             self.settings.max_chat_body_bytes
-            if path.startswith(("/chat", "/v1/", "/mcp"))
+            if path.startswith(("/chat", "/v1/", "/mcp", "/feedback"))
             else self.settings.max_body_bytes
         )
 
@@ -374,7 +374,7 @@ async def require_admin(caller: CallerDep) -> Caller:
 AdminDep = Annotated[Caller, Depends(require_admin)]
 
 
-def rate_limit(route: Literal["chat", "ingest"]) -> Callable[..., Any]:
+def rate_limit(route: Literal["chat", "ingest", "feedback"]) -> Callable[..., Any]:
     """A dependency counting the request against its tier's sliding window."""
 
     async def check_limit(
