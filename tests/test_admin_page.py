@@ -13,6 +13,7 @@ import pytest
 
 from docent.web import PAGE_CSP
 from tests.conftest import ADMIN_KEY, USER_KEY, Docent, corpus_documents, running_docent
+from tests.support.axe import serious_violations
 from tests.test_browser import ARTIFACTS, browser, wait_for  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
@@ -154,6 +155,7 @@ def test_the_admin_page_shows_the_sessions_insights(browser: Any, session: Docen
         )
         checked, failures = browser.execute_script(CONTRAST)
         assert checked > 30 and failures == [], (scheme, failures)
+        assert serious_violations(browser) == [], scheme  # axe-core, as for the page and widget
         ARTIFACTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / f"admin-{scheme}.png"))
     browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})

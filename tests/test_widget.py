@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import corpus_documents, free_port, running_docent, serve
@@ -132,6 +131,7 @@ def site(
         openai_api_key="test",
         embedding_provider="none",
         cors_allow_origins=(DOCS,),
+        insights="on",
     ) as docent:
         documents = [
             {**d, "url": f"{DOCS}/{d['id'].removesuffix('.md')}"} for d in corpus_documents()
@@ -411,11 +411,6 @@ def test_stop_aborts_the_stream_within_a_second_and_new_conversation_clears_it(
     assert [r["body"]["history"] for r in sent(network(browser), "/chat")] == [[]]
 
 
-def feedback_route(site: Any) -> bool:
-    """Whether this server has `POST /feedback` (a GET is then 405, not 404)."""
-    return httpx.get(f"{site.url}/feedback").status_code == 405
-
-
 @pytest.mark.browser
 def test_feedback_sends_the_answers_request_id(browser: Any, site: Any, model: StandIn) -> None:
     model.answer = "Limits are per key [S1]."
@@ -437,20 +432,24 @@ def test_feedback_sends_the_answers_request_id(browser: Any, site: Any, model: S
     assert box.find_element("css selector", ".rate.down").get_attribute("aria-pressed") == "true"
     posts = sent(network(browser), "/feedback")
     assert [p["body"] for p in posts] == [{"request_id": request_id, "rating": "down"}]
-    if feedback_route(site):
-        assert box.get_attribute("data-status") == "204"
-        comment = box.find_element("css selector", "form.comment textarea")
-        comment.send_keys("It missed the per-address limit.")
-        box.find_element("css selector", "form.comment button").click()
-        wait_for(lambda: "Thanks" in box.text, what="the thanks")
-        assert sent(network(browser), "/feedback")[0]["body"] == {
-            "request_id": request_id,
-            "rating": "down",
-            "comment": "It missed the per-address limit.",
-        }
-    else:  # the route lands with the insights work: until then the widget shows the 404 notice
-        assert box.get_attribute("data-status") == "404"
-        assert "can no longer be rated" in box.text
+    assert box.get_attribute("data-status") == "204"
+    comment = box.find_element("css selector", "form.comment textarea")
+    comment.send_keys("It missed the per-address limit.")
+    box.find_element("css selector", "form.comment button").click()
+    wait_for(lambda: "Thanks" in box.text, what="the thanks")
+    assert sent(network(browser), "/feedback")[0]["body"] == {
+        "request_id": request_id,
+        "rating": "down",
+        "comment": "It missed the per-address limit.",
+    }
+    # The owner sees it: the answer rated down, with the visitor's comment (INSIGHTS=on here).
+    with site.admin() as admin:
+        insights = admin.get("/insights").json()
+    assert {
+        "request_id": request_id,
+        "question": "How do rate limits work?",
+        "comment": "It missed the per-address limit.",
+    }.items() <= next(d for d in insights["rated_down"] if d["request_id"] == request_id).items()
 
     # The network fails: a small notice, and the widget goes on answering.
     browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/feedback"]})
