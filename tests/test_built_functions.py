@@ -3,8 +3,9 @@
 `sam build`'s output; each function in a fresh Python 3.13 interpreter (the template's runtime)
 with only the built layer (as /opt/python) and the built function code on its path, read-only
 copies, PYTHONDONTWRITEBYTECODE=1; its environment resolved from the template (parameter
-defaults and samconfig's overrides; test values only for the secrets and for the backend URLs,
-which point at the Upstash gateway over a real Redis, the Qdrant stand-in and moto's S3); each
+defaults and samconfig's overrides, whose secrets are SSM parameter names; the backend URLs
+point at the Upstash gateway over a real Redis and the Qdrant stand-in, the AWS endpoint at
+moto's server, which holds the secrets (SSM, and Secrets Manager for one) and the S3 bucket); each
 handler driven by AWS's runtime interface client (awslambdaric) against the Lambda Runtime API
 in tests/support/lambdaruntime.py, with events from `sam local generate-event`. A document
 ingested through the ingest function is answered by the chat function in another interpreter.
@@ -27,8 +28,10 @@ import pytest
 
 from tests.support.cfn import Stack, samconfig_overrides
 from tests.support.lambdaruntime import (
+    aws_client,
     lambda_function,
     make_writable,
+    moto_server,
     python313,
     read_only_copy,
     runtime_site,
@@ -107,44 +110,40 @@ def answer(invocation: Any) -> tuple[int, Any]:
 
 @pytest.fixture(scope="module")
 def backends(gateway_url: str) -> Iterator[dict[str, str]]:
-    """The stack's backends on this machine: Qdrant (stand-in), Upstash (gateway), S3 (moto)."""
-    port = free_port()
-    s3 = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen(
-        [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait(lambda: httpx.get(f"{s3}/moto-api/").status_code == 200, "moto", moto)
-        import boto3
-
-        client = boto3.client(
-            "s3", endpoint_url=s3, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-        )  # fmt: skip
-        client.create_bucket(Bucket=BUCKET)
-        client.put_object(Bucket=BUCKET, Key="ops/rotation.md", Body=S3_DOCUMENT)
-        client.put_object(Bucket=BUCKET, Key="ops/queued.md", Body=S3_DOCUMENT)
+    """The stack's backends on this machine: Qdrant (stand-in), Upstash (gateway), and moto's
+    server as AWS: S3, and the secrets at the SSM names samconfig.toml gives (the Upstash token
+    in Secrets Manager instead)."""
+    with moto_server() as aws:
+        s3 = aws_client("s3", aws)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_object(Bucket=BUCKET, Key="ops/rotation.md", Body=S3_DOCUMENT)
+        s3.put_object(Bucket=BUCKET, Key="ops/queued.md", Body=S3_DOCUMENT)
+        config = samconfig_overrides()
+        ssm = aws_client("ssm", aws)
+        for parameter, value in (
+            ("AdminApiKeysParameter", ADMIN),
+            ("QdrantApiKeyParameter", QDRANT_KEY),
+        ):
+            ssm.put_parameter(Name=config[parameter], Value=value, Type="SecureString")
+        token = aws_client("secretsmanager", aws).create_secret(
+            Name="docent/prod/upstash-token", SecretString=GATEWAY_TOKEN
+        )
         with qdrant_standin(api_key=QDRANT_KEY) as qdrant:
-            yield {"qdrant": qdrant, "upstash": gateway_url, "s3": s3}
-    finally:
-        moto.terminate()
-        moto.wait(10)
+            yield {"qdrant": qdrant, "upstash": gateway_url, "aws": aws, "token": token["ARN"]}
 
 
 @pytest.fixture(scope="module")
 def stack(backends: dict[str, str]) -> Stack:
-    """The template's parameters: defaults, samconfig's overrides, then secrets and URLs."""
+    """The template's parameters: defaults, samconfig's overrides (its secrets as SSM names),
+    then the backends' URLs and the Upstash token's secret."""
     return Stack(
         {
             **samconfig_overrides(),
             "Architecture": ARCHITECTURE,  # what runs on this machine (the default is arm64)
-            "AdminApiKeys": ADMIN,
             "QdrantUrl": backends["qdrant"],
-            "QdrantApiKey": QDRANT_KEY,
             "UpstashRedisRestUrl": backends["upstash"],
-            "UpstashRedisRestToken": GATEWAY_TOKEN,
+            "UpstashRedisRestTokenParameter": "",
+            "UpstashRedisRestTokenSecretArn": backends["token"],
         }
     )
 
@@ -169,7 +168,7 @@ def run(
             functions[name]["Handler"],
             environment,
             tmp_path_factory.mktemp(name),
-            {"AWS_ENDPOINT_URL_S3": backends["s3"], **extra},
+            {"AWS_ENDPOINT_URL": backends["aws"], **extra},
         )
 
     return start
@@ -199,6 +198,28 @@ def test_health_answers_live_and_ready(run: Any) -> None:
         assert status == 200, body
         assert body["status"] == "ok"
         assert body["checks"]["vectors"]["ok"] and body["checks"]["store"]["ok"]
+
+
+def test_keys_come_from_ssm_and_a_missing_secret_stops_the_start(run: Any, stack: Stack) -> None:
+    """The admin key the ingest function accepts is the SSM parameter's value (no plain key in
+    its environment); a secret that cannot be read is an init error naming its variable and
+    template parameter."""
+    environment = stack.environment("IngestFunction")
+    assert "ADMIN_API_KEYS" not in environment and "ADMIN_API_KEYS_PARAMETER" in environment
+    with run("IngestFunction") as ingest:
+        status, _ = answer(ingest.invoke(http_event("GET", "/documents", **{"x-api-key": ADMIN})))
+        assert status == 200
+        status, _ = answer(ingest.invoke(http_event("GET", "/documents", **{"x-api-key": "no"})))
+        assert status in (401, 403)
+    with (
+        pytest.raises(RuntimeError) as raised,
+        run("HealthFunction", QDRANT_API_KEY_PARAMETER="/docent/prod/missing-qdrant-key"),
+    ):
+        pass
+    assert "QDRANT_API_KEY_PARAMETER (template parameter QdrantApiKeyParameter)" in str(
+        raised.value
+    )
+    assert "/docent/prod/missing-qdrant-key" in str(raised.value)
 
 
 def test_ingested_through_ingest_answered_by_chat_in_another_interpreter(run: Any) -> None:
@@ -252,7 +273,10 @@ def test_snapstart_hooks_run_as_the_runtime_calls_them(run: Any) -> None:
 
 @pytest.fixture(scope="module")
 def streaming_chat(
-    sam_built: Path, stack: Stack, tmp_path_factory: pytest.TempPathFactory
+    sam_built: Path,
+    stack: Stack,
+    backends: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, dict[str, str]]]:
     """functions/chat/run.sh as the Web Adapter starts it, with the template's environment."""
     tmp = tmp_path_factory.mktemp("stream")
@@ -275,6 +299,10 @@ def streaming_chat(
             "AWS_LAMBDA_FUNCTION_NAME": "docent-chat",
             "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",  # set for the app by Lambda
             "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",  # Lambda sets both; boto3 reads this one
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": backends["aws"],  # the secrets, from moto's SSM
             "HOME": str(tmp),
         }
     )
