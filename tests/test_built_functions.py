@@ -427,3 +427,58 @@ def test_each_function_with_its_layers_fits_the_size_budget(sam_built: Path, sta
     assert sizes and all(total <= BUDGET for total in sizes.values()), {
         name: f"{total / 2**20:.0f} MB" for name, total in sizes.items()
     }
+
+
+FIRST_RESPONSE = """
+import json, sys
+import app
+
+class Context:
+    function_name = "docent-first"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:docent-first"
+    aws_request_id = "c0ffee00-0000-4000-8000-000000000001"
+
+    def get_remaining_time_in_millis(self):
+        return 30_000
+
+response = app.handler(json.loads(sys.argv[1]), Context())
+print(json.dumps({"status": response["statusCode"], "loaded": sorted(
+    m for m in ("sse_starlette", "uvicorn", "prometheus_client", "qdrant_client", "openai",
+                "numpy", "boto3") if m in sys.modules)}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "event_file"),
+    [("HealthFunction", "health.json"), ("ChatBufferedFunction", "chat.json")],
+)
+def test_a_first_buffered_response_loads_no_stream_or_prometheus_code(
+    sam_built: Path, tmp_path: Path, function: str, event_file: str
+) -> None:
+    """Cold start: a JSON answer on Lambda imports neither the SSE stack (sse_starlette, uvicorn)
+    nor prometheus_client (EMF carries Lambda's metrics), nor a backend client it does not use
+    (the single-instance trial: no Qdrant server, no model server, no secret references)."""
+    event = json.loads((ROOT / "events" / event_file).read_text())
+    done = subprocess.run(
+        [python313(), "-c", FIRST_RESPONSE, json.dumps(event)],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": f"{sam_built / function}:{sam_built / 'CommonLayer' / 'python'}:"
+            f"{runtime_site()}",
+            "AWS_LAMBDA_FUNCTION_NAME": "docent-first",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "SINGLE_INSTANCE_TRIAL": "true",
+            "QDRANT_PATH": str(tmp_path / "qdrant"),
+            "ADMIN_API_KEYS": ADMIN,
+            "LOG_LEVEL": "WARNING",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"status": 200, "loaded": []}, done.stderr[-2000:]
