@@ -166,3 +166,19 @@ def test_redis_url_from_ssm(environment: pytest.MonkeyPatch, endpoint: str) -> N
     settings: Any = load_settings()
     assert settings.redis_url == url and settings.store_backend == "redis"
     assert os.environ.get("REDIS_URL") is None
+
+
+def test_snapstart_closes_the_secrets_clients(
+    environment: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    """The clients that read the secrets hold pooled connections: none goes into a snapshot."""
+    from docent import snapstart
+
+    aws_client("ssm", endpoint).put_parameter(Name="/docent/f/admin", Value="k", Type="String")
+    environment.setenv("ADMIN_API_KEYS_PARAMETER", "/docent/f/admin")
+    assert load_settings().admin_api_keys == ("k",)
+    (provider,) = aws._providers.values()
+    pools = provider.client._endpoint.http_session._manager.pools
+    assert len(pools) == 1  # the connection to the endpoint, kept alive
+    aws._run(snapstart._drop_clients())
+    assert aws._providers == {} and len(pools) == 0

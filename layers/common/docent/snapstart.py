@@ -81,6 +81,7 @@ async def _drop_clients() -> None:
             log.warning("snapstart: closing clients failed: %s", type(exc).__name__)
     services.reset_services(None)
     aws.reset_s3_client()
+    aws.reset_secret_clients()
 
 
 def before_snapshot(function: str) -> list[str]:
