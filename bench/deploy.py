@@ -208,7 +208,9 @@ def bench_deploy(sizes: Any, work: Path) -> dict[str, Any]:
 
 
 def targets(target: Any) -> list[Any]:
-    """The section's targets, built with bench.run's Target."""
+    """The section's targets, built with bench.run's Target. The bytecode's cost is CPU: on a
+    shared machine the wall-time ratio of two variants measured minutes apart is mostly load
+    (0.55 to 1.54 in one run), so the ratio targets read CPU time (wall time stays in details)."""
     return [
         target(
             "Built layer (3.13, read-only): health first response (s)",
@@ -227,17 +229,17 @@ def targets(target: Any) -> list[Any]:
             " s",
         ),
         target(
-            "Built layer vs warm bytecode cache, chat (ratio)",
+            "Built layer vs warm bytecode cache, chat (CPU ratio)",
             "deploy",
-            lambda r: r["chat_shipped_vs_warm"],
+            lambda r: r["chat_shipped_vs_warm_cpu"],
             "at_most",
             1.15,
             "x",
         ),
         target(
-            "Built layer vs warm bytecode cache, health (ratio)",
+            "Built layer vs warm bytecode cache, health (CPU ratio)",
             "deploy",
-            lambda r: r["health_shipped_vs_warm"],
+            lambda r: r["health_shipped_vs_warm_cpu"],
             "at_most",
             1.15,
             "x",
