@@ -261,9 +261,22 @@ def test_ingested_through_ingest_answered_by_chat_in_another_interpreter(run: An
         assert invocation.body["headers"]["x-ratelimit-limit"] == "10"
 
 
+def ingest_the_document(run: Any) -> None:
+    """DOCUMENT ingested through the built ingest function (unchanged: a no-op when it is in)."""
+    with run("IngestFunction") as ingest:
+        document = {"id": "guide/snapshots.md", "text": DOCUMENT}
+        status, _ = answer(
+            ingest.invoke(
+                http_event("POST", "/ingest", {"documents": [document]}, **{"x-api-key": ADMIN})
+            )
+        )
+        assert status == 200
+
+
 def test_snapstart_hooks_run_as_the_runtime_calls_them(run: Any) -> None:
     """With AWS_LAMBDA_INITIALIZATION_TYPE=snap-start awslambdaric runs the before-snapshot
     hooks, asks for restore/next, runs the after-restore hooks, then serves."""
+    ingest_the_document(run)  # on its own too, not only after the ingest test
     with run("ChatBufferedFunction", AWS_LAMBDA_INITIALIZATION_TYPE="snap-start") as chat:
         assert chat.api.restored.is_set()
         assert chat.api.restore_errors == [] and chat.api.init_errors == []
@@ -335,14 +348,7 @@ def test_streaming_entry_point_is_ready_hooks_and_streams(
     streaming_chat: tuple[str, dict[str, str]], run: Any
 ) -> None:
     base, environment = streaming_chat
-    with run("IngestFunction") as ingest:
-        document = {"id": "guide/snapshots.md", "text": DOCUMENT}
-        status, _ = answer(
-            ingest.invoke(
-                http_event("POST", "/ingest", {"documents": [document]}, **{"x-api-key": ADMIN})
-            )
-        )
-        assert status == 200
+    ingest_the_document(run)
     # The adapter's SnapStart hooks: empty POSTs, 2xx expected.
     for hook in (
         "AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH",
