@@ -50,7 +50,7 @@ def test_ssm_and_secrets_manager_values_become_settings(
 ) -> None:
     ssm = aws_client("ssm", endpoint)
     ssm.put_parameter(Name="/docent/a/admin", Value="adm-1,adm-2", Type="SecureString")
-    ssm.put_parameter(Name="/docent/a/openai", Value="sk-from-ssm", Type="SecureString")
+    ssm.put_parameter(Name="/docent/a/openai", Value="sk-from-ssm\n", Type="SecureString")
     secret = aws_client("secretsmanager", endpoint).create_secret(
         Name="docent/a/qdrant", SecretString="qdrant-from-secrets-manager"
     )

@@ -322,6 +322,6 @@ def read_secrets(
             failures[key] = f"{where} {name} could not be read: {future.exception()}"
         elif not future.result().strip():
             failures[key] = f"{where} {name} is empty"
-        else:
-            values[key] = future.result()
+        else:  # a newline pasted with the value would break a key or a token
+            values[key] = future.result().strip()
     return values, failures
