@@ -3,8 +3,9 @@
 `sam build`'s output; each function in a fresh Python 3.13 interpreter (the template's runtime)
 with only the built layer (as /opt/python) and the built function code on its path, read-only
 copies, PYTHONDONTWRITEBYTECODE=1; its environment resolved from the template (parameter
-defaults and samconfig's overrides; test values only for the secrets and for the backend URLs,
-which point at the Upstash gateway over a real Redis, the Qdrant stand-in and moto's S3); each
+defaults and samconfig's overrides, whose secrets are SSM parameter names; the backend URLs
+point at the Upstash gateway over a real Redis and the Qdrant stand-in, the AWS endpoint at
+moto's server, which holds the secrets (SSM, and Secrets Manager for one) and the S3 bucket); each
 handler driven by AWS's runtime interface client (awslambdaric) against the Lambda Runtime API
 in tests/support/lambdaruntime.py, with events from `sam local generate-event`. A document
 ingested through the ingest function is answered by the chat function in another interpreter.
@@ -27,8 +28,10 @@ import pytest
 
 from tests.support.cfn import Stack, samconfig_overrides
 from tests.support.lambdaruntime import (
+    aws_client,
     lambda_function,
     make_writable,
+    moto_server,
     python313,
     read_only_copy,
     runtime_site,
@@ -107,44 +110,40 @@ def answer(invocation: Any) -> tuple[int, Any]:
 
 @pytest.fixture(scope="module")
 def backends(gateway_url: str) -> Iterator[dict[str, str]]:
-    """The stack's backends on this machine: Qdrant (stand-in), Upstash (gateway), S3 (moto)."""
-    port = free_port()
-    s3 = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen(
-        [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait(lambda: httpx.get(f"{s3}/moto-api/").status_code == 200, "moto", moto)
-        import boto3
-
-        client = boto3.client(
-            "s3", endpoint_url=s3, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-        )  # fmt: skip
-        client.create_bucket(Bucket=BUCKET)
-        client.put_object(Bucket=BUCKET, Key="ops/rotation.md", Body=S3_DOCUMENT)
-        client.put_object(Bucket=BUCKET, Key="ops/queued.md", Body=S3_DOCUMENT)
+    """The stack's backends on this machine: Qdrant (stand-in), Upstash (gateway), and moto's
+    server as AWS: S3, and the secrets at the SSM names samconfig.toml gives (the Upstash token
+    in Secrets Manager instead)."""
+    with moto_server() as aws:
+        s3 = aws_client("s3", aws)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_object(Bucket=BUCKET, Key="ops/rotation.md", Body=S3_DOCUMENT)
+        s3.put_object(Bucket=BUCKET, Key="ops/queued.md", Body=S3_DOCUMENT)
+        config = samconfig_overrides()
+        ssm = aws_client("ssm", aws)
+        for parameter, value in (
+            ("AdminApiKeysParameter", ADMIN),
+            ("QdrantApiKeyParameter", QDRANT_KEY),
+        ):
+            ssm.put_parameter(Name=config[parameter], Value=value, Type="SecureString")
+        token = aws_client("secretsmanager", aws).create_secret(
+            Name="docent/prod/upstash-token", SecretString=GATEWAY_TOKEN
+        )
         with qdrant_standin(api_key=QDRANT_KEY) as qdrant:
-            yield {"qdrant": qdrant, "upstash": gateway_url, "s3": s3}
-    finally:
-        moto.terminate()
-        moto.wait(10)
+            yield {"qdrant": qdrant, "upstash": gateway_url, "aws": aws, "token": token["ARN"]}
 
 
 @pytest.fixture(scope="module")
 def stack(backends: dict[str, str]) -> Stack:
-    """The template's parameters: defaults, samconfig's overrides, then secrets and URLs."""
+    """The template's parameters: defaults, samconfig's overrides (its secrets as SSM names),
+    then the backends' URLs and the Upstash token's secret."""
     return Stack(
         {
             **samconfig_overrides(),
             "Architecture": ARCHITECTURE,  # what runs on this machine (the default is arm64)
-            "AdminApiKeys": ADMIN,
             "QdrantUrl": backends["qdrant"],
-            "QdrantApiKey": QDRANT_KEY,
             "UpstashRedisRestUrl": backends["upstash"],
-            "UpstashRedisRestToken": GATEWAY_TOKEN,
+            "UpstashRedisRestTokenParameter": "",
+            "UpstashRedisRestTokenSecretArn": backends["token"],
         }
     )
 
@@ -169,7 +168,7 @@ def run(
             functions[name]["Handler"],
             environment,
             tmp_path_factory.mktemp(name),
-            {"AWS_ENDPOINT_URL_S3": backends["s3"], **extra},
+            {"AWS_ENDPOINT_URL": backends["aws"], **extra},
         )
 
     return start
@@ -199,6 +198,28 @@ def test_health_answers_live_and_ready(run: Any) -> None:
         assert status == 200, body
         assert body["status"] == "ok"
         assert body["checks"]["vectors"]["ok"] and body["checks"]["store"]["ok"]
+
+
+def test_keys_come_from_ssm_and_a_missing_secret_stops_the_start(run: Any, stack: Stack) -> None:
+    """The admin key the ingest function accepts is the SSM parameter's value (no plain key in
+    its environment); a secret that cannot be read is an init error naming its variable and
+    template parameter."""
+    environment = stack.environment("IngestFunction")
+    assert "ADMIN_API_KEYS" not in environment and "ADMIN_API_KEYS_PARAMETER" in environment
+    with run("IngestFunction") as ingest:
+        status, _ = answer(ingest.invoke(http_event("GET", "/documents", **{"x-api-key": ADMIN})))
+        assert status == 200
+        status, _ = answer(ingest.invoke(http_event("GET", "/documents", **{"x-api-key": "no"})))
+        assert status in (401, 403)
+    with (
+        pytest.raises(RuntimeError) as raised,
+        run("HealthFunction", QDRANT_API_KEY_PARAMETER="/docent/prod/missing-qdrant-key"),
+    ):
+        pass
+    assert "QDRANT_API_KEY_PARAMETER (template parameter QdrantApiKeyParameter)" in str(
+        raised.value
+    )
+    assert "/docent/prod/missing-qdrant-key" in str(raised.value)
 
 
 def test_ingested_through_ingest_answered_by_chat_in_another_interpreter(run: Any) -> None:
@@ -240,9 +261,22 @@ def test_ingested_through_ingest_answered_by_chat_in_another_interpreter(run: An
         assert invocation.body["headers"]["x-ratelimit-limit"] == "10"
 
 
+def ingest_the_document(run: Any) -> None:
+    """DOCUMENT ingested through the built ingest function (unchanged: a no-op when it is in)."""
+    with run("IngestFunction") as ingest:
+        document = {"id": "guide/snapshots.md", "text": DOCUMENT}
+        status, _ = answer(
+            ingest.invoke(
+                http_event("POST", "/ingest", {"documents": [document]}, **{"x-api-key": ADMIN})
+            )
+        )
+        assert status == 200
+
+
 def test_snapstart_hooks_run_as_the_runtime_calls_them(run: Any) -> None:
     """With AWS_LAMBDA_INITIALIZATION_TYPE=snap-start awslambdaric runs the before-snapshot
     hooks, asks for restore/next, runs the after-restore hooks, then serves."""
+    ingest_the_document(run)  # on its own too, not only after the ingest test
     with run("ChatBufferedFunction", AWS_LAMBDA_INITIALIZATION_TYPE="snap-start") as chat:
         assert chat.api.restored.is_set()
         assert chat.api.restore_errors == [] and chat.api.init_errors == []
@@ -252,7 +286,10 @@ def test_snapstart_hooks_run_as_the_runtime_calls_them(run: Any) -> None:
 
 @pytest.fixture(scope="module")
 def streaming_chat(
-    sam_built: Path, stack: Stack, tmp_path_factory: pytest.TempPathFactory
+    sam_built: Path,
+    stack: Stack,
+    backends: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, dict[str, str]]]:
     """functions/chat/run.sh as the Web Adapter starts it, with the template's environment."""
     tmp = tmp_path_factory.mktemp("stream")
@@ -275,6 +312,10 @@ def streaming_chat(
             "AWS_LAMBDA_FUNCTION_NAME": "docent-chat",
             "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",  # set for the app by Lambda
             "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",  # Lambda sets both; boto3 reads this one
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": backends["aws"],  # the secrets, from moto's SSM
             "HOME": str(tmp),
         }
     )
@@ -307,14 +348,7 @@ def test_streaming_entry_point_is_ready_hooks_and_streams(
     streaming_chat: tuple[str, dict[str, str]], run: Any
 ) -> None:
     base, environment = streaming_chat
-    with run("IngestFunction") as ingest:
-        document = {"id": "guide/snapshots.md", "text": DOCUMENT}
-        status, _ = answer(
-            ingest.invoke(
-                http_event("POST", "/ingest", {"documents": [document]}, **{"x-api-key": ADMIN})
-            )
-        )
-        assert status == 200
+    ingest_the_document(run)
     # The adapter's SnapStart hooks: empty POSTs, 2xx expected.
     for hook in (
         "AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH",
@@ -399,3 +433,58 @@ def test_each_function_with_its_layers_fits_the_size_budget(sam_built: Path, sta
     assert sizes and all(total <= BUDGET for total in sizes.values()), {
         name: f"{total / 2**20:.0f} MB" for name, total in sizes.items()
     }
+
+
+FIRST_RESPONSE = """
+import json, sys
+import app
+
+class Context:
+    function_name = "docent-first"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:docent-first"
+    aws_request_id = "c0ffee00-0000-4000-8000-000000000001"
+
+    def get_remaining_time_in_millis(self):
+        return 30_000
+
+response = app.handler(json.loads(sys.argv[1]), Context())
+print(json.dumps({"status": response["statusCode"], "loaded": sorted(
+    m for m in ("sse_starlette", "uvicorn", "prometheus_client", "qdrant_client", "openai",
+                "numpy", "boto3") if m in sys.modules)}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "event_file"),
+    [("HealthFunction", "health.json"), ("ChatBufferedFunction", "chat.json")],
+)
+def test_a_first_buffered_response_loads_no_stream_or_prometheus_code(
+    sam_built: Path, tmp_path: Path, function: str, event_file: str
+) -> None:
+    """Cold start: a JSON answer on Lambda imports neither the SSE stack (sse_starlette, uvicorn)
+    nor prometheus_client (EMF carries Lambda's metrics), nor a backend client it does not use
+    (the single-instance trial: no Qdrant server, no model server, no secret references)."""
+    event = json.loads((ROOT / "events" / event_file).read_text())
+    done = subprocess.run(
+        [python313(), "-c", FIRST_RESPONSE, json.dumps(event)],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": f"{sam_built / function}:{sam_built / 'CommonLayer' / 'python'}:"
+            f"{runtime_site()}",
+            "AWS_LAMBDA_FUNCTION_NAME": "docent-first",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "SINGLE_INSTANCE_TRIAL": "true",
+            "QDRANT_PATH": str(tmp_path / "qdrant"),
+            "ADMIN_API_KEYS": ADMIN,
+            "LOG_LEVEL": "WARNING",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"status": 200, "loaded": []}, done.stderr[-2000:]

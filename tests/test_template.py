@@ -27,10 +27,13 @@ PRODUCTION = {
     "UpstashRedisRestToken": "upstash-token",
 }
 TRIAL = {"AdminApiKeys": "admin-key", "SingleInstanceTrial": "true"}
+# samconfig.toml names its secrets by SSM parameter; these tests give them as plain text instead.
+PLAIN = {name: "" for name in samconfig_overrides() if name.endswith("Parameter")}
+SECRETS = ("AdminApiKeys", "ApiKeys", "OpenAIApiKey", "QdrantApiKey", "UpstashRedisRestToken")
 
 
 def stack(**values: str) -> Stack:
-    return Stack({**samconfig_overrides(), **values})
+    return Stack({**samconfig_overrides(), **PLAIN, **values})
 
 
 def routes(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
@@ -153,7 +156,77 @@ def test_defaults_fail_at_deploy_and_at_start_naming_the_parameters(
         load_settings()
     assert stack(**TRIAL).failed_rules() == []
     assert stack(**PRODUCTION).failed_rules() == []
-    assert deployed.violations() == [] and stack(AdminApiKeys="").violations() == ["AdminApiKeys"]
+    assert deployed.violations() == []
+    no_admin = " ".join(stack(**{**PRODUCTION, "AdminApiKeys": ""}).failed_rules())
+    assert "AdminApiKeysParameter" in no_admin and "QdrantUrl" not in no_admin
+
+
+def test_samconfig_deploys_with_the_secrets_as_ssm_names() -> None:
+    """samconfig.toml as it stands: every secret an SSM parameter's name, none a template value;
+    only the two (non-secret) backend URLs are left to add, and the Rules say so."""
+    config = samconfig_overrides()
+    assert {f"{name}Parameter" for name in ("AdminApiKeys", "QdrantApiKey",
+            "UpstashRedisRestToken")} <= set(config)  # fmt: skip
+    assert not set(config) & set(SECRETS)
+    alone = Stack(config)
+    assert alone.violations() == []
+    failed = " ".join(alone.failed_rules())
+    assert "QdrantUrl" in failed and "UpstashRedisRestUrl" in failed
+    assert "AdminApiKeys" not in failed and "UpstashRedisRestToken" not in failed
+    urls = {"QdrantUrl": "https://q.example.com", "UpstashRedisRestUrl": "https://u.example.com"}
+    deployed = Stack({**config, **urls})
+    assert deployed.failed_rules() == [] and deployed.violations() == []
+    for function in FUNCTIONS:
+        environment = deployed.environment(function)
+        plain = {v for v in environment if v.removesuffix("_PARAMETER") == v} & {
+            "ADMIN_API_KEYS", "API_KEYS", "QDRANT_API_KEY", "UPSTASH_REDIS_REST_TOKEN",
+            "OPENAI_API_KEY"}  # fmt: skip
+        assert not plain, (function, plain)
+        assert environment["QDRANT_API_KEY_PARAMETER"] == config["QdrantApiKeyParameter"]
+        assert environment["UPSTASH_REDIS_REST_TOKEN_PARAMETER"].startswith("/docent/")
+        # Each function reads only what it needs: health checks backends, it needs no key.
+        keys = "ADMIN_API_KEYS_PARAMETER" in environment
+        assert keys == (function != "HealthFunction"), function
+
+
+def test_secret_policies_allow_exactly_the_named_secrets() -> None:
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:docent/upstash-AbCdEf"
+    deployed = stack(
+        **{**PRODUCTION, "AdminApiKeys": "", "UpstashRedisRestToken": "", "QdrantApiKey": ""},
+        AdminApiKeysParameter="/docent/prod/admin-api-keys",
+        UpstashRedisRestTokenSecretArn=arn,
+    )
+    assert deployed.failed_rules() == [] and deployed.violations() == []
+    policies = deployed.resources("AWS::IAM::ManagedPolicy")
+    grants = {
+        name: [(s["Action"], s["Resource"]) for s in policy["PolicyDocument"]["Statement"]]
+        for name, policy in policies.items()
+    }
+    assert grants == {
+        "KeySecretsRead": [
+            ("ssm:GetParameter",
+             "arn:aws:ssm:us-east-1:123456789012:parameter/docent/prod/admin-api-keys"),
+        ],
+        "BackendSecretsRead": [("secretsmanager:GetSecretValue", arn)],
+    }  # fmt: skip
+    roles = deployed.resources("AWS::IAM::Role")
+    attached = {name: set(role["ManagedPolicyArns"]) for name, role in roles.items()}
+    assert "<KeySecretsRead>" not in attached["HealthFunctionRole"]
+    assert "<BackendSecretsRead>" in attached["HealthFunctionRole"]
+    for role in ("ChatFunctionRole", "ChatBufferedFunctionRole", "IngestRole"):
+        assert {"<KeySecretsRead>", "<BackendSecretsRead>"} <= attached[role], role
+    # No reference: no policy at all, none attached.
+    plain = stack(**PRODUCTION)
+    assert plain.resources("AWS::IAM::ManagedPolicy") == {}
+    for role in plain.resources("AWS::IAM::Role").values():
+        assert not {"<KeySecretsRead>", "<BackendSecretsRead>"} & set(role["ManagedPolicyArns"])
+    # A name SSM cannot hold, or a partial ARN IAM would not match, is refused at deploy.
+    assert stack(**PRODUCTION, ApiKeysParameter="docent/no-slash").violations() == [
+        "ApiKeysParameter"
+    ]
+    assert stack(**PRODUCTION, ApiKeysSecretArn="docent/api-keys").violations() == [
+        "ApiKeysSecretArn"
+    ]
 
 
 def test_trial_mode_reserves_one_instance_per_function() -> None:

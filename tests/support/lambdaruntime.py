@@ -298,3 +298,36 @@ def lambda_function(
         make_writable(opt)
         written = after - before
         assert not written, f"{name} wrote into its code or layer: {sorted(written)[:10]}"
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server (S3, SSM, Secrets Manager, ...): the AWS endpoint Lambda's code talks to."""
+    import httpx
+
+    from tests.support.servers import _wait, free_port
+    from tests.support.tools import tool
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, "moto", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def aws_client(service: str, endpoint: str) -> Any:
+    """A boto3 client for `service` on the moto server at `endpoint`."""
+    import boto3
+
+    return boto3.client(
+        service, endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip

@@ -251,3 +251,77 @@ def _describe(exc: Exception) -> str:
     from docent.errors import DocentError
 
     return exc.message if isinstance(exc, DocentError) else type(exc).__name__
+
+
+# Secrets from SSM Parameter Store or Secrets Manager (read by Settings at startup): Powertools'
+# parameters utility caches each value for SECRETS_MAX_AGE_S, so a settings reload after a
+# SnapStart restore reads again only values older than that. Every read is bounded: two attempts
+# of at most SECRETS_CALL_S each, and SECRETS_WAIT_S for all of them together.
+SECRETS_MAX_AGE_S = 300
+SECRETS_CALL_S = 2.0
+SECRETS_WAIT_S = 5.0
+_providers: dict[str, Any] = {}
+
+
+def _provider(kind: str) -> Any:
+    if kind not in _providers:
+        import boto3  # in the Lambda runtime; AWS_ENDPOINT_URL points it elsewhere locally
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
+        from botocore.config import Config
+
+        config = Config(
+            connect_timeout=SECRETS_CALL_S,
+            read_timeout=SECRETS_CALL_S,
+            retries={"mode": "standard", "total_max_attempts": 2},
+        )
+        client = boto3.session.Session().client(kind, config=config)
+        provider = SSMProvider if kind == "ssm" else SecretsProvider
+        _providers[kind] = provider(boto3_client=client)
+    return _providers[kind]
+
+
+def reset_secret_clients() -> None:
+    """Close and forget the secrets' clients (SnapStart: no socket goes into the snapshot)."""
+    for provider in _providers.values():
+        provider.client.close()
+    _providers.clear()
+
+
+def _read_secret(kind: str, name: str) -> str:
+    provider = _provider(kind)
+    if kind == "ssm":
+        value = provider.get(name, max_age=SECRETS_MAX_AGE_S, decrypt=True)
+    else:
+        value = provider.get(name, max_age=SECRETS_MAX_AGE_S)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_secrets(
+    references: Mapping[str, tuple[str, str]],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Read each `key -> (kind, name)` (kind `ssm`: a parameter, decrypted; `secretsmanager`:
+    a secret's string) at once, within SECRETS_WAIT_S: (values, key -> why it was not read)."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    values: dict[str, str] = {}
+    failures: dict[str, str] = {}
+    if not references:
+        return values, failures
+    pool = ThreadPoolExecutor(max_workers=len(references), thread_name_prefix="docent-secrets")
+    futures = {
+        key: pool.submit(_read_secret, kind, name) for key, (kind, name) in references.items()
+    }
+    wait(futures.values(), timeout=SECRETS_WAIT_S)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for key, future in futures.items():
+        kind, name = references[key]
+        where = "SSM parameter" if kind == "ssm" else "Secrets Manager secret"
+        if not future.done():
+            failures[key] = f"{where} {name} did not answer within {SECRETS_WAIT_S:g} s"
+        elif future.exception() is not None:
+            failures[key] = f"{where} {name} could not be read: {future.exception()}"
+        elif not future.result().strip():
+            failures[key] = f"{where} {name} is empty"
+        else:  # a newline pasted with the value would break a key or a token
+            values[key] = future.result().strip()
+    return values, failures

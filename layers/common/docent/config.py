@@ -74,6 +74,24 @@ TEMPLATE_PARAMETERS = {
     "INSIGHTS": "Insights",
     "INSIGHTS_RETENTION_DAYS": "InsightsRetentionDays",
 }
+# Secrets that can be read from AWS at startup instead of given as plain text: VARIABLE_PARAMETER
+# names an SSM parameter (a SecureString, decrypted), VARIABLE_SECRET_ARN a Secrets Manager
+# secret whose string is the value. At most one of the three per secret.
+SECRET_VARIABLES = (
+    "API_KEYS",
+    "ADMIN_API_KEYS",
+    "OPENAI_API_KEY",
+    "QDRANT_API_KEY",
+    "UPSTASH_REDIS_REST_TOKEN",
+    "REDIS_URL",
+)
+SECRET_SOURCES = {"_PARAMETER": "ssm", "_SECRET_ARN": "secretsmanager"}
+TEMPLATE_PARAMETERS |= {
+    variable + suffix: TEMPLATE_PARAMETERS[variable] + parameter
+    for variable in SECRET_VARIABLES
+    if variable in TEMPLATE_PARAMETERS
+    for suffix, parameter in (("_PARAMETER", "Parameter"), ("_SECRET_ARN", "SecretArn"))
+}
 
 
 def _named(variable: str, on_lambda: bool) -> str:
@@ -300,10 +318,43 @@ class Settings(BaseSettings):
         return route != "ingest"
 
 
+def _secrets(overrides: dict[str, object]) -> dict[str, object]:
+    """The secrets the environment names by reference (`SECRET_SOURCES`), read from AWS."""
+    import os
+
+    environ = {name.upper(): value for name, value in os.environ.items() if value.strip()}
+    on_lambda = bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    references: dict[str, tuple[str, str]] = {}
+    for variable in SECRET_VARIABLES:
+        if variable.lower() in overrides:
+            continue
+        given = [variable + suffix for suffix in SECRET_SOURCES if variable + suffix in environ]
+        if len(given) + (variable in environ) > 1:
+            named = " and ".join(_named(v, on_lambda) for v in [variable, *given][-2:])
+            raise ConfigurationError(f"Invalid configuration: {named}: set one of them, not both")
+        if given:
+            references[given[0]] = (SECRET_SOURCES[given[0][len(variable) :]], environ[given[0]])
+    if not references:
+        return {}
+    from docent.aws import read_secrets
+
+    values, failures = read_secrets(references)
+    if failures:
+        problems = [f"{_named(reference, on_lambda)}: {why}" for reference, why in failures.items()]
+        raise ConfigurationError("Invalid configuration: " + "; ".join(problems))
+    return {
+        reference.removesuffix(suffix).lower(): value
+        for reference, value in values.items()
+        for suffix in SECRET_SOURCES
+        if reference.endswith(suffix)
+    }
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment (plus overrides), naming the variable on failure."""
+    """Build settings from the environment (plus overrides and the secrets it names by
+    reference, read from AWS), naming the variable on failure."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**{**_secrets(overrides), **overrides})  # type: ignore[arg-type]
     except ValidationError as exc:
         import os
 

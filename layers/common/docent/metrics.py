@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from docent.generation import Usage
@@ -89,8 +89,24 @@ _lock = threading.Lock()
 _emf: Any = None
 
 
+class _Discard:
+    """Every collector on Lambda, where nothing serves /metrics (EMF carries the figures): it
+    keeps nothing, so no request there imports prometheus_client (a cold start's 50 ms)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+
+_DISCARD = cast(_Registry, _Discard())
+
+
 def registry() -> _Registry:
     global _registry
+    if _on_lambda():
+        return _DISCARD
     if _registry is None:
         with _lock:
             if _registry is None:

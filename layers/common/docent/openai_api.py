@@ -17,14 +17,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docent import chat, sse
@@ -34,6 +33,9 @@ from docent.generation import Message
 from docent.services import Services
 from docent.vectors import SearchFilter
 from docent.web import CallerDep, ServicesDep, SettingsDep, rate_limit
+
+if TYPE_CHECKING:  # sse_starlette loads with the first stream (docent.sse says why)
+    from sse_starlette import ServerSentEvent
 
 log = logging.getLogger("docent.openai")
 
@@ -421,6 +423,8 @@ async def create_completion(
     if not body.stream:
         return JSONResponse(completion(await chat.collect(events), model, created, block))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    from sse_starlette import EventSourceResponse, ServerSentEvent
+
     return EventSourceResponse(
         _frames(
             chunks(
@@ -440,5 +444,7 @@ async def create_completion(
 
 
 async def _frames(payloads: AsyncIterator[str]) -> AsyncIterator[ServerSentEvent]:
+    from sse_starlette import ServerSentEvent
+
     async for payload in payloads:
         yield ServerSentEvent(data=payload)

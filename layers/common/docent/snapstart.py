@@ -24,7 +24,14 @@ log = logging.getLogger("docent.snapstart")
 
 # What the first request of each function imports, beyond its app module.
 FIRST_REQUEST_MODULES: dict[str, tuple[str, ...]] = {
-    "chat": ("docent.chat", "docent.retrieval", "docent.generation", "docent.sse", "httpx"),
+    "chat": (
+        "docent.chat",
+        "docent.retrieval",
+        "docent.generation",
+        "docent.sse",
+        "sse_starlette",  # loaded by the first stream, not by docent.sse
+        "httpx",
+    ),
     "ingest": ("docent.ingest", "docent.chunking", "docent.parsing", "docent.corpus", "httpx"),
     "health": ("docent.health", "httpx"),
 }
@@ -74,6 +81,7 @@ async def _drop_clients() -> None:
             log.warning("snapstart: closing clients failed: %s", type(exc).__name__)
     services.reset_services(None)
     aws.reset_s3_client()
+    aws.reset_secret_clients()
 
 
 def before_snapshot(function: str) -> list[str]:

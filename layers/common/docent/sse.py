@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Message, Send
+
+if TYPE_CHECKING:
+    from sse_starlette import EventSourceResponse
+
+# sse_starlette (and the uvicorn it imports) loads with the first stream, not with the module:
+# a JSON answer, the only kind a buffered Lambda function gives, never needs it.
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -28,18 +33,27 @@ async def _frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]
         yield frame(event)
 
 
-class _EventStream(EventSourceResponse):
-    async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        # Without a send timeout there is nothing for a cancel scope per frame to enforce.
-        if self.send_timeout is None:
-            await send(message)
-        else:
-            await super()._send_with_timeout(send, message)
+@cache
+def _event_stream_class() -> type[EventSourceResponse]:
+    from sse_starlette import EventSourceResponse
+    from starlette.types import Message, Send
+
+    class _EventStream(EventSourceResponse):
+        async def _send_with_timeout(self, send: Send, message: Message) -> None:
+            # Without a send timeout there is nothing for a cancel scope per frame to enforce.
+            if self.send_timeout is None:
+                await send(message)
+            else:
+                await super()._send_with_timeout(send, message)
+
+    return _EventStream
 
 
 def event_stream(events: AsyncIterator[dict[str, Any]], ping_s: float) -> EventSourceResponse:
     """A streaming response: no buffering by proxies, a heartbeat every `ping_s` seconds."""
-    return _EventStream(
+    from sse_starlette import ServerSentEvent
+
+    return _event_stream_class()(
         _frames(events),
         headers=HEADERS,
         ping=ping_s,
