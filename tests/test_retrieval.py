@@ -123,6 +123,9 @@ def test_a_page_with_a_second_matching_section_outranks_a_page_that_matches_once
         ("tutorial/6-viewsets/index.html", 10.0),
         ("api-guide/routers/index.html", 6.0 + PAGE_EVIDENCE * 9.5),
     ]
+    # AND with fused (hybrid) scores, where it is off, each section keeps its own best score
+    fused = group_sections(hits, top_k=3, page_evidence=0.0)
+    assert [s.score for s in fused] == [10.0, 9.5, 6.0]
 
 
 @pytest.mark.parametrize("seed", range(20))
