@@ -240,3 +240,49 @@ async def test_a_section_titled_with_the_asked_name_is_quoted_from_its_opening()
     assert text.endswith(
         "- message - The error message that should be used when validation fails. [S1]"
     )
+
+
+async def test_a_list_is_quoted_with_the_sentence_that_introduces_it() -> None:
+    # GIVEN a section whose list's second item holds the asked name
+    section = Passage(
+        "S1",
+        "Permissions",
+        "API reference",
+        "Any permission class may override the following methods:\n\n"
+        "- .has_permission(self, request, view)\n"
+        "- .has_object_permission(self, request, view, obj)\n\n"
+        "The methods should return True if the request should be granted access, and False "
+        "otherwise.",
+        9.0,
+    )
+    # WHEN the question asks about that item
+    text, _ = await answer("What does has_object_permission return?", [section])
+    # THEN the answer reads the list from the sentence that introduces it, never from mid-list
+    assert text.startswith(
+        "Any permission class may override the following methods:\n\n"
+        "- .has_permission(self, request, view)\n\n- .has_object_permission("
+    )
+    assert "The methods should return True" in text
+
+
+# Django REST framework's throttling guide, as Docent parses it: a section that uses the
+# question's words, ranked above the one whose heading names the subject.
+USER_RATE = Passage(
+    "S1",
+    "Throttling - Django REST framework",
+    "UserRateThrottle",
+    "The UserRateThrottle will throttle users to a given rate of requests across the API. The "
+    "user id is used to generate a unique key to throttle against. Unauthenticated requests "
+    "will fall back to using the IP address of the incoming request to generate a unique key to "
+    "throttle against.\n\nThe allowed request rate is determined from one of the following (in "
+    "order of preference).\n\n- The rate property on the class, which may be provided by "
+    "overriding UserRateThrottle and setting the property.\n- The DEFAULT_THROTTLE_RATES['user'] "
+    "setting.\n\nAn API may have multiple UserRateThrottles in place at the same time.",
+    7.5,
+)
+
+
+async def test_the_section_whose_heading_names_the_subject_is_quoted() -> None:
+    text, _ = await answer("How do I set the default throttle rates?", [USER_RATE, THROTTLING])
+    assert text.startswith("The default throttling policy may be set globally")
+    assert "'DEFAULT_THROTTLE_RATES': {" in text and "[S1]" not in text

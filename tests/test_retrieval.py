@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from docent.retrieval import Source, deep_link, fit_budget, group_sections, merge_text
+from docent.retrieval import (
+    PAGE_EVIDENCE,
+    Source,
+    deep_link,
+    fit_budget,
+    group_sections,
+    merge_text,
+)
 from docent.vectors import Hit
 
 
@@ -97,6 +104,28 @@ def test_changelog_pages_rank_below_a_guide_that_scores_close() -> None:
         "community/release-notes/index.html",
     ]
     assert [s.score for s in sources] == [20.0, 15.0, 10.0]
+
+
+def test_a_page_with_a_second_matching_section_outranks_a_page_that_matches_once() -> None:
+    # GIVEN a guide with two matching sections, and a tutorial section that scores a bit higher
+    hits = [
+        hit("tutorial/6-viewsets/index.html", 3, 0, "router.register(...)", 10.0),
+        hit("api-guide/routers/index.html", 1, 0, "router.register(prefix, viewset)", 9.5),
+        hit("api-guide/routers/index.html", 4, 0, "register a viewset", 6.0),
+        hit("api-guide/routers/index.html", 1, 40, "the same section again", 9.0),
+    ]
+    # WHEN they are grouped into sources
+    sources = group_sections(hits, top_k=3)
+    # THEN the guide's best section leads, raised by a share of its page's next best section
+    # (not by its own other chunk); the tutorial keeps its score
+    assert [(s.document_id, s.score) for s in sources] == [
+        ("api-guide/routers/index.html", 9.5 + PAGE_EVIDENCE * 6.0),
+        ("tutorial/6-viewsets/index.html", 10.0),
+        ("api-guide/routers/index.html", 6.0 + PAGE_EVIDENCE * 9.5),
+    ]
+    # AND with fused (hybrid) scores, where it is off, each section keeps its own best score
+    fused = group_sections(hits, top_k=3, page_evidence=0.0)
+    assert [s.score for s in fused] == [10.0, 9.5, 6.0]
 
 
 @pytest.mark.parametrize("seed", range(20))

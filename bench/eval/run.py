@@ -320,6 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "calibration": {
             "answer_coverage": ANSWER_COVERAGE,
             "sweep": calibration(docent, [t / 20 for t in range(4, 17)]),
+            "by_mode": {
+                n: calibration(found, [t / 20 for t in range(4, 17)])
+                for n, found in all_outcomes.items()
+                if n.startswith("docent")
+            },
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
