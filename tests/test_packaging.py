@@ -102,10 +102,18 @@ def test_template_key_properties(template: dict[str, Any]) -> None:
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     parameters = template["Parameters"]
     assert {p for p, v in parameters.items() if v.get("NoEcho")} == SECRETS
-    # Least privilege: only ingest gets more than logs: its own role, scoped to its queue and
-    # (when set) the bucket's objects; SAM's generated role would add the managed SQS policy.
+    # Least privilege: only ingest gets more than logs and its secrets: its own role, scoped to
+    # its queue and (when set) the bucket's objects; SAM's generated role would add the managed
+    # SQS policy. The others get only the read policies of the secrets they are given (each on
+    # the named parameters or secrets, when any is named; health never gets the keys').
+    secrets = {"KeySecretsRead": "HasKeySecrets", "BackendSecretsRead": "HasBackendSecrets"}
     for name in ("ChatFunction", "ChatBufferedFunction", "HealthFunction"):
-        assert "Policies" not in fns[name] and "Role" not in fns[name]
+        assert "Role" not in fns[name]
+        for policy in fns[name]["Policies"]:
+            condition, attached, absent = policy["!If"]
+            assert secrets[attached["!Ref"]] == condition and absent == {"!Ref": "AWS::NoValue"}
+    assert len(fns["HealthFunction"]["Policies"]) == 1
+    assert fns["HealthFunction"]["Policies"][0]["!If"][1] == {"!Ref": "BackendSecretsRead"}
     assert fns["IngestFunction"]["Role"] == {"!GetAtt": "IngestRole.Arn"}
     queue, bucket = template["Resources"]["IngestRole"]["Properties"]["Policies"]
     (statement,) = queue["PolicyDocument"]["Statement"]
@@ -117,9 +125,10 @@ def test_template_key_properties(template: dict[str, Any]) -> None:
         "ReportBatchItemFailures"
     ]
     # Every setting the functions read from a parameter is one of the documented env vars.
-    from docent.config import Settings
+    from docent.config import SECRET_SOURCES, SECRET_VARIABLES, Settings
 
     known = {name.upper() for name in Settings.model_fields}
+    known |= {f"{name}{suffix}" for name in SECRET_VARIABLES for suffix in SECRET_SOURCES}
     for variable in globals_["Environment"]["Variables"]:
         assert variable in known or variable.startswith("POWERTOOLS_"), variable
     for props in fns.values():
