@@ -286,3 +286,28 @@ async def test_the_section_whose_heading_names_the_subject_is_quoted() -> None:
     text, _ = await answer("How do I set the default throttle rates?", [USER_RATE, THROTTLING])
     assert text.startswith("The default throttling policy may be set globally")
     assert "'DEFAULT_THROTTLE_RATES': {" in text and "[S1]" not in text
+
+
+async def test_a_pages_opening_section_earns_no_heading_bonus_over_its_sections() -> None:
+    """The opening section is headed with the page's title: that names the page, not where in
+    it the question is answered (the tests' install page: its pip section answers)."""
+    title = "Installing Acme"
+    pip = Passage(
+        "S1", title, "Install with pip",
+        "Install the package from PyPI with pip:\n\n```bash\npip install acme-server\n```\n\n"
+        "Then start the server with `acme serve`. The server listens on port 8080 by default.",
+        6.0,
+    )  # fmt: skip
+    needs = Passage(
+        "S2", title, "Requirements",
+        "Acme needs Python 3.11 or newer and about 200 MB of disk space.", 5.0,
+    )  # fmt: skip
+    opening = Passage(
+        "S3",
+        title,
+        title,
+        "Acme runs on Linux and macOS. This page explains how to install it.",
+        4.0,
+    )
+    text, _ = await answer("How do I install Acme?", [pip, needs, opening])
+    assert "pip install acme-server" in text and "[S1]" in text

@@ -236,9 +236,13 @@ class ExtractiveAnswerer:
         best_cover = 0.0
         for p_index, (passage, us) in enumerate(zip(passages, parsed, strict=True)):
             context = sparse.terms(" ".join(filter(None, [passage.title, passage.heading])))
-            heading = sparse.terms(passage.heading or "") & asked
+            heading_terms = sparse.terms(passage.heading or "")
+            heading = heading_terms & asked
             titled = bool(heading)
-            named = HEADING_BONUS * sum(weight[t] for t in heading) / whole
+            # A page's opening section, headed with the page's own title, names the page, not a
+            # section in it: its heading earns no bonus over the sections that follow.
+            own = set() if sparse.terms(passage.title or "") == heading_terms else heading
+            named = HEADING_BONUS * sum(weight[t] for t in own) / whole
             for first in range(len(us)):
                 if us[first].fragment or us[first].kind == "code":
                     continue
