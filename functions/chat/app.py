@@ -97,8 +97,7 @@ async def post_chat(
         if body.filter
         else SearchFilter(),
     )
-    request_id = request.scope["state"]["request_id"]
-    prepared = await chat.begin(services, question, request.scope, request_id)
+    prepared = await chat.begin(services, question, request.scope)
     events = chat.events(services, prepared)
     if sse.wants_json(request.headers.get("accept")):
         return JSONResponse(await chat.collect(events))

@@ -18,6 +18,7 @@ from docent import metrics
 from docent.display import shown_source
 from docent.errors import DocentError, UpstreamTimeout, backend
 from docent.generation import CitationFilter, LinkFilter, Message, Passage, Usage
+from docent.logs import current_request_id
 from docent.retrieval import Source, fit_budget, retrieve
 from docent.services import Services
 from docent.vectors import SearchFilter
@@ -40,8 +41,8 @@ class Prepared:
     passages: list[Passage]
     usage: Usage
     deadline: float
-    request_id: str
     started: float = field(default_factory=time.monotonic)
+    request_id: str = field(default_factory=current_request_id)
 
 
 def deadline_for(scope: Mapping[str, Any], timeout_s: float) -> float:
@@ -54,9 +55,7 @@ def deadline_for(scope: Mapping[str, Any], timeout_s: float) -> float:
     return time.monotonic() + budget
 
 
-async def prepare(
-    services: Services, question: Question, deadline: float, request_id: str
-) -> Prepared:
+async def prepare(services: Services, question: Question, deadline: float) -> Prepared:
     """Retrieve and budget the passages; raises `DocentError` before anything is streamed."""
     started = time.monotonic()
     usage = Usage()
@@ -86,20 +85,17 @@ async def prepare(
         passages,
         usage,
         deadline,
-        request_id,
         started,
     )
 
 
-async def begin(
-    services: Services, question: Question, scope: Mapping[str, Any], request_id: str
-) -> Prepared:
+async def begin(services: Services, question: Question, scope: Mapping[str, Any]) -> Prepared:
     """Every protocol's way in (`/chat`, `/v1/chat/completions`, MCP): log, deadline, `prepare`."""
     settings = services.settings
     if settings.log_questions:  # off by default: questions can carry personal data
-        log.info("question", extra={"request_id": request_id, "question": question.question})
+        log.info("question", extra={"question": question.question})
     deadline = deadline_for(scope, settings.request_timeout_s)
-    return await prepare(services, question, deadline, request_id)
+    return await prepare(services, question, deadline)
 
 
 async def events(services: Services, prepared: Prepared) -> AsyncIterator[dict[str, Any]]:
@@ -152,7 +148,7 @@ async def _events(
         yield {"type": "error", "code": exc.code, "message": exc.message}
         return
     except Exception:
-        log.exception("answer failed", extra={"request_id": prepared.request_id})
+        log.exception("answer failed")
         outcome["error"] = "internal_error"
         yield {"type": "error", "code": "internal_error", "message": "The answer failed."}
         return

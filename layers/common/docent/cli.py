@@ -294,15 +294,16 @@ def ask(question: str, top_k: int) -> int:
         return _ask_server(settings.docent_url, question, top_k)
 
     async def run() -> None:
-        from docent import chat
+        from docent import chat, logs
         from docent.services import get_services
 
         services = get_services()
         try:
             deadline = chat.deadline_for({}, settings.request_timeout_s)
-            prepared = await chat.prepare(
-                services, chat.Question(question, top_k=top_k), deadline, "cli"
-            )
+            with logs.bound("cli"):
+                prepared = await chat.prepare(
+                    services, chat.Question(question, top_k=top_k), deadline
+                )
             async for event in chat.events(services, prepared):
                 _print_event(event)
         finally:

@@ -413,8 +413,7 @@ async def create_completion(
     """
     model = model_of(services, body.model)
     question = question_of(body)
-    request_id = request.scope["state"]["request_id"]
-    prepared = await chat.begin(services, question, request.scope, request_id)
+    prepared = await chat.begin(services, question, request.scope)
     events = chat.events(services, prepared)
     created = int(time.time())
     block = settings.completions_sources_block
@@ -425,7 +424,7 @@ async def create_completion(
         _frames(
             chunks(
                 events,
-                completion_id=f"chatcmpl-{request_id}",
+                completion_id=f"chatcmpl-{prepared.request_id}",
                 model=model,
                 created=created,
                 include_usage=include_usage,

@@ -6,7 +6,6 @@ with `create_app(router)`, and the bundled app composes all the routers the same
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import json
 import logging
@@ -22,7 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from docent import __version__, metrics
+from docent import __version__, logs, metrics
 from docent.auth import Caller, KeyRing, client_ip, key_id, presented_key
 from docent.config import Settings, get_settings
 from docent.errors import (
@@ -40,7 +39,6 @@ from docent.errors import (
 from docent.services import Services, get_services
 
 log = logging.getLogger("docent")
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -101,7 +99,6 @@ class RequestContext:
                 scope["aws.context"] = forwarded
         context = scope.get("aws.context")
         request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
-        token = request_id_var.set(request_id)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         status = {"code": 500}
@@ -119,6 +116,7 @@ class RequestContext:
                 message = {**message, "headers": out}
             await send(message)
 
+        token = logs.request_id_var.set(request_id)  # every line logged meanwhile carries it
         try:
             refusal = self._refusal(scope, headers)
             if refusal is not None:
@@ -146,7 +144,6 @@ class RequestContext:
             log.info(
                 "request",
                 extra={
-                    "request_id": request_id,
                     "method": scope.get("method"),
                     "route": route,
                     "status": status["code"],
@@ -156,7 +153,7 @@ class RequestContext:
             )
             metrics.request(route, status["code"], elapsed)
             metrics.flush()
-            request_id_var.reset(token)
+            logs.request_id_var.reset(token)
 
     def _refusal(self, scope: Scope, headers: Mapping[str, str]) -> DocentError | None:
         if scope.get("method") not in _BODY_METHODS:
@@ -243,7 +240,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", extra={"request_id": _request_id(request)})
+    # Outside the request middleware (Starlette's outermost layer calls this): bind it again.
+    with logs.bound(_request_id(request)):
+        log.exception("unhandled error")
     return JSONResponse(error_body(DocentError(), _request_id(request)), 500)
 
 
