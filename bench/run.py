@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 
 from bench import deploy, protocols
+from bench.figures import quantiles_ms
 from bench.sites import bench_sites  # noqa: F401  (the `sites` section, run by name)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,18 +99,6 @@ SMOKE = Sizes(
 
 
 # ---------------------------------------------------------------- figures
-
-
-def quantiles_ms(values: Sequence[float]) -> dict[str, float]:
-    """p50/p95/p99 (and the count) of durations given in seconds, in milliseconds."""
-    if not values:
-        return {"n": 0}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
-
-    return {"n": len(ordered), "p50": at(0.50), "p95": at(0.95), "p99": at(0.99)}
 
 
 def rss_mb(pid: int) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -39,15 +38,11 @@ ADMIN_KEY = "admin-test-key"
 USER_KEY = "user-test-key"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serve(app: Any, port: int | None = None) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a thread; yield its base URL."""
+    from tests.support.servers import free_port
+
     port = port or free_port()
     server = uvicorn.Server(
         # proxy_headers off: uvicorn would otherwise trust X-Forwarded-For from loopback peers.

@@ -27,7 +27,9 @@ def admin_key_file() -> Path:
 
 def local_admin_key() -> str | None:
     """The key to use for admin routes: DOCENT_API_KEY, else the one `docent serve` generated."""
-    key = os.environ.get("DOCENT_API_KEY")
+    from docent.config import get_settings
+
+    key = get_settings().docent_api_key
     if key:
         return key
     path = admin_key_file()

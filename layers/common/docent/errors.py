@@ -69,12 +69,6 @@ class UnsupportedMediaType(DocentError):
     default_message = "Content-Type must be application/json."
 
 
-class ValidationFailed(DocentError):
-    status_code = 422
-    code = "validation_error"
-    default_message = "Invalid request."
-
-
 class RateLimited(DocentError):
     status_code = 429
     code = "rate_limited"

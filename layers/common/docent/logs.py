@@ -54,7 +54,7 @@ def with_request_id(record: logging.LogRecord) -> logging.LogRecord:
 
 
 def get_logger(level: str | None = None) -> Logger:
-    """The process's Powertools Logger, created on first use."""
+    """The process's Powertools Logger, created on first use (at `level`, else LOG_LEVEL)."""
     global _logger
     if _logger is None:
         from aws_lambda_powertools import Logger
@@ -64,9 +64,13 @@ def get_logger(level: str | None = None) -> Logger:
             def format(self, record: logging.LogRecord) -> str:
                 return super().format(with_request_id(record))
 
+        if level is None:
+            from docent.config import get_settings
+
+            level = get_settings().log_level
         _logger = Logger(
-            service=os.environ.get("POWERTOOLS_SERVICE_NAME", "docent"),
-            level=level or os.environ.get("LOG_LEVEL", "INFO"),
+            service=os.environ.get("POWERTOOLS_SERVICE_NAME", "docent"),  # Powertools' own
+            level=level,
             logger_formatter=Formatter(),
         )
     return _logger
