@@ -139,7 +139,7 @@ def machine() -> dict[str, Any]:
 @contextlib.contextmanager
 def model_standin() -> Iterator[str]:
     """The OpenAI-compatible stand-in in its own process; yields its root URL."""
-    from tests.support.servers import background_process, free_port
+    from tests.support.harness import background_process, free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -314,7 +314,7 @@ def summarise(timings: Sequence[Timing]) -> dict[str, Any]:
 async def bench_chat(sizes: Sizes, work: Path) -> dict[str, Any]:
     from bench.corpus import questions, write_corpus
     from docent.services import Services
-    from tests.support.servers import docent_server
+    from tests.support.harness import docent_server
 
     paths = write_corpus(work / "chat-corpus", sizes.chat_corpus_files)
     asked = questions(sum(sizes.chat_requests.values()) * 2)
@@ -472,7 +472,7 @@ class TableEmbedder:
         self.table: dict[str, list[float]] = {}
 
     async def embed_documents(self, texts: Sequence[str], usage: Any) -> list[list[float]]:
-        from tests.support.standins import hashed_vector
+        from tests.support.harness import hashed_vector
 
         return [hashed_vector(t, self.dimensions) for t in texts]
 
@@ -488,7 +488,7 @@ async def bench_retrieval(sizes: Sizes, work: Path) -> dict[str, Any]:
     from docent.ingest import DocumentIn, Ingestor
     from docent.retrieval import CHUNKS_PER_SOURCE, retrieve
     from docent.vectors import Query, SearchFilter
-    from tests.support.standins import hashed_vector
+    from tests.support.harness import hashed_vector
 
     settings = settings_for(work / "retrieval")
     store = EdgeStore(str(work / "retrieval" / "docent"))
@@ -543,7 +543,7 @@ async def bench_retrieval(sizes: Sizes, work: Path) -> dict[str, Any]:
             "added_p50_ms": round(d["p50"] - e["p50"], 3),
             "added_p99_ms": round(d["p99"] - e["p99"], 3),
         }
-    await store.close()
+    await store.aclose()
     return out
 
 
@@ -622,7 +622,7 @@ def bench_coldstart(sizes: Sizes, work: Path) -> dict[str, Any]:
 
 async def bench_memory(sizes: Sizes, work: Path) -> dict[str, Any]:
     from bench.corpus import write_corpus
-    from tests.support.servers import docent_server
+    from tests.support.harness import docent_server
 
     paths = write_corpus(work / "corpus", sizes.corpus_files)
     with model_standin() as model:
@@ -673,12 +673,12 @@ async def bench_limiter(sizes: Sizes, work: Path) -> dict[str, Any]:
     from docent.config import RateRule
     from docent.limits import check
     from docent.services import Services
-    from tests.support.servers import gateway_server, redis_server
+    from tests.support.harness import gateway_server, redis_server
 
     rule = RateRule.parse("100000000/60s")
     out: dict[str, Any] = {}
     with redis_server() as redis_url, gateway_server(redis_url) as gateway_url:
-        from tests.support.servers import GATEWAY_TOKEN
+        from tests.support.harness import GATEWAY_TOKEN
 
         stores = {
             "memory": {},

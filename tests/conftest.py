@@ -104,6 +104,9 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
     ]
 
 
+_BACKENDS = {"store", "kv", "limiter", "embedder", "answerer"}
+
+
 @contextmanager
 def running_docent(tmp_path: Path, **overrides: Any) -> Iterator[Docent]:
     from functions.bundle import build_app
@@ -116,9 +119,11 @@ def running_docent(tmp_path: Path, **overrides: Any) -> Iterator[Docent]:
         "rate_limit_anon": "1000/60s",
         "rate_limit_key": "1000/60s",
     }
+    # Backends given by name replace what the settings would build (Services' one seam).
+    backends = {name: overrides.pop(name) for name in _BACKENDS & set(overrides)}
     values.update(overrides)
     settings = load_settings(**values)
-    services = Services(settings)
+    services = Services(settings, **backends)
     with serve(build_app(settings, services)) as url:
         yield Docent(url, settings, services)
 

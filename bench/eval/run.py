@@ -124,10 +124,16 @@ async def run_docent(
             began = time.perf_counter()
             with logs.bound(q.id):
                 prepared = await chat.prepare(
-                    services, chat.Question(q.question, top_k=TOP_K), time.monotonic() + 120
+                    chat.Question(q.question, top_k=TOP_K),
+                    time.monotonic() + 120,
+                    store=services.store,
+                    embedder=services.embedder,
+                    answerer=services.answerer,
+                    max_context_tokens=services.settings.max_context_tokens,
+                    token_model=services.token_model,
                 )
             retrieval_s.append(time.perf_counter() - began)
-            result = await chat.collect(chat.events(services, prepared))
+            result = await chat.collect(chat.events(prepared))
             latency = time.perf_counter() - began
             sources = result["sources"]
             excerpt = ExtractiveAnswerer().excerpt(q.question, prepared.passages)

@@ -98,7 +98,7 @@ async def post_chat(
         else SearchFilter(),
     )
     prepared = await chat.begin(services, question, request.scope)
-    events = chat.events(services, prepared)
+    events = chat.events(prepared)
     if sse.wants_json(request.headers.get("accept")):
         return JSONResponse(await chat.collect(events))
     return sse.event_stream(events, settings.sse_ping_s)

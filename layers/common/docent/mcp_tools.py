@@ -242,7 +242,7 @@ async def ask_docs(
             question=text, history=tuple(Message(role, said) for role, said in turns if said)
         )
         prepared = await chat.begin(call.services, asked, call.request.scope)
-        answer = await chat.collect(chat.events(call.services, prepared))
+        answer = await chat.collect(chat.events(prepared))
         body = answer["answer"] + sources_block(answer["sources"], answer["citations"])
         return _result(body, Answer.model_validate(answer))
 

@@ -335,10 +335,7 @@ async def chunks(
             yield f'{head}"content":{content}{tail}'
 
         elif kind == "error":
-            failure = DocentError(event["message"])
-            failure.code = event["code"]
-            failure.status_code = 500
-            yield json.dumps(error_body(failure), ensure_ascii=False)
+            yield json.dumps(error_body(chat.failure_of(event)), ensure_ascii=False)
             return
         elif kind == "done":
             tail = sources_block(sources, event["citations"]) if block else ""
@@ -414,7 +411,7 @@ async def create_completion(
     model = model_of(services, body.model)
     question = question_of(body)
     prepared = await chat.begin(services, question, request.scope)
-    events = chat.events(services, prepared)
+    events = chat.events(prepared)
     created = int(time.time())
     block = settings.completions_sources_block
     if not body.stream:

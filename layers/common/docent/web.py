@@ -6,13 +6,12 @@ with `create_app(router)`, and the bundled app composes all the routers the same
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -247,12 +246,17 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(
-    *routers: APIRouter, title: str = "Docent", settings: Settings | None = None
+    *routers: APIRouter,
+    title: str = "Docent",
+    settings: Settings | None = None,
+    services: Services | None = None,
 ) -> FastAPI:
     """A FastAPI app with Docent's middleware and error handling around the given routers.
 
-    Settings are read here, so a bad configuration fails at start and names the variable.
+    Settings are read here, so a bad configuration fails at start and names the variable. The
+    app serves the given settings and services (tests), else the process's (`get_services`).
     """
+    given = settings
     settings = settings or get_settings()
     KeyRing(settings.api_keys, settings.admin_api_keys)
     app = FastAPI(
@@ -262,6 +266,7 @@ def create_app(
         openapi_url="/openapi.json" if settings.api_docs else None,
         redoc_url=None,
     )
+    app.state.settings, app.state.services = given, services
     for router in routers:
         app.include_router(router)
     app.add_exception_handler(DocentError, _docent_error)
@@ -289,21 +294,23 @@ def create_app(
 # Dependencies -------------------------------------------------------------------------------
 
 
-async def _overridable(request: Request, provider: Callable[[], Any]) -> Any:
-    """`provider()`, or the app's override of it. FastAPI would run these plain functions in a
-    worker thread on every request (and any override rebuilds each dependency per request), so
-    they are coroutines that look the override up themselves."""
-    override = request.app.dependency_overrides.get(provider)
-    value = override() if override is not None else provider()
-    return await value if inspect.isawaitable(value) else value
+def app_settings(app: Any) -> Settings:
+    """The settings `app` serves: its own (`create_app(settings=...)`), else the process's."""
+    return getattr(app.state, "settings", None) or get_settings()
 
 
+def app_services(app: Any) -> Services:
+    """The services `app` serves: its own (`create_app(services=...)`), else the process's."""
+    return getattr(app.state, "services", None) or get_services()
+
+
+# Coroutines, not plain functions: FastAPI would run those in a worker thread on every request.
 async def _settings(request: Request) -> Settings:
-    return cast(Settings, await _overridable(request, get_settings))
+    return app_settings(request.app)
 
 
 async def _services(request: Request) -> Services:
-    return cast(Services, await _overridable(request, get_services))
+    return app_services(request.app)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -424,10 +431,7 @@ class AdminRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def admitted(request: Request) -> Response:
-            # `request.app` is the app serving the request: its overrides are the tests' settings.
-            overrides = getattr(request.app, "dependency_overrides", {})
-            settings = overrides.get(get_settings, get_settings)()
-            services = overrides.get(get_services, get_services)()
+            settings, services = app_settings(request.app), app_services(request.app)
             caller = await require_admin(await get_caller(request, settings, services))
             if request.method in _BODY_METHODS:
                 await rate_limit("ingest")(request, caller, settings, services)
