@@ -81,7 +81,7 @@ async def _timed(client: httpx.AsyncClient, request: dict[str, Any]) -> float:
 
 async def bench_protocols(sizes: Any, work: Path) -> dict[str, Any]:
     from bench.corpus import write_corpus
-    from tests.support.servers import docent_server
+    from tests.support.harness import docent_server
 
     rounds = max(5, sizes.chat_requests[1] * 10)
     paths = write_corpus(work / "corpus", sizes.chat_corpus_files)

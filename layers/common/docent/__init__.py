@@ -1,3 +1,54 @@
-"""Docent: a RAG backend for "chat with my docs" bots."""
+"""Docent: a RAG backend for "chat with my docs" bots.
+
+The public surface is the modules below (docs/architecture.md draws how they fit together);
+each is imported on use, so importing the package itself loads nothing else.
+"""
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "anchors",
+    "auth",
+    "aws",
+    "backup",
+    "chat",
+    "chunking",
+    "cli",
+    "config",
+    "corpus",
+    "display",
+    "edge",
+    "embeddings",
+    "errors",
+    "gateway",
+    "generation",
+    "health",
+    "ingest",
+    "kv",
+    "limits",
+    "llm",
+    "logs",
+    "mcp_server",
+    "mcp_tools",
+    "metrics",
+    "modelclient",
+    "openai_api",
+    "parsing",
+    "qdrant",
+    "qdrantstandin",
+    "redisstore",
+    "retrieval",
+    "sentences",
+    "services",
+    "serving",
+    "sites",
+    "snapstart",
+    "sparse",
+    "sse",
+    "tokens",
+    "upstash",
+    "values",
+    "vectors",
+    "web",
+]
