@@ -33,33 +33,24 @@ def _edge(services: Services) -> VectorStore:
     return EdgeStore.from_settings(services.settings)
 
 
-def _upstash(kind: str) -> Callable[[Services], Any]:
+def _shared(kind: str, backend: str) -> Callable[[Services], Any]:
+    """The cache (`kind` "kv") or the limiter ("rl") on the shared store `backend`."""
+
     def build(services: Services) -> Any:
-        from docent import upstash
+        s = services.settings
+        prefix, timeout_s = f"{s.key_prefix}:{kind}", s.store_timeout_s
+        if backend == "upstash":
+            from docent import upstash
 
-        settings = services.settings
-        backend = upstash.UpstashStore if kind == "kv" else upstash.UpstashLimiter
-        return backend(
-            settings.upstash_redis_rest_url or "",
-            settings.upstash_redis_rest_token or "",
-            prefix=f"{settings.key_prefix}:{kind}",
-            timeout_s=settings.store_timeout_s,
-        )
-
-    return build
-
-
-def _redis(kind: str) -> Callable[[Services], Any]:
-    def build(services: Services) -> Any:
+            url, token = s.upstash_redis_rest_url or "", s.upstash_redis_rest_token or ""
+            if kind == "kv":
+                return upstash.UpstashStore(url, token, prefix=prefix, timeout_s=timeout_s)
+            return upstash.UpstashLimiter(url, token, prefix=prefix, timeout_s=timeout_s)
         from docent import redisstore
 
-        settings = services.settings
-        backend = redisstore.RedisStore if kind == "kv" else redisstore.RedisLimiter
-        return backend(
-            settings.redis_url or "",
-            prefix=f"{settings.key_prefix}:{kind}",
-            timeout_s=settings.store_timeout_s,
-        )
+        if kind == "kv":
+            return redisstore.RedisStore(s.redis_url or "", prefix=prefix, timeout_s=timeout_s)
+        return redisstore.RedisLimiter(s.redis_url or "", prefix=prefix, timeout_s=timeout_s)
 
     return build
 
@@ -101,11 +92,19 @@ BACKENDS: dict[str, tuple[Callable[[Settings], str], dict[str, Callable[[Service
     ),
     "kv": (
         lambda s: s.store_backend,
-        {"upstash": _upstash("kv"), "redis": _redis("kv"), "memory": _memory_kv},
+        {
+            "upstash": _shared("kv", "upstash"),
+            "redis": _shared("kv", "redis"),
+            "memory": _memory_kv,
+        },
     ),
     "limiter": (
         lambda s: s.store_backend,
-        {"upstash": _upstash("rl"), "redis": _redis("rl"), "memory": _memory_limiter},
+        {
+            "upstash": _shared("rl", "upstash"),
+            "redis": _shared("rl", "redis"),
+            "memory": _memory_limiter,
+        },
     ),
     "embedder": (
         lambda s: s.embeddings,
