@@ -81,11 +81,12 @@ def test_health_loads_no_heavy_client_library() -> None:
     assert seen.stdout.strip() == "True"
 
 
-def test_all_lists_the_public_modules_and_each_one_imports() -> None:
+def test_all_lists_the_production_modules_and_each_one_imports() -> None:
     public = {
         info.name for info in pkgutil.iter_modules([str(PACKAGE)]) if not info.name.startswith("_")
     }
-    assert set(docent.__all__) == public | {"__version__"}
+    tools = {name.removeprefix("docent.") for name in TOOLING}
+    assert set(docent.__all__) == (public - tools) | {"__version__"}
     for name in public:
         importlib.import_module(f"docent.{name}")
 
@@ -128,3 +129,12 @@ def test_the_benchmarks_use_the_tests_only_through_the_public_harness() -> None:
             f"tests.support.harness.{n}" for n in harness.__all__
         }
         assert used <= allowed, f"{path.relative_to(ROOT)} imports {sorted(used - allowed)}"
+
+
+def test_the_layer_build_leaves_out_every_development_tool() -> None:
+    """The common layer's build (layers/common/Makefile) deletes exactly the tooling modules."""
+    import re
+
+    makefile = (ROOT / "layers" / "common" / "Makefile").read_text()
+    (listed,) = re.findall(r"^DEV_ONLY := (.+)$", makefile, re.M)
+    assert set(listed.split()) == {name.removeprefix("docent.") + ".py" for name in TOOLING}

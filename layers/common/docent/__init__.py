@@ -1,7 +1,8 @@
 """Docent: a RAG backend for "chat with my docs" bots.
 
 The public surface is the modules below (docs/architecture.md draws how they fit together);
-each is imported on use, so importing the package itself loads nothing else.
+each is imported on use, so importing the package itself loads nothing else. The development
+tools (`cli`, `gateway`, `qdrantstandin`) are not part of it: the Lambda layer leaves them out.
 """
 
 __version__ = "0.1.0"
@@ -14,14 +15,12 @@ __all__ = [
     "backup",
     "chat",
     "chunking",
-    "cli",
     "config",
     "corpus",
     "display",
     "edge",
     "embeddings",
     "errors",
-    "gateway",
     "generation",
     "health",
     "ingest",
@@ -36,7 +35,6 @@ __all__ = [
     "openai_api",
     "parsing",
     "qdrant",
-    "qdrantstandin",
     "redisstore",
     "retrieval",
     "sentences",
