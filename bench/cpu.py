@@ -36,7 +36,8 @@ from typing import Any
 import httpx
 
 from bench.figures import quantiles_ms
-from bench.run import ROOT, Target, control, docent_env, documents
+from bench.report import Target
+from bench.run import ROOT, control, docent_env, documents
 
 FIRST_TOKEN_S = 0.2
 TOKEN_INTERVAL_S = 0.02  # 50 tokens/s, the reference stream
