@@ -35,7 +35,9 @@ from typing import Any
 
 import httpx
 
-from bench.run import ROOT, Target, control, docent_env, documents, quantiles_ms
+from bench.figures import quantiles_ms
+from bench.report import Target
+from bench.run import ROOT, control, docent_env, documents
 
 FIRST_TOKEN_S = 0.2
 TOKEN_INTERVAL_S = 0.02  # 50 tokens/s, the issue's reference stream
@@ -86,7 +88,7 @@ def calibrate(runs: int = 5) -> float:
 @contextlib.contextmanager
 def standin_process() -> Iterator[tuple[str, int]]:
     """The stand-in in its own process: (root URL, pid)."""
-    from tests.support.servers import background_process, free_port
+    from tests.support.harness import background_process, free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -379,7 +381,7 @@ async def one_server(
     """Per-token and per-request CPU at `level` streams of a fresh server: this tree's `docent
     serve`, or (`tree`) an older revision as it ran, on uvicorn's plain loop and h11."""
     from bench.run import ingest_over_http
-    from tests.support.servers import background_process, free_port
+    from tests.support.harness import background_process, free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -452,7 +454,7 @@ async def before_and_after(
 
 async def bench_cpu(sizes: Any, work: Path) -> dict[str, Any]:
     from bench.corpus import questions, write_corpus
-    from tests.support.servers import docent_server
+    from tests.support.harness import docent_server
 
     levels: dict[int, int] = sizes.cpu_streams
     paths = write_corpus(work / "cpu-corpus", sizes.chat_corpus_files)

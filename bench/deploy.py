@@ -123,8 +123,7 @@ def _one(python: str, path: list[Path], event: Path, env: dict[str, str]) -> dic
 
 
 def bench_deploy(sizes: Any, work: Path) -> dict[str, Any]:
-    from tests.support.lambdaruntime import python313
-    from tests.support.sam import sam_build
+    from tests.support.harness import python313, sam_build
 
     python = python313()
     built = sam_build(work / "build", work / "cache")

@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from bench.figures import quantiles_ms
+
 KEY = "bench-protocols-key"
 ADMIN_KEY = "bench-protocols-admin"
 QUESTION = "How do I rotate keys for billing webhooks?"
@@ -35,17 +37,6 @@ TARGETS: tuple[tuple[str, Callable[[dict[str, Any]], Any], float], ...] = (
         2,
     ),
 )
-
-
-def _quantiles_ms(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
-
-    return {"n": len(ordered), "p50": at(0.5), "p95": at(0.95), "p99": at(0.99)}
 
 
 async def _recorded_mcp_call(url: str) -> tuple[dict[str, str], bytes]:
@@ -90,7 +81,7 @@ async def _timed(client: httpx.AsyncClient, request: dict[str, Any]) -> float:
 
 async def bench_protocols(sizes: Any, work: Path) -> dict[str, Any]:
     from bench.corpus import write_corpus
-    from tests.support.servers import docent_server
+    from tests.support.harness import docent_server
 
     rounds = max(5, sizes.chat_requests[1] * 10)
     paths = write_corpus(work / "corpus", sizes.chat_corpus_files)
@@ -160,7 +151,7 @@ async def bench_protocols(sizes: Any, work: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "rounds": rounds,
         "corpus_files": len(paths),
-        "ms": {name: _quantiles_ms(values) for name, values in timings.items()},
+        "ms": {name: quantiles_ms(values) for name, values in timings.items()},
     }
     p50 = {name: figures["ms"][name]["p50"] for name in names}
     figures["mcp_added_p50_ms"] = round(p50["mcp"] - p50["chat_json"], 3)

@@ -41,6 +41,8 @@ from typing import Any
 import httpx
 
 from bench import deploy, protocols
+from bench.figures import quantiles_ms
+from bench.report import summary, update_readme
 from bench.sites import bench_sites  # noqa: F401  (the `sites` section, run by name)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,18 +102,6 @@ SMOKE = Sizes(
 # ---------------------------------------------------------------- figures
 
 
-def quantiles_ms(values: Sequence[float]) -> dict[str, float]:
-    """p50/p95/p99 (and the count) of durations given in seconds, in milliseconds."""
-    if not values:
-        return {"n": 0}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
-
-    return {"n": len(ordered), "p50": at(0.50), "p95": at(0.95), "p99": at(0.99)}
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -150,7 +140,7 @@ def machine() -> dict[str, Any]:
 @contextlib.contextmanager
 def model_standin() -> Iterator[str]:
     """The OpenAI-compatible stand-in in its own process; yields its root URL."""
-    from tests.support.servers import background_process, free_port
+    from tests.support.harness import background_process, free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -325,7 +315,7 @@ def summarise(timings: Sequence[Timing]) -> dict[str, Any]:
 async def bench_chat(sizes: Sizes, work: Path) -> dict[str, Any]:
     from bench.corpus import questions, write_corpus
     from docent.services import Services
-    from tests.support.servers import docent_server
+    from tests.support.harness import docent_server
 
     paths = write_corpus(work / "chat-corpus", sizes.chat_corpus_files)
     asked = questions(sum(sizes.chat_requests.values()) * 2)
@@ -483,7 +473,7 @@ class TableEmbedder:
         self.table: dict[str, list[float]] = {}
 
     async def embed_documents(self, texts: Sequence[str], usage: Any) -> list[list[float]]:
-        from tests.support.standins import hashed_vector
+        from tests.support.harness import hashed_vector
 
         return [hashed_vector(t, self.dimensions) for t in texts]
 
@@ -499,7 +489,7 @@ async def bench_retrieval(sizes: Sizes, work: Path) -> dict[str, Any]:
     from docent.ingest import DocumentIn, Ingestor
     from docent.retrieval import CHUNKS_PER_SOURCE, retrieve
     from docent.vectors import Query, SearchFilter
-    from tests.support.standins import hashed_vector
+    from tests.support.harness import hashed_vector
 
     settings = settings_for(work / "retrieval")
     store = EdgeStore(str(work / "retrieval" / "docent"))
@@ -554,7 +544,7 @@ async def bench_retrieval(sizes: Sizes, work: Path) -> dict[str, Any]:
             "added_p50_ms": round(d["p50"] - e["p50"], 3),
             "added_p99_ms": round(d["p99"] - e["p99"], 3),
         }
-    await store.close()
+    await store.aclose()
     return out
 
 
@@ -633,7 +623,7 @@ def bench_coldstart(sizes: Sizes, work: Path) -> dict[str, Any]:
 
 async def bench_memory(sizes: Sizes, work: Path) -> dict[str, Any]:
     from bench.corpus import write_corpus
-    from tests.support.servers import docent_server
+    from tests.support.harness import docent_server
 
     paths = write_corpus(work / "corpus", sizes.corpus_files)
     with model_standin() as model:
@@ -684,12 +674,12 @@ async def bench_limiter(sizes: Sizes, work: Path) -> dict[str, Any]:
     from docent.config import RateRule
     from docent.limits import check
     from docent.services import Services
-    from tests.support.servers import gateway_server, redis_server
+    from tests.support.harness import gateway_server, redis_server
 
     rule = RateRule.parse("100000000/60s")
     out: dict[str, Any] = {}
     with redis_server() as redis_url, gateway_server(redis_url) as gateway_url:
-        from tests.support.servers import GATEWAY_TOKEN
+        from tests.support.harness import GATEWAY_TOKEN
 
         stores = {
             "memory": {},
@@ -715,267 +705,7 @@ async def bench_limiter(sizes: Sizes, work: Path) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------- report
-
-
-@dataclass(frozen=True)
-class Target:
-    """A target of the issue: the figure it reads from a section's results, and its bound."""
-
-    label: str
-    section: str
-    figure: Callable[[dict[str, Any]], Any]
-    kind: str  # at_most | at_least | exactly
-    bound: Any
-    unit: str = ""  # with its own spacing: " ms", "x"
-
-    def met(self, value: Any) -> bool:
-        if self.kind == "at_most":
-            return bool(value <= self.bound)
-        if self.kind == "at_least":
-            return bool(value >= self.bound)
-        return bool(value == self.bound)
-
-    @property
-    def text(self) -> str:
-        sign = {"at_most": "<= ", "at_least": ">= "}.get(self.kind, "")
-        bound = "yes" if self.bound is True else f"{self.bound:,}"
-        return f"{sign}{bound}{self.unit}"
-
-
-TARGETS = [
-    Target(
-        "Chat: added time to first chunk, p50 at the most streams (50)",
-        "chat",
-        lambda r: _top(r)["overhead_ttft_p50_ms"],
-        "at_most",
-        5,
-        " ms",
-    ),
-    Target(
-        "Chat: errors at the most streams (50)",
-        "chat",
-        lambda r: _top(r)["docent"]["errors"],
-        "exactly",
-        0,
-    ),
-    Target(
-        "Chat: `sources` before the model's first token (all levels)",
-        "chat",
-        lambda r: all(level["sources_before_model_first_token"] for level in r["levels"].values()),
-        "exactly",
-        True,
-    ),
-    Target(
-        "Ingest: chunks/s, embedded default",
-        "ingest",
-        lambda r: r["embedded"]["chunks_per_s"],
-        "at_least",
-        1000,
-    ),
-    Target(
-        "Ingest: fewer embedding requests than one per chunk",
-        "ingest",
-        lambda r: r["with_embeddings"]["reduction"],
-        "at_least",
-        10,
-        "x",
-    ),
-    Target(
-        "Ingest: re-ingest of the unchanged corpus, speed-up",
-        "ingest",
-        lambda r: min(r["embedded"]["reingest_speedup"], r["with_embeddings"]["reingest_speedup"]),
-        "at_least",
-        20,
-        "x",
-    ),
-    Target(
-        "Ingest: embedding calls on re-ingest",
-        "ingest",
-        lambda r: r["with_embeddings"]["reingest_embedding_requests"],
-        "exactly",
-        0,
-    ),
-    Target(
-        "Retrieval: added to the engine, BM25 p50 (ms)",
-        "retrieval",
-        lambda r: r["bm25"]["added_p50_ms"],
-        "at_most",
-        1,
-        " ms",
-    ),
-    Target(
-        "Retrieval: added to the engine, hybrid p50 (ms)",
-        "retrieval",
-        lambda r: r["hybrid"]["added_p50_ms"],
-        "at_most",
-        1,
-        " ms",
-    ),
-    Target(
-        "Cold start: health to first response (s)",
-        "coldstart",
-        lambda r: r["health_lazy"]["first_response_s"],
-        "at_most",
-        0.25,
-        " s",
-    ),
-    Target(
-        "Cold start: chat to first response (s)",
-        "coldstart",
-        lambda r: r["chat_lazy"]["first_response_s"],
-        "at_most",
-        0.8,
-        " s",
-    ),
-    Target(
-        "Cold start: eager / lazy, health",
-        "coldstart",
-        lambda r: r["health_speedup"],
-        "at_least",
-        3,
-        "x",
-    ),
-    Target(
-        "Cold start: eager / lazy, chat",
-        "coldstart",
-        lambda r: r["chat_speedup"],
-        "at_least",
-        3,
-        "x",
-    ),
-    Target(
-        "Sites: `docent ingest` of a 150-file MkDocs project, embedded default",
-        "sites",
-        lambda r: r["ingest_seconds"],
-        "at_most",
-        15,
-        " s",
-    ),
-]
-
-
 bench_protocols = protocols.bench_protocols
-TARGETS += [Target(label, "protocols", figure, "at_most", bound, " ms")
-            for label, figure, bound in protocols.TARGETS]  # fmt: skip
-
-
-def _top(chat: dict[str, Any]) -> dict[str, Any]:
-    """The figures at the highest concurrency measured."""
-    levels: dict[str, Any] = chat["levels"]
-    return dict(levels[max(levels, key=int)])
-
-
-TARGETS += deploy.targets(Target)
-
-
-def summary(results: dict[str, dict[str, Any]], about: dict[str, Any], smoke: bool) -> str:
-    lines = [
-        "# Docent benchmark" + (" (smoke run: toy sizes, figures mean nothing)" if smoke else ""),
-        "",
-        f"{about['date']} on {about['cores']} cores ({about['cpu']}), {about['memory_gib']} GiB, "
-        f"Python {about['python']}. CPU calibration: {about['calibration_ms']} ms for a fixed "
-        "pure-Python workload (wall figures scale with it; CPU figures travel).",
-        "",
-        "| Measure | Figure | Target | Met |",
-        "|---|---|---|---|",
-    ]
-    from bench import cpu
-
-    for target in TARGETS + cpu.TARGETS:
-        if target.section not in results:
-            continue
-        try:
-            value = target.figure(results[target.section])
-        except (KeyError, TypeError):
-            value = None
-        ok = value is not None and target.met(value)
-        lines.append(f"| {target.label} | {value} | {target.text} | {'yes' if ok else '**no**'} |")
-    lines += ["", "| Figure | Value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in details(results) + deploy.details(results)]
-    lines += [f"| {k} | {v} |" for k, v in cpu.details(results)]
-    return "\n".join(lines) + "\n"
-
-
-def details(results: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
-    chat = results.get("chat")
-    if chat:
-        for level, figures in chat["levels"].items():
-            d, o = figures["docent"], figures["direct"]
-            rows.append(
-                (
-                    f"Chat at {level} streams: first chunk p50/p95/p99 (ms), Docent vs direct",
-                    f"{_q(d['ttft_ms'])} vs {_q(o['ttft_ms'])}",
-                )
-            )
-            rows.append(
-                (
-                    f"Chat at {level} streams: whole stream p50/p95/p99 (ms), Docent vs direct",
-                    f"{_q(d['total_ms'])} vs {_q(o['total_ms'])}",
-                )
-            )
-    ingest = results.get("ingest")
-    if ingest:
-        e, w = ingest["embedded"], ingest["with_embeddings"]
-        rows.append(
-            (
-                "Ingest: files / chunks, first ingest (s), re-ingest (s)",
-                f"{ingest['files']} / {e['chunks']}, {e['seconds']}, {e['reingest_seconds']}",
-            )
-        )
-        rows.append(
-            (
-                "Ingest: embedding requests per 1,000 chunks, batched vs one per chunk",
-                f"{w['requests_per_1000_chunks']} vs {w['per_chunk_requests_per_1000_chunks']}",
-            )
-        )
-    retrieval = results.get("retrieval")
-    if retrieval:
-        for mode in ("bm25", "hybrid"):
-            r = retrieval[mode]
-            rows.append(
-                (
-                    f"Retrieval at {retrieval['chunks']} chunks, {mode}: p50/p95/p99 (ms), "
-                    "Docent vs engine",
-                    f"{_q(r['docent_ms'])} vs {_q(r['engine_ms'])}",
-                )
-            )
-    cold = results.get("coldstart")
-    if cold:
-        for name in ("health", "chat", "ingest"):
-            rows.append(
-                (
-                    f"Cold start, {name}: first response lazy vs eager, median (best) (s)",
-                    f"{cold[f'{name}_lazy']['first_response_s']} "
-                    f"({cold[f'{name}_lazy']['first_response_best_s']}) vs "
-                    f"{cold[f'{name}_eager']['first_response_s']} "
-                    f"({cold[f'{name}_eager']['first_response_best_s']})",
-                )
-            )
-    memory = results.get("memory")
-    if memory:
-        rows.append(
-            (
-                f"Memory (RSS MB): idle / after {memory['ingested_chunks']} chunks / "
-                f"{memory['open_streams']} open streams",
-                f"{memory['idle_mb']} / {memory['after_ingest_mb']} / "
-                f"{memory['with_open_streams_mb']} ({memory['per_stream_kb']} KB per stream)",
-            )
-        )
-    limiter = results.get("limiter")
-    if limiter:
-        for name, figures in limiter.items():
-            if not isinstance(figures, dict):
-                continue
-            rows.append((f"Limiter check, {name}: p50/p95/p99 (ms)", _q(figures["check_ms"])))
-    return rows
-
-
-def _q(figures: dict[str, float]) -> str:
-    if not figures.get("n"):
-        return "n/a"
-    return f"{figures['p50']:.2f} / {figures['p95']:.2f} / {figures['p99']:.2f}"
 
 
 async def run(sections: Sequence[str], sizes: Sizes, out: Path, smoke: bool) -> dict[str, Any]:
@@ -1006,22 +736,6 @@ async def run(sections: Sequence[str], sizes: Sizes, out: Path, smoke: bool) -> 
     (out / "summary.md").write_text(text)
     print(text)
     return results
-
-
-README_START = "<!-- bench:start (make bench writes this table) -->"
-README_END = "<!-- bench:end -->"
-
-
-def update_readme(readme: Path, table: str) -> bool:
-    """Put the latest table between the README's bench markers; False if they are missing."""
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        return False
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    body = table.split("\n", 1)[1].strip()  # without the summary's own title
-    readme.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}")
-    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

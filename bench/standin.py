@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.standins import StandIn
+from tests.support.harness import StandIn
 
 CONTROLLABLE = {"first_token_s", "token_interval_s", "answer", "report_usage"}
 _TAG = re.compile(r"\(#(\d+)\)\s*$")

@@ -54,15 +54,11 @@ def build_app(settings: Settings | None = None, services: Services | None = None
     """The bundled app; tests pass their own settings and services."""
     app = create_app(
         chat_router, openai_router, mcp_router, ingest_router, health_router, web_router,
-        settings=settings,
+        settings=settings, services=services,
     )  # fmt: skip
     # JSON lines on stdout for every `docent.*` logger (Lambda's handlers do the same), so a
     # server (`docent serve`, the Spaces image) logs as the README says.
     get_logger((settings or get_settings()).log_level)
-    if settings is not None:
-        app.dependency_overrides[get_settings] = lambda: settings
-    if services is not None:
-        app.dependency_overrides[get_services] = lambda: services
     app.router.lifespan_context = _lifespan(lambda: services or get_services())
     return app
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -39,15 +38,11 @@ ADMIN_KEY = "admin-test-key"
 USER_KEY = "user-test-key"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serve(app: Any, port: int | None = None) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a thread; yield its base URL."""
+    from tests.support.servers import free_port
+
     port = port or free_port()
     server = uvicorn.Server(
         # proxy_headers off: uvicorn would otherwise trust X-Forwarded-For from loopback peers.
@@ -109,6 +104,9 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
     ]
 
 
+_BACKENDS = {"store", "kv", "limiter", "embedder", "answerer"}
+
+
 @contextmanager
 def running_docent(tmp_path: Path, **overrides: Any) -> Iterator[Docent]:
     from functions.bundle import build_app
@@ -121,9 +119,11 @@ def running_docent(tmp_path: Path, **overrides: Any) -> Iterator[Docent]:
         "rate_limit_anon": "1000/60s",
         "rate_limit_key": "1000/60s",
     }
+    # Backends given by name replace what the settings would build (Services' one seam).
+    backends = {name: overrides.pop(name) for name in _BACKENDS & set(overrides)}
     values.update(overrides)
     settings = load_settings(**values)
-    services = Services(settings)
+    services = Services(settings, **backends)
     with serve(build_app(settings, services)) as url:
         yield Docent(url, settings, services)
 

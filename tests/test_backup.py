@@ -135,7 +135,7 @@ def total_points(data: Path) -> int:
         try:
             return await store.total()
         finally:
-            await store.close()
+            await store.aclose()
 
     return asyncio.run(count())
 
@@ -179,4 +179,4 @@ async def test_a_qdrant_snapshot_needs_a_server_and_says_so() -> None:
     for call in (store.snapshot, store.restore):
         with pytest.raises(ConfigurationError, match="QDRANT_URL"):
             await call("/nonexistent/snapshot")
-    await store.close()
+    await store.aclose()

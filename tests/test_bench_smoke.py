@@ -129,7 +129,7 @@ def test_the_cpu_section_counts_its_work_and_tabulates_it(tmp_path: Path) -> Non
 
 
 def test_the_readme_table_is_replaced_between_its_markers(tmp_path: Path) -> None:
-    from bench.run import README_END, README_START, update_readme
+    from bench.report import README_END, README_START, update_readme
 
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{README_START}\nold table\n{README_END}\noutro\n")

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, corpus_documents, free_port, running_docent, serve
+from tests.conftest import ADMIN_KEY, corpus_documents, running_docent, serve
+from tests.support.servers import free_port
 from tests.support.standins import StandIn
 
 pytestmark = pytest.mark.browser

@@ -162,9 +162,8 @@ class _Failing(_Slow):
 
 
 def test_idle_stream_gets_ping_comments_and_invented_citations_are_dropped(tmp_path: Path) -> None:
-    with running_docent(tmp_path, sse_ping_s=0.1) as docent:
+    with running_docent(tmp_path, sse_ping_s=0.1, answerer=_Slow()) as docent:
         docent.ingest([{"id": "a.md", "text": "# A\n\nAlpha widgets are blue."}])
-        docent.services.__dict__["answerer"] = _Slow()
         response = ask(docent, "alpha widgets")
 
     assert ": ping" in response.text.splitlines()
@@ -175,9 +174,8 @@ def test_idle_stream_gets_ping_comments_and_invented_citations_are_dropped(tmp_p
 
 
 def test_failure_after_the_stream_began_is_an_error_event(tmp_path: Path) -> None:
-    with running_docent(tmp_path) as docent:
+    with running_docent(tmp_path, answerer=_Failing()) as docent:
         docent.ingest([{"id": "a.md", "text": "# A\n\nAlpha widgets are blue."}])
-        docent.services.__dict__["answerer"] = _Failing()
         response = ask(docent, "alpha widgets")
 
     assert response.status_code == 200
@@ -219,9 +217,8 @@ def test_a_client_that_disconnects_stops_the_generation(tmp_path: Path) -> None:
     import time
 
     endless = _Endless()
-    with running_docent(tmp_path) as docent:
+    with running_docent(tmp_path, answerer=endless) as docent:
         docent.ingest([{"id": "a.md", "text": "# A\n\nAlpha widgets are blue."}])
-        docent.services.__dict__["answerer"] = endless
         with docent.client() as client:
             with client.stream("POST", "/chat", json={"question": "alpha widgets"}) as response:
                 chunks = 0

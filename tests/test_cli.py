@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import CORPUS, free_port
+from tests.conftest import CORPUS
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -141,7 +141,7 @@ def test_a_full_disk_is_507_before_it_fills_and_loses_nothing(small_disk: Path) 
         try:
             return await store.total()
         finally:
-            await store.close()
+            await store.aclose()
 
     assert asyncio.run(total()) == sum(acknowledged.values())
     assert len(acknowledged) >= 20 and os.path.exists(shard)

@@ -51,7 +51,7 @@ async def test_vacuum_keeps_the_shard_flat_under_churn(tmp_path: Path) -> None:
         base = folder_bytes(Path(store.path) / "segments")
         sizes = await churn(store, range(WARM_UP, WARM_UP + CYCLES))
         figures[name] = (base, max(sizes), await store.total(), store.optimizations)
-        await store.close()
+        await store.aclose()
     print(f"\nsegments bytes (after warm-up, peak, live points, optimisations): {figures}")
 
     base, peak, live, optimizations = figures["vacuumed"]

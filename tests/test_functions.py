@@ -41,21 +41,17 @@ def test_each_function_app_serves_alone(tmp_path: Path, name: str) -> None:
 
     import httpx
 
-    from docent.config import get_settings
-    from docent.services import get_services
-
     module = importlib.import_module(f"functions.{name}.app")
     settings = load_settings(qdrant_path=str(tmp_path), admin_api_keys=(ADMIN_KEY,))
-    services = Services(settings)
-    module.app.dependency_overrides[get_settings] = lambda: settings
-    module.app.dependency_overrides[get_services] = lambda: services
+    # What `create_app(settings=..., services=...)` records: this app serves these.
+    module.app.state.settings, module.app.state.services = settings, Services(settings)
     try:
         with serve(module.app) as url, httpx.Client(base_url=url) as client:
             health = client.get("/health")
             chat = client.post("/chat", json={"question": "anything"})
             listing = client.get("/documents", headers={"X-API-Key": ADMIN_KEY})
     finally:
-        module.app.dependency_overrides.clear()
+        module.app.state.settings = module.app.state.services = None
     # The chat app answers /health too: the Web Adapter's readiness check (not in its schema).
     assert (health.status_code == 200) == (name in ("health", "chat"))
     assert (chat.status_code == 200) == (name == "chat")

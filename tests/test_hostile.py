@@ -24,11 +24,10 @@ from tests.conftest import (
     USER_KEY,
     Docent,
     corpus_documents,
-    free_port,
     parse_sse,
     running_docent,
 )
-from tests.support.servers import background_process, docent_server
+from tests.support.servers import background_process, docent_server, free_port
 from tests.support.standins import StandIn
 from tests.test_web import error_of
 

@@ -104,8 +104,8 @@ async def test_a_crash_mid_ingest_then_a_retry_ends_with_the_exact_count(
     assert await store.total() == await reference_store.total() == reference.chunks
     assert again.unchanged == len(documents) and again.chunks == 0
     assert retried.chunks > 0
-    await store.close()
-    await reference_store.close()
+    await store.aclose()
+    await reference_store.aclose()
 
 
 @pytest.mark.slow
@@ -158,8 +158,8 @@ def test_a_killed_ingest_process_then_a_retry_ends_with_the_exact_count(tmp_path
         try:
             return await crashed.total(), await clean.total()
         finally:
-            await crashed.close()
-            await clean.close()
+            await crashed.aclose()
+            await clean.aclose()
 
     crashed_total, fresh_total = asyncio.run(totals())
     assert crashed_total == fresh_total == expected["chunks"]

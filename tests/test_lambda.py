@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, parse_sse
+from tests.conftest import parse_sse
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"

@@ -23,15 +23,15 @@ async def test_the_api_key_is_checked() -> None:
         bad = QdrantStore("keyed", url=url, api_key="wrong")
         with pytest.raises(UpstreamError):
             await bad.total()
-        await good.close()
-        await bad.close()
+        await good.aclose()
+        await bad.aclose()
 
 
 async def test_a_closed_port_is_unavailable() -> None:
     store = QdrantStore("none", url=f"http://127.0.0.1:{free_port()}", timeout_s=1)
     with pytest.raises(Unavailable):
         await store.total()
-    await store.close()
+    await store.aclose()
 
 
 def test_the_cli_command_serves_the_standin(tmp_path: Path) -> None:

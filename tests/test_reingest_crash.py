@@ -113,7 +113,7 @@ async def store_state(shard: str) -> tuple[dict[str, str], int, int]:
             orphans += stale
         return versions, orphans, await store.total()
     finally:
-        await store.close()
+        await store.aclose()
 
 
 def served_state(url: str, versions: dict[str, str], sample: list[str]) -> None:
@@ -249,4 +249,4 @@ async def test_a_crash_while_versions_switch_shows_each_document_whole(
     assert {str(h.payload["title"])[-1] for h in heads} == {"B"}
     assert await store.total() == sum(int(h.payload["chunk_count"]) for h in heads)
     assert retried.documents == 100
-    await store.close()
+    await store.aclose()

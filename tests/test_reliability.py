@@ -153,7 +153,7 @@ def test_logs_are_json_lines_carrying_the_request_id(tmp_path: Path) -> None:
     tap.setFormatter(production)
     logging.getLogger("docent").addHandler(tap)
     try:
-        with running_docent(tmp_path) as docent, docent.client() as client:
+        with running_docent(tmp_path, log_questions=True) as docent, docent.client() as client:
             responses = [
                 client.get("/health"),
                 client.post("/chat", json={"question": "anything"}),
@@ -166,6 +166,42 @@ def test_logs_are_json_lines_carrying_the_request_id(tmp_path: Path) -> None:
     logged = {r["request_id"] for r in records if r.get("message") == "request"}
     assert ids <= logged
     assert all({"level", "timestamp", "message", "service"} <= set(r) for r in records)
+    # A module's own line (docent.chat), logged with no id passed: the request's id, from context.
+    (asked,) = [r for r in records if r.get("message") == "question"]
+    assert asked["request_id"] == responses[1].headers["x-request-id"]
+
+
+def test_the_request_id_reaches_lines_logged_in_tasks_and_only_inside_its_request() -> None:
+    import io
+
+    from docent import logs
+
+    captured = io.StringIO()
+    tap = logging.StreamHandler(captured)
+    tap.setFormatter(logs.get_logger().handlers[0].formatter)
+    log = logging.getLogger("docent.test")
+    log.addHandler(tap)
+
+    async def request(request_id: str) -> None:
+        with logs.bound(request_id):
+            await asyncio.sleep(0)
+            await asyncio.create_task(asyncio.to_thread(log.warning, "in a thread"))
+            log.warning("named", extra={"request_id": "explicit"})
+
+    async def both() -> None:
+        await asyncio.gather(request("first"), request("second"))
+
+    try:
+        asyncio.run(both())
+        log.warning("outside")
+    finally:
+        log.removeHandler(tap)
+    records = [json.loads(line) for line in captured.getvalue().splitlines()]
+    threads = sorted(r["request_id"] for r in records if r["message"] == "in a thread")
+    assert threads == ["first", "second"]
+    assert {r["request_id"] for r in records if r["message"] == "named"} == {"explicit"}
+    (outside,) = [r for r in records if r["message"] == "outside"]
+    assert "request_id" not in outside
 
 
 def httpx_fault(status: int) -> Any:

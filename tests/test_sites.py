@@ -180,7 +180,7 @@ def test_docent_ingest_of_an_mkdocs_project_answers_with_deep_links(tmp_path: Pa
     import subprocess
     import sys
 
-    from tests.conftest import free_port
+    from tests.support.servers import free_port
 
     project = tmp_path / "mkdocs"
     shutil.copytree(SITES / "mkdocs", project)

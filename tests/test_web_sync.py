@@ -29,7 +29,8 @@ from docent.errors import Forbidden, UpstreamError
 from docent.services import Services
 from docent.sites.fetch import Policy, sync_web
 from docent.sites.sync import LocalTarget
-from tests.conftest import free_port, running_docent
+from tests.conftest import running_docent
+from tests.support.servers import free_port
 from tests.test_lambda import lambda_env  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import corpus_documents, free_port, running_docent, serve
+from tests.conftest import corpus_documents, running_docent, serve
 from tests.support.axe import serious_violations
+from tests.support.servers import free_port
 from tests.support.standins import StandIn
 from tests.test_browser import ARTIFACTS, ROOT_JS, shadow, start_chromium, wait_for
 

@@ -79,7 +79,7 @@ async def run_docent(
     workdir: Path,
 ) -> tuple[dict[str, Any], list[Outcome]]:
     """Ingest the pages into a fresh embedded store and ask every question; (costs, outcomes)."""
-    from docent import chat
+    from docent import chat, logs
     from docent.config import load_settings
     from docent.generation import ExtractiveAnswerer, Usage
     from docent.ingest import DocumentIn
@@ -122,11 +122,18 @@ async def run_docent(
         retrieval_s = []
         for q in questions:
             began = time.perf_counter()
-            prepared = await chat.prepare(
-                services, chat.Question(q.question, top_k=TOP_K), time.monotonic() + 120, q.id
-            )
+            with logs.bound(q.id):
+                prepared = await chat.prepare(
+                    chat.Question(q.question, top_k=TOP_K),
+                    time.monotonic() + 120,
+                    store=services.store,
+                    embedder=services.embedder,
+                    answerer=services.answerer,
+                    max_context_tokens=services.settings.max_context_tokens,
+                    token_model=services.token_model,
+                )
             retrieval_s.append(time.perf_counter() - began)
-            result = await chat.collect(chat.events(services, prepared))
+            result = await chat.collect(chat.events(prepared))
             latency = time.perf_counter() - began
             sources = result["sources"]
             excerpt = ExtractiveAnswerer().excerpt(q.question, prepared.passages)

@@ -97,9 +97,8 @@ async def post_chat(
         if body.filter
         else SearchFilter(),
     )
-    request_id = request.scope["state"]["request_id"]
-    prepared = await chat.begin(services, question, request.scope, request_id)
-    events = chat.events(services, prepared)
+    prepared = await chat.begin(services, question, request.scope)
+    events = chat.events(prepared)
     if sse.wants_json(request.headers.get("accept")):
         return JSONResponse(await chat.collect(events))
     return sse.event_stream(events, settings.sse_ping_s)

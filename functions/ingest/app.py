@@ -148,14 +148,14 @@ async def get_documents(
     return DocumentList(
         documents=[
             DocumentInfo(
-                id=h.payload["document_id"],
-                title=h.payload.get("title"),
-                url=h.payload.get("url"),
-                tags=h.payload.get("tags") or [],
-                format=h.payload.get("format"),
-                chunks=h.payload.get("chunk_count", 0),
-                content_hash=h.payload.get("content_hash", ""),
-                ingested_at=h.payload.get("ingested_at"),
+                id=h.chunk["document_id"],
+                title=h.chunk.get("title"),
+                url=h.chunk.get("url"),
+                tags=h.chunk.get("tags") or [],
+                format=h.chunk.get("format"),
+                chunks=h.chunk.get("chunk_count", 0),
+                content_hash=h.chunk.get("content_hash", ""),
+                ingested_at=h.chunk.get("ingested_at"),
                 source=source_of_payload(h.payload),
             )
             for h in heads

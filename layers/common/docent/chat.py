@@ -12,15 +12,19 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docent import insights, metrics
 from docent.display import shown_source
-from docent.errors import DocentError, UpstreamTimeout, backend
-from docent.generation import CitationFilter, LinkFilter, Message, Passage, Usage
+from docent.errors import AnswerFailed, DocentError, UpstreamTimeout, backend
+from docent.generation import Answerer, CitationFilter, LinkFilter, Message, Passage, Usage
+from docent.logs import current_request_id
 from docent.retrieval import Source, fit_budget, retrieve
-from docent.services import Services
-from docent.vectors import SearchFilter
+from docent.vectors import SearchFilter, VectorStore
+
+if TYPE_CHECKING:
+    from docent.embeddings import Embedder
+    from docent.services import Services
 
 log = logging.getLogger("docent.chat")
 
@@ -35,13 +39,18 @@ class Question:
 
 @dataclass
 class Prepared:
+    """A question retrieved for and budgeted, with the answerer that will answer it."""
+
     question: Question
     sources: list[Source]
     passages: list[Passage]
     usage: Usage
     deadline: float
-    request_id: str
+    answerer: Answerer
+    embedding_model: str | None = None  # for the usage metrics
     started: float = field(default_factory=time.monotonic)
+    request_id: str = field(default_factory=current_request_id)
+    recorder: insights.Recorder | None = None  # where the answer is recorded for insights
 
 
 def deadline_for(scope: Mapping[str, Any], timeout_s: float) -> float:
@@ -55,7 +64,14 @@ def deadline_for(scope: Mapping[str, Any], timeout_s: float) -> float:
 
 
 async def prepare(
-    services: Services, question: Question, deadline: float, request_id: str
+    question: Question,
+    deadline: float,
+    *,
+    store: VectorStore,
+    embedder: Embedder | None,
+    answerer: Answerer,
+    max_context_tokens: int,
+    token_model: str | None,
 ) -> Prepared:
     """Retrieve and budget the passages; raises `DocentError` before anything is streamed."""
     started = time.monotonic()
@@ -64,13 +80,13 @@ async def prepare(
     try:
         async with asyncio.timeout_at(deadline):
             if question.history:
-                query = await services.answerer.standalone_query(
+                query = await answerer.standalone_query(
                     question.question, question.history, usage, deadline
                 )
             with backend("vector store"):
                 sources = await retrieve(
-                    services.store,
-                    services.embedder,
+                    store,
+                    embedder,
                     query,
                     top_k=question.top_k,
                     search_filter=question.filter,
@@ -78,7 +94,7 @@ async def prepare(
                 )
     except TimeoutError as exc:
         raise UpstreamTimeout("Retrieval did not finish in time.") from exc
-    passages = fit_budget(sources, services.settings.max_context_tokens, services.token_model)
+    passages = fit_budget(sources, max_context_tokens, token_model)
     used = {p.id for p in passages}
     return Prepared(
         question,
@@ -86,46 +102,49 @@ async def prepare(
         passages,
         usage,
         deadline,
-        request_id,
+        answerer,
+        embedder.model if embedder is not None else None,
         started,
     )
 
 
-async def begin(
-    services: Services, question: Question, scope: Mapping[str, Any], request_id: str
-) -> Prepared:
+async def begin(services: Services, question: Question, scope: Mapping[str, Any]) -> Prepared:
     """Every protocol's way in (`/chat`, `/v1/chat/completions`, MCP): log, deadline, `prepare`."""
     settings = services.settings
     if settings.log_questions:  # off by default: questions can carry personal data
-        log.info("question", extra={"request_id": request_id, "question": question.question})
+        log.info("question", extra={"question": question.question})
     deadline = deadline_for(scope, settings.request_timeout_s)
-    return await prepare(services, question, deadline, request_id)
+    prepared = await prepare(
+        question,
+        deadline,
+        store=services.store,
+        embedder=services.embedder,
+        answerer=services.answerer,
+        max_context_tokens=settings.max_context_tokens,
+        token_model=services.token_model,
+    )
+    prepared.recorder = insights.Recorder(services.insights, settings)
+    return prepared
 
 
-async def events(services: Services, prepared: Prepared) -> AsyncIterator[dict[str, Any]]:
+async def events(prepared: Prepared) -> AsyncIterator[dict[str, Any]]:
     """The answer as contract events: `sources`, `chunk`*, then `done` (or `error`)."""
     metrics.stream_opened()
     outcome: dict[str, Any] = {"first": None, "error": "disconnected"}
     try:
-        async for event in _events(services, prepared, outcome):
+        async for event in _events(prepared, outcome):
             yield event
     finally:
         metrics.stream_closed(
             time.monotonic() - prepared.started, outcome["first"], outcome["error"]
         )
-        metrics.usage(
-            services.answerer.model,
-            prepared.usage,
-            services.embedder.model if services.embedder is not None else None,
-        )
+        metrics.usage(prepared.answerer.model, prepared.usage, prepared.embedding_model)
 
 
-async def _events(
-    services: Services, prepared: Prepared, outcome: dict[str, Any]
-) -> AsyncIterator[dict[str, Any]]:
+async def _events(prepared: Prepared, outcome: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     shown = [shown_source(s.public()) for s in prepared.sources]
     yield {"type": "sources", "sources": shown}
-    answerer = services.answerer
+    answerer = prepared.answerer
     citations = CitationFilter([s.id for s in prepared.sources])
     links = LinkFilter([s["url"] for s in shown])
     try:
@@ -149,25 +168,19 @@ async def _events(
             yield {"type": "chunk", "content": tail}
     except DocentError as exc:
         outcome["error"] = exc.code
-        yield {"type": "error", "code": exc.code, "message": exc.message}
+        yield ErrorEvent(exc)
         return
     except Exception:
-        log.exception("answer failed", extra={"request_id": prepared.request_id})
-        outcome["error"] = "internal_error"
-        yield {"type": "error", "code": "internal_error", "message": "The answer failed."}
+        log.exception("answer failed")
+        outcome["error"] = AnswerFailed.code
+        yield ErrorEvent(AnswerFailed())
         return
     outcome["error"] = None
-    # Before `done`: a visitor who rates the answer at once finds it recorded (bounded wait).
-    await insights.record_answer(
-        services,
-        insights.answer_of(
-            services.settings,
-            prepared.request_id,
-            prepared.question.question,
-            shown,
-            citations.cited,
-        ),
-    )
+    if prepared.recorder is not None:
+        # Before `done`: a visitor who rates the answer at once finds it recorded (bounded wait).
+        await prepared.recorder(
+            prepared.request_id, prepared.question.question, shown, citations.cited
+        )
     yield {
         "type": "done",
         "answered": bool(citations.cited),
@@ -246,7 +259,7 @@ async def collect(events_: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
         elif kind == "chunk":
             answer.append(event["content"])
         elif kind == "error":
-            raise _StreamFailure(event["code"], event["message"])
+            raise failure_of(event)
         elif kind == "done":
             result.update({k: v for k, v in event.items() if k != "type"})
     return {
@@ -260,10 +273,19 @@ async def collect(events_: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class _StreamFailure(DocentError):
-    """An in-band error, raised again when the answer is collected as JSON."""
+class ErrorEvent(dict[str, Any]):
+    """The in-band `error` event (`type`, `code`, `message` on the wire), which keeps the error
+    itself: collected as JSON, the answer fails with its status and headers (`Retry-After`)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status_code = {"upstream_timeout": 504, "unavailable": 503}.get(code, 502)
+    def __init__(self, error: DocentError) -> None:
+        super().__init__(type="error", code=error.code, message=error.message)
+        self.error = error
+
+
+def failure_of(event: Mapping[str, Any]) -> DocentError:
+    """The error an `error` event reports (one built from its fields if it kept none)."""
+    if isinstance(event, ErrorEvent):
+        return event.error
+    failure = AnswerFailed(str(event.get("message") or AnswerFailed.default_message))
+    failure.code = str(event.get("code") or failure.code)
+    return failure

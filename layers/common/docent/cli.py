@@ -27,7 +27,9 @@ def admin_key_file() -> Path:
 
 def local_admin_key() -> str | None:
     """The key to use for admin routes: DOCENT_API_KEY, else the one `docent serve` generated."""
-    key = os.environ.get("DOCENT_API_KEY")
+    from docent.config import get_settings
+
+    key = get_settings().docent_api_key
     if key:
         return key
     path = admin_key_file()
@@ -80,6 +82,18 @@ def server_speedups() -> dict[str, str]:
     return {"loop": "uvloop" if find_spec("uvloop") else "asyncio", "http": http_protocol()}
 
 
+def bundled_app() -> str:
+    """The app `docent serve` runs, as the installed distribution registers it (the
+    `docent.apps` entry point): the CLI never imports the app layer by name."""
+    from importlib.metadata import entry_points
+
+    from docent.errors import ConfigurationError
+
+    for entry in entry_points(group="docent.apps", name="bundle"):
+        return entry.value
+    raise ConfigurationError("No Docent app is installed: run `pip install .` in Docent's tree.")
+
+
 def serve(host: str | None, port: int | None) -> int:
     import uvicorn
 
@@ -89,7 +103,7 @@ def serve(host: str | None, port: int | None) -> int:
     get_settings.cache_clear()
     settings = get_settings()
     uvicorn.run(
-        "functions.bundle:app",
+        bundled_app(),
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
@@ -183,10 +197,34 @@ def _items(site_plan: Any, bar: Any, skipped: list[str]) -> Iterator[Any]:
             bar.update(1)
 
 
+class _Count:
+    """The progress bar without tqdm (installed by the `cli` extra): a count at the end."""
+
+    def __init__(self, total: int, desc: str, unit: str) -> None:
+        self.n, self.total, self.desc, self.unit = 0, total, desc, unit
+        self.postfix = ""
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, refresh: bool = False, **values: Any) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def close(self) -> None:
+        done = f"{self.desc}: {self.n}/{self.total} {self.unit}s"
+        print(f"{done}, {self.postfix}" if self.postfix else done, file=sys.stderr)
+
+
+def _progress(total: int, desc: str, unit: str) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _Count(total, desc, unit)
+    return tqdm(total=total, desc=desc, unit=unit)
+
+
 def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
     """`docent ingest` (delete=False) and `docent sync` (delete=True) over folders and files."""
-    from tqdm import tqdm
-
     from docent.config import get_settings
     from docent.errors import DocentError
     from docent.sites.sync import HttpTarget, LocalTarget, ServerError, SyncResult, sync
@@ -206,7 +244,7 @@ def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
         for note in site_plan.notes:
             print(f"docent: {site_plan.root}: {note}", file=sys.stderr)
     verb = "syncing" if delete else "ingesting"
-    bar = tqdm(total=total_pages, desc=verb, unit="file")
+    bar = _progress(total_pages, verb, "file")
     skipped: list[str] = []
     results: list[SyncResult] = []
     failed = 0  # files of a folder that could not be ingested (a web page skipped is no failure)
@@ -294,16 +332,14 @@ def ask(question: str, top_k: int) -> int:
         return _ask_server(settings.docent_url, question, top_k)
 
     async def run() -> None:
-        from docent import chat
+        from docent import chat, logs
         from docent.services import get_services
 
         services = get_services()
         try:
-            deadline = chat.deadline_for({}, settings.request_timeout_s)
-            prepared = await chat.prepare(
-                services, chat.Question(question, top_k=top_k), deadline, "cli"
-            )
-            async for event in chat.events(services, prepared):
+            with logs.bound("cli"):
+                prepared = await chat.begin(services, chat.Question(question, top_k=top_k), {})
+            async for event in chat.events(prepared):
                 _print_event(event)
         finally:
             await services.aclose()

@@ -179,6 +179,7 @@ class Settings(BaseSettings):
     insights: Literal["off", "on"] = "off"
     insights_retention_days: int = Field(default=30, ge=1, le=3650)
     docent_url: str = "http://127.0.0.1:7860"
+    docent_api_key: str | None = None  # the CLI's key for a running server's admin routes
     api_docs: bool = True  # serve /docs and /openapi.json
     parse_timeout_s: float = Field(default=60.0, gt=0)  # per file (PDF) read from disk or S3
     # `docent serve` against slow clients: the request head, then its body, each within its

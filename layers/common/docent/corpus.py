@@ -27,12 +27,10 @@ def docent_docs() -> Path | None:
     """
     import sys
 
-    import functions
-
     installed = Path(sys.prefix) / "share" / "docent" / "docs"
     if (installed / "getting-started.md").is_file():
         return installed
-    checkout = Path(functions.__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[3]  # <checkout>/layers/common/docent/corpus.py
     if (checkout / "layers" / "common" / "docent").is_dir():  # Docent's own source tree
         return checkout / "docs"
     return None

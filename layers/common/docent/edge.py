@@ -34,6 +34,8 @@ from docent.vectors import (
     DENSE,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    PREFETCH_FACTOR,
+    RRF_K,
     SPARSE,
     ChunkPoint,
     Hit,
@@ -47,9 +49,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger("docent.edge")
-# Candidates each arm of a hybrid query contributes before fusion.
-PREFETCH_FACTOR = 4
-RRF_K = 60
 MB = 1024 * 1024
 DEFAULT_RESERVE = 4 * MB
 # Disk a write may take, per byte of its points: its WAL entry, the segment's pages, the indexes.
@@ -429,12 +428,14 @@ class EdgeStore:
             finally:
                 self._dense_size = None
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         if self._shard is not None:
             shard, self._shard = self._shard, None
             async with self._write_lock:
                 await self._run(shard.close)
         self.lock.release()
+
+    close = aclose  # the former name, kept for callers written against it
 
 
 def lock_path(path: str) -> Path:

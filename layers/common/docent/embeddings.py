@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from docent import metrics, modelclient
-from docent.generation import Usage
 from docent.tokens import encoding_for
+from docent.values import Usage
 
 if TYPE_CHECKING:
     from docent.config import Settings

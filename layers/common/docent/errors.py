@@ -1,4 +1,29 @@
-"""One error hierarchy: every failure a client sees is a `DocentError` with status and code."""
+"""One error hierarchy: every failure a client sees is a `DocentError` with status and code.
+
+    DocentError                 500 internal_error
+    ├── ConfigurationError      500 configuration_error
+    ├── BadRequest              400 bad_request
+    │   └── DocumentError       400 invalid_document
+    ├── Unauthorized            401 unauthorized
+    ├── Forbidden               403 forbidden
+    ├── NotFound                404 not_found
+    ├── MethodNotAllowed        405 method_not_allowed
+    ├── PayloadTooLarge         413 payload_too_large
+    ├── UnsupportedMediaType    415 unsupported_media_type
+    ├── RateLimited             429 rate_limited           (Retry-After)
+    ├── UpstreamError           502 upstream_error
+    │   └── AnswerFailed        502 internal_error         (the answer broke mid-stream)
+    ├── Unavailable             503 unavailable            (Retry-After)
+    │   └── StoreLocked         503 unavailable
+    ├── UpstreamTimeout         504 upstream_timeout
+    └── InsufficientStorage     507 insufficient_storage
+
+The status and headers always come from the instance: a JSON error (`web`), an answer collected
+as JSON after its stream failed (`chat.collect` raises the very error the stream reported), the
+OpenAI protocol's error payload, and Lambda (Mangum serves the same app). Request validation is
+FastAPI's own 422 (`validation_error`). Each backend maps its own client library's failures onto
+this tree (`QdrantStore._call`, `modelclient.classify`, `backend()` below for the rest).
+"""
 
 from __future__ import annotations
 
@@ -69,12 +94,6 @@ class UnsupportedMediaType(DocentError):
     default_message = "Content-Type must be application/json."
 
 
-class ValidationFailed(DocentError):
-    status_code = 422
-    code = "validation_error"
-    default_message = "Invalid request."
-
-
 class RateLimited(DocentError):
     status_code = 429
     code = "rate_limited"
@@ -87,6 +106,13 @@ class UpstreamError(DocentError):
     status_code = 502
     code = "upstream_error"
     default_message = "A backend service failed."
+
+
+class AnswerFailed(UpstreamError):
+    """The answer broke after its stream began, for a reason that is not a `DocentError`."""
+
+    code = "internal_error"
+    default_message = "The answer failed."
 
 
 class Unavailable(DocentError):

@@ -1,4 +1,5 @@
-"""Answer generation: the `Answerer` protocol, the passages it sees, and the usage it reports."""
+"""Answer generation: the `Answerer` protocol and the extractive answerer (the passages it sees
+and the usage it reports are value types, in `docent.values`)."""
 
 from __future__ import annotations
 
@@ -7,44 +8,12 @@ import itertools
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from docent.sentences import Unit, units
-
-
-@dataclass(frozen=True)
-class Message:
-    """One turn of the conversation the client sent as history."""
-
-    role: Literal["user", "assistant"]
-    content: str
-
-
-@dataclass(frozen=True)
-class Passage:
-    """One source as the answerer sees it: a document section, cited as `[S1]`."""
-
-    id: str
-    title: str | None
-    heading: str | None
-    text: str
-    score: float
-
-
-@dataclass
-class Usage:
-    """Token counts for one request; answerers fill it while they stream."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    embedding_tokens: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "embedding_tokens": self.embedding_tokens,
-        }
+from docent.values import Message as Message  # the value types, re-exported where they were
+from docent.values import Passage as Passage
+from docent.values import Usage as Usage
 
 
 class Answerer(Protocol):

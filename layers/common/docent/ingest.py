@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from docent import sparse
 from docent.errors import DocumentError
-from docent.generation import Usage
+from docent.values import ChunkPayload, Usage
 from docent.vectors import ChunkPoint, VectorStore, chunk_point_id, point_id, points_bytes
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ class Ingestor:
         now = int(time.time())
         points = []
         for chunk in chunks:
-            payload = {
+            payload: ChunkPayload = {
                 "document_id": doc.id,
                 "position": chunk.position,
                 "section": chunk.section,
@@ -204,7 +204,7 @@ class Ingestor:
                 ChunkPoint(
                     chunk_point_id(doc.id, digest, chunk.position),
                     sparse.encode_document(index_text(title, chunk)),
-                    payload,
+                    dict(payload),
                 )
             )
         return _Prepared(doc, digest, points, current)
@@ -213,7 +213,7 @@ class Ingestor:
         if self.embedder is None or not prepared:
             return
         texts = [
-            index_text(p.payload["title"], None, p.payload["headings"], p.payload["text"])
+            index_text(p.chunk.get("title"), None, p.chunk["headings"], p.chunk["text"])
             for item in prepared
             for p in item.points
         ]

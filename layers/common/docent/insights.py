@@ -232,19 +232,30 @@ def answer_of(
     return Answer(request_id, bool(cited), pages, masked, normalize(masked) or None)
 
 
-async def record_answer(services: Services, answer: Answer) -> None:
-    """Record one answer within the store timeout. Never raises: a failure is logged and counted,
-    and the answer goes out as it would have."""
-    try:
-        async with asyncio.timeout(services.settings.store_timeout_s):
-            await services.insights.record(answer)
-    except Exception as exc:  # the visitor's answer matters more than its statistics
-        log.warning(
-            "insights not recorded: %s",
-            type(exc).__name__,
-            extra={"request_id": answer.request_id},
-        )
-        metrics.insights_failed("record")
+@dataclass(frozen=True)
+class Recorder:
+    """What the chat pipeline records each answer with (bound by `chat.begin`): the store and
+    the settings that say what is kept."""
+
+    store: InsightsStore
+    settings: Settings
+
+    async def __call__(
+        self,
+        request_id: str,
+        question: str,
+        sources: Sequence[Mapping[str, Any]],
+        cited: Sequence[str],
+    ) -> None:
+        """Record one answer within the store timeout. Never raises: a failure is logged and
+        counted, and the answer goes out as it would have."""
+        answer = answer_of(self.settings, request_id, question, sources, cited)
+        try:
+            async with asyncio.timeout(self.settings.store_timeout_s):
+                await self.store.record(answer)
+        except Exception as exc:  # the visitor's answer matters more than its statistics
+            log.warning("insights not recorded: %s", type(exc).__name__)
+            metrics.insights_failed("record")
 
 
 async def rate_answer(
@@ -305,7 +316,6 @@ def create_insights(settings: Settings, clock: Callable[[], float] = time.time) 
             settings.upstash_redis_rest_token or "",
             prefix=prefix,
             retention_days=retention,
-            timeout_s=settings.store_timeout_s,
             clock=clock,
         )
     if backend == "redis":
@@ -750,12 +760,12 @@ class UpstashInsights:
         *,
         prefix: str = "docent:in",
         retention_days: int = 30,
-        timeout_s: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
         from docent.upstash import _client
 
-        self._redis = _client(url, token, timeout_s)
+        # Every call is bounded by its caller (`Recorder`, `rate_answer`, `read_report`, `erase`).
+        self._redis = _client(url, token)
         self.layout = RedisLayout(prefix, retention_days)
         self._clock = clock
 

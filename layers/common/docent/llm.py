@@ -19,8 +19,8 @@ import orjson
 
 from docent import modelclient
 from docent.errors import UpstreamError, UpstreamTimeout
-from docent.generation import Message, Passage, Usage
 from docent.tokens import count_tokens
+from docent.values import Message, Passage, Usage
 
 if TYPE_CHECKING:
     from docent.config import Settings

@@ -122,8 +122,7 @@ def _result(text: str, data: BaseModel) -> CallToolResult:
 
 async def _guarded(tool: str, work: Awaitable[T]) -> T:
     """Docent's errors become tool errors with their message; anything else is logged."""
-    call = current.get()
-    about = {"tool": tool, "request_id": call.request.scope.get("state", {}).get("request_id")}
+    about = {"tool": tool}
     try:
         result = await work
     except DocentError as exc:
@@ -183,8 +182,7 @@ async def search_docs(
             if filter
             else SearchFilter(),
         )
-        request_id = call.request.scope["state"]["request_id"]
-        prepared = await chat.begin(call.services, question, call.request.scope, request_id)
+        prepared = await chat.begin(call.services, question, call.request.scope)
         passages = {p.id: p.text for p in prepared.passages}
         # Titles, headings and urls as every other answer shows them: plain text, http(s) only.
         shown = [(s, shown_source(s.public())) for s in prepared.sources]
@@ -243,9 +241,8 @@ async def ask_docs(
         asked = chat.Question(
             question=text, history=tuple(Message(role, said) for role, said in turns if said)
         )
-        request_id = call.request.scope["state"]["request_id"]
-        prepared = await chat.begin(call.services, asked, call.request.scope, request_id)
-        answer = await chat.collect(chat.events(call.services, prepared))
+        prepared = await chat.begin(call.services, asked, call.request.scope)
+        answer = await chat.collect(chat.events(prepared))
         body = answer["answer"] + sources_block(answer["sources"], answer["citations"])
         return _result(body, Answer.model_validate(answer))
 

@@ -337,10 +337,7 @@ async def chunks(
             yield f'{head}"content":{content}{tail}'
 
         elif kind == "error":
-            failure = DocentError(event["message"])
-            failure.code = event["code"]
-            failure.status_code = 500
-            yield json.dumps(error_body(failure), ensure_ascii=False)
+            yield json.dumps(error_body(chat.failure_of(event)), ensure_ascii=False)
             return
         elif kind == "done":
             tail = sources_block(sources, event["citations"]) if block else ""
@@ -415,9 +412,8 @@ async def create_completion(
     """
     model = model_of(services, body.model)
     question = question_of(body)
-    request_id = request.scope["state"]["request_id"]
-    prepared = await chat.begin(services, question, request.scope, request_id)
-    events = chat.events(services, prepared)
+    prepared = await chat.begin(services, question, request.scope)
+    events = chat.events(prepared)
     created = int(time.time())
     block = settings.completions_sources_block
     if not body.stream:
@@ -429,7 +425,7 @@ async def create_completion(
         _frames(
             chunks(
                 events,
-                completion_id=f"chatcmpl-{request_id}",
+                completion_id=f"chatcmpl-{prepared.request_id}",
                 model=model,
                 created=created,
                 include_usage=include_usage,

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from docent.config import Settings
-from docent.edge import PREFETCH_FACTOR, RRF_K
 from docent.errors import ConfigurationError, Unavailable, UpstreamError, UpstreamTimeout
 from docent.vectors import (
     DENSE,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    PREFETCH_FACTOR,
+    RRF_K,
     SPARSE,
     ChunkPoint,
     Hit,
@@ -111,7 +112,6 @@ class QdrantStore:
     async def _create(self, dense_size: int | None) -> None:
         from qdrant_client import models
 
-        client = self._connect()
         exists = await self._call(lambda c: c.collection_exists(self.collection))
         if not exists:
             vectors = (
@@ -128,7 +128,7 @@ class QdrantStore:
                     },
                 )
             )
-        info = await client.get_collection(self.collection)
+        info = await self._call(lambda c: c.get_collection(self.collection))
         vectors_config = info.config.params.vectors
         if isinstance(vectors_config, dict) and DENSE in vectors_config:
             self._dense_size = vectors_config[DENSE].size
@@ -303,10 +303,12 @@ class QdrantStore:
         key = self._options.get("api_key")
         return {"api-key": key} if key else {}
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
+
+    close = aclose  # the former name, kept for callers written against it
 
 
 def _download(address: str, headers: dict[str, str], destination: str) -> int:

@@ -9,12 +9,12 @@ Only a document's current version is read: chunks whose hash differs from their 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from docent import sparse
-from docent.generation import Passage, Usage
+from docent.values import ChunkPayload, Passage, Usage
 from docent.vectors import Hit, Query, SearchFilter, VectorStore, point_id
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ PAGE_EVIDENCE = 0.2
 _HISTORY = re.compile(r"release[-_ ]?notes|change[-_ ]?log|announcement|what'?s[-_ ]new", re.I)
 
 
-def rank_weight(payload: Mapping[str, Any]) -> float:
+def rank_weight(payload: ChunkPayload) -> float:
     """HISTORY_WEIGHT for a chunk of a changelog-like page (by its id or title), else 1."""
     where = f"{payload.get('document_id', '')} {payload.get('title') or ''}"
     return HISTORY_WEIGHT if _HISTORY.search(where) else 1.0
@@ -122,9 +122,9 @@ def group_sections(
     """Collapse chunk hits into at most `top_k` sources, best first, numbered S1, S2, ..."""
     groups: dict[tuple[str, int], list[Hit]] = {}
     for hit in hits:
-        key = (str(hit.payload["document_id"]), int(hit.payload.get("section", 0)))
+        key = (str(hit.chunk["document_id"]), int(hit.chunk.get("section", 0)))
         groups.setdefault(key, []).append(hit)
-    best = {key: max(h.score for h in g) * rank_weight(g[0].payload) for key, g in groups.items()}
+    best = {key: max(h.score for h in g) * rank_weight(g[0].chunk) for key, g in groups.items()}
     runner_up: dict[str, list[float]] = {}
     for (document, _), score in best.items():
         runner_up.setdefault(document, []).append(score)
@@ -136,7 +136,7 @@ def group_sections(
     scored.sort(key=lambda item: item[0], reverse=True)
     sources = []
     for number, (score, group) in enumerate(scored[:top_k], start=1):
-        first = group[0].payload
+        first = group[0].chunk
         headings = first.get("headings") or []
         sources.append(
             Source(
@@ -147,7 +147,7 @@ def group_sections(
                 heading=headings[-1] if headings else None,
                 score=score,
                 text=merge_text(
-                    [(int(h.payload.get("start", 0)), str(h.payload["text"])) for h in group]
+                    [(int(h.chunk.get("start", 0)), str(h.chunk["text"])) for h in group]
                 ),
             )
         )
@@ -179,15 +179,15 @@ async def retrieve(
 
 async def current_version(store: VectorStore, hits: Sequence[Hit]) -> list[Hit]:
     """The hits that belong to their document's current version (the one its head names)."""
-    documents = {str(h.payload.get("document_id")) for h in hits}
+    documents = {str(h.chunk.get("document_id")) for h in hits}
     if not documents:
         return []
     heads = await store.retrieve([point_id(d, 0) for d in sorted(documents)])
-    current = {str(h.payload.get("document_id")): h.payload.get("content_hash") for h in heads}
+    current = {str(h.chunk.get("document_id")): h.chunk.get("content_hash") for h in heads}
     return [
         h
         for h in hits
-        if h.payload.get("content_hash") == current.get(str(h.payload.get("document_id")), "")
+        if h.chunk.get("content_hash") == current.get(str(h.chunk.get("document_id")), "")
     ]
 
 

@@ -6,8 +6,9 @@ Lambda container, a server worker); nothing here connects or downloads at import
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from docent.config import Settings, get_settings
 from docent.generation import Answerer, ExtractiveAnswerer
@@ -21,65 +22,139 @@ if TYPE_CHECKING:
     from docent.vectors import VectorStore
 
 
-class Services:
-    """The process's backends; each built on first use."""
+def _qdrant(services: Services) -> VectorStore:
+    from docent.qdrant import QdrantStore
 
-    def __init__(self, settings: Settings) -> None:
+    return QdrantStore.from_settings(services.settings)
+
+
+def _edge(services: Services) -> VectorStore:
+    from docent.edge import EdgeStore
+
+    return EdgeStore.from_settings(services.settings)
+
+
+def _shared(kind: str, backend: str) -> Callable[[Services], Any]:
+    """The cache (`kind` "kv") or the limiter ("rl") on the shared store `backend`."""
+
+    def build(services: Services) -> Any:
+        s = services.settings
+        prefix, timeout_s = f"{s.key_prefix}:{kind}", s.store_timeout_s
+        if backend == "upstash":
+            from docent import upstash
+
+            url, token = s.upstash_redis_rest_url or "", s.upstash_redis_rest_token or ""
+            if kind == "kv":
+                return upstash.UpstashStore(url, token, prefix=prefix, timeout_s=timeout_s)
+            return upstash.UpstashLimiter(url, token, prefix=prefix, timeout_s=timeout_s)
+        from docent import redisstore
+
+        if kind == "kv":
+            return redisstore.RedisStore(s.redis_url or "", prefix=prefix, timeout_s=timeout_s)
+        return redisstore.RedisLimiter(s.redis_url or "", prefix=prefix, timeout_s=timeout_s)
+
+    return build
+
+
+def _memory_kv(services: Services) -> KeyValueStore:
+    from docent.kv import MemoryStore
+
+    return MemoryStore()
+
+
+def _memory_limiter(services: Services) -> Limiter:
+    from docent.limits import MemoryLimiter
+
+    return MemoryLimiter()
+
+
+def _embedder(services: Services) -> Embedder | None:
+    from docent.embeddings import create_embedder
+
+    return create_embedder(services.settings, services.kv)
+
+
+def _openai_answerer(services: Services) -> Answerer:
+    from docent.llm import OpenAIAnswerer
+
+    return OpenAIAnswerer(services.settings)
+
+
+def _extractive(services: Services) -> Answerer:
+    return ExtractiveAnswerer(pace_s=services.settings.extractive_pace_ms / 1000)
+
+
+# Every backend, from the setting that chooses it: concern -> (choice, builder for each choice).
+# The limiter and the cache share one store; the embedder caches in it.
+BACKENDS: dict[str, tuple[Callable[[Settings], str], dict[str, Callable[[Services], Any]]]] = {
+    "store": (
+        lambda s: "qdrant" if s.qdrant_url else "edge",
+        {"qdrant": _qdrant, "edge": _edge},
+    ),
+    "kv": (
+        lambda s: s.store_backend,
+        {
+            "upstash": _shared("kv", "upstash"),
+            "redis": _shared("kv", "redis"),
+            "memory": _memory_kv,
+        },
+    ),
+    "limiter": (
+        lambda s: s.store_backend,
+        {
+            "upstash": _shared("rl", "upstash"),
+            "redis": _shared("rl", "redis"),
+            "memory": _memory_limiter,
+        },
+    ),
+    "embedder": (
+        lambda s: s.embeddings,
+        {"openai": _embedder, "local": _embedder, "none": lambda services: None},
+    ),
+    "answerer": (
+        lambda s: "openai" if s.llm_configured else "extractive",
+        {"openai": _openai_answerer, "extractive": _extractive},
+    ),
+}
+
+
+class Services:
+    """The process's backends; each built on first use from `BACKENDS`, unless given here.
+
+    Tests pass the backends they replace (`Services(settings, answerer=...)`): the only seam.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: VectorStore | None = None,
+        kv: KeyValueStore | None = None,
+        limiter: Limiter | None = None,
+        embedder: Embedder | None = None,
+        answerer: Answerer | None = None,
+    ) -> None:
         self.settings = settings
+        given: dict[str, object] = {"store": store, "kv": kv, "limiter": limiter}
+        given.update(embedder=embedder, answerer=answerer)
+        # cached_property reads the instance's dict first: a given backend is never built.
+        self.__dict__.update({name: value for name, value in given.items() if value is not None})
+
+    def _build(self, concern: str) -> Any:
+        choose, builders = BACKENDS[concern]
+        return builders[choose(self.settings)](self)
 
     @cached_property
     def store(self) -> VectorStore:
-        from docent.vectors import create_store
-
-        return create_store(self.settings)
+        return self._build("store")  # type: ignore[no-any-return]
 
     @cached_property
     def kv(self) -> KeyValueStore:
-        backend = self.settings.store_backend
-        if backend == "upstash":
-            from docent.upstash import UpstashStore
-
-            return UpstashStore(
-                self.settings.upstash_redis_rest_url or "",
-                self.settings.upstash_redis_rest_token or "",
-                prefix=f"{self.settings.key_prefix}:kv",
-                timeout_s=self.settings.store_timeout_s,
-            )
-        if backend == "redis":
-            from docent.redisstore import RedisStore
-
-            return RedisStore(
-                self.settings.redis_url or "",
-                prefix=f"{self.settings.key_prefix}:kv",
-                timeout_s=self.settings.store_timeout_s,
-            )
-        from docent.kv import MemoryStore
-
-        return MemoryStore()
+        return self._build("kv")  # type: ignore[no-any-return]
 
     @cached_property
     def limiter(self) -> Limiter:
-        backend = self.settings.store_backend
-        if backend == "upstash":
-            from docent.upstash import UpstashLimiter
-
-            return UpstashLimiter(
-                self.settings.upstash_redis_rest_url or "",
-                self.settings.upstash_redis_rest_token or "",
-                prefix=f"{self.settings.key_prefix}:rl",
-                timeout_s=self.settings.store_timeout_s,
-            )
-        if backend == "redis":
-            from docent.redisstore import RedisLimiter
-
-            return RedisLimiter(
-                self.settings.redis_url or "",
-                prefix=f"{self.settings.key_prefix}:rl",
-                timeout_s=self.settings.store_timeout_s,
-            )
-        from docent.limits import MemoryLimiter
-
-        return MemoryLimiter()
+        return self._build("limiter")  # type: ignore[no-any-return]
 
     @cached_property
     def insights(self) -> InsightsStore:
@@ -89,19 +164,11 @@ class Services:
 
     @cached_property
     def embedder(self) -> Embedder | None:
-        if self.settings.embeddings == "none":
-            return None
-        from docent.embeddings import create_embedder
-
-        return create_embedder(self.settings, self.kv)
+        return self._build("embedder")  # type: ignore[no-any-return]
 
     @cached_property
     def answerer(self) -> Answerer:
-        if not self.settings.llm_configured:
-            return ExtractiveAnswerer(pace_s=self.settings.extractive_pace_ms / 1000)
-        from docent.llm import OpenAIAnswerer
-
-        return OpenAIAnswerer(self.settings)
+        return self._build("answerer")  # type: ignore[no-any-return]
 
     @property
     def token_model(self) -> str | None:
@@ -124,7 +191,7 @@ class Services:
         """Release connections and the store's lock (server shutdown, tests)."""
         for name in ("store", "kv", "limiter", "embedder", "answerer", "insights"):
             backend = self.__dict__.get(name)
-            closer = getattr(backend, "aclose", None) or getattr(backend, "close", None)
+            closer = getattr(backend, "aclose", None)
             if closer is not None:
                 await closer()
 

@@ -2,16 +2,17 @@
 
 The limits use upstash-ratelimit's sliding window; the cache uses upstash-redis. Both clients
 come with no HTTP timeout (a server that accepts and never answers hangs a call forever) and
-retry a refused connection after 3 s: Docent gives their HTTP client a finite timeout and no
-retries, and the caller bounds every call besides (`docent.limits.check`).
+retry a refused connection after 3 s: Docent turns the retries off and bounds every round trip
+itself (`timeout_s`); the caller bounds every call besides (`docent.limits.check`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from docent.config import RateRule
 from docent.limits import Decision, next_admission
@@ -20,14 +21,19 @@ if TYPE_CHECKING:
     from upstash_redis.asyncio import Redis
 
 
-def _client(url: str, token: str, timeout_s: float) -> Redis:
-    import httpx
+T = TypeVar("T")
+
+
+def _client(url: str, token: str) -> Redis:
     from upstash_redis.asyncio import Redis
 
-    client = Redis(url, token, rest_retries=0, rest_retry_interval=0, allow_telemetry=False)
-    # The library builds httpx.AsyncClient(timeout=None) and offers no option for it.
-    client._http._client = httpx.AsyncClient(timeout=timeout_s)
-    return client
+    return Redis(url, token, rest_retries=0, rest_retry_interval=0, allow_telemetry=False)
+
+
+async def _within(timeout_s: float, call: Awaitable[T]) -> T:
+    """One round trip, bounded: the library's HTTP client has no timeout and offers none."""
+    async with asyncio.timeout(timeout_s):
+        return await call
 
 
 class UpstashLimiter:
@@ -36,8 +42,9 @@ class UpstashLimiter:
     def __init__(
         self, url: str, token: str, *, prefix: str = "docent:rl", timeout_s: float = 0.5
     ) -> None:
-        self._redis = _client(url, token, timeout_s)
+        self._redis = _client(url, token)
         self._prefix = prefix
+        self._timeout_s = timeout_s
         self._limiters: dict[RateRule, Any] = {}
 
     async def hit(self, identifier: str, rule: RateRule) -> Decision:
@@ -51,7 +58,7 @@ class UpstashLimiter:
                 prefix=f"{self._prefix}:{rule}",
             )
             self._limiters[rule] = limiter
-        response = await limiter.limit(identifier)
+        response = await _within(self._timeout_s, limiter.limit(identifier))
         reset_at = float(response.reset)
         if response.allowed:
             return Decision(True, rule.limit, int(response.remaining), reset_at)
@@ -60,12 +67,14 @@ class UpstashLimiter:
         window_ms = rule.window_s * 1000
         window = round(reset_at * 1000) // window_ms - 1
         key = f"{self._prefix}:{rule}:{identifier}"
-        current, previous = await self._redis.mget(f"{key}:{window}", f"{key}:{window - 1}")
+        current, previous = await _within(
+            self._timeout_s, self._redis.mget(f"{key}:{window}", f"{key}:{window - 1}")
+        )
         admitted_at = next_admission(int(previous or 0), int(current or 0), rule, now_ms)
         return Decision(False, rule.limit, 0, reset_at, admitted_at)
 
     async def ping(self) -> None:
-        await self._redis.ping()
+        await _within(self._timeout_s, self._redis.ping())
 
     async def aclose(self) -> None:
         await self._redis.close()
@@ -77,13 +86,15 @@ class UpstashStore:
     def __init__(
         self, url: str, token: str, *, prefix: str = "docent:kv", timeout_s: float = 0.5
     ) -> None:
-        self._redis = _client(url, token, timeout_s)
+        self._redis = _client(url, token)
         self._prefix = prefix
+        self._timeout_s = timeout_s
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        values = await self._redis.mget(*[f"{self._prefix}:{k}" for k in keys])
+        names = [f"{self._prefix}:{k}" for k in keys]
+        values = await _within(self._timeout_s, self._redis.mget(*names))
         return [base64.b64decode(v) if v is not None else None for v in values]
 
     async def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
@@ -92,10 +103,11 @@ class UpstashStore:
         pipe = self._redis.pipeline()
         for key, value in items.items():
             pipe.set(f"{self._prefix}:{key}", base64.b64encode(value).decode(), ex=ttl_s or None)
+        # One upload of the whole batch: bounded by its caller, as a batch takes longer.
         await pipe.exec()
 
     async def ping(self) -> None:
-        await self._redis.ping()
+        await _within(self._timeout_s, self._redis.ping())
 
     async def aclose(self) -> None:
         await self._redis.close()

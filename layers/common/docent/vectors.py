@@ -1,4 +1,4 @@
-"""The vector store: one small protocol, the points it holds, and the factory that picks a backend.
+"""The vector store: one small protocol and the points it holds; `docent.services` picks one.
 
 Every chunk is one point: a BM25 sparse vector (`bm25`, IDF modifier) and, when embeddings are
 configured, a dense vector (`dense`) beside it, so retrieval can fuse both in the engine.
@@ -12,12 +12,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from docent.config import Settings
+from docent.values import ChunkPayload
 
 SPARSE = "bm25"
 DENSE = "dense"
+# Hybrid search, as every backend runs it: candidates each arm (BM25, dense) contributes before
+# fusion, per result asked for, and the constant of reciprocal rank fusion.
+PREFETCH_FACTOR = 4
+RRF_K = 60
 # Payload fields that get an index: filters and the document listing use them.
 KEYWORD_FIELDS = ("document_id", "tags", "content_hash")
 INTEGER_FIELDS = ("position",)
@@ -46,15 +50,24 @@ class SparseVector:
 class ChunkPoint:
     id: str
     sparse: SparseVector
-    payload: dict[str, Any]
+    payload: dict[str, Any]  # a `ChunkPayload`, as engines take it
     dense: list[float] | None = None
+
+    @property
+    def chunk(self) -> ChunkPayload:
+        return cast(ChunkPayload, self.payload)
 
 
 @dataclass(frozen=True)
 class Hit:
     id: str
     score: float
-    payload: dict[str, Any]
+    payload: dict[str, Any]  # as the engine returns it; `chunk` reads it typed
+
+    @property
+    def chunk(self) -> ChunkPayload:
+        """The payload as the chunk Docent wrote (`ingest`); read keys with `.get`."""
+        return cast(ChunkPayload, self.payload)
 
 
 @dataclass(frozen=True)
@@ -134,15 +147,6 @@ class VectorStore(Protocol):
         """Replace the collection with the snapshot in the file `source`."""
         ...
 
-    async def close(self) -> None: ...
-
-
-def create_store(settings: Settings) -> VectorStore:
-    """The configured backend: a Qdrant server when QDRANT_URL is set, else Edge on disk."""
-    if settings.qdrant_url:
-        from docent.qdrant import QdrantStore
-
-        return QdrantStore.from_settings(settings)
-    from docent.edge import EdgeStore
-
-    return EdgeStore.from_settings(settings)
+    async def aclose(self) -> None:
+        """Release the engine's connection (and the embedded store's lock)."""
+        ...

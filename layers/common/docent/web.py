@@ -6,14 +6,12 @@ with `create_app(router)`, and the bundled app composes all the routers the same
 
 from __future__ import annotations
 
-import contextvars
-import inspect
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +20,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from docent import __version__, metrics
+from docent import __version__, logs, metrics
 from docent.auth import Caller, KeyRing, client_ip, key_id, presented_key
 from docent.config import Settings, get_settings
 from docent.errors import (
@@ -40,7 +38,6 @@ from docent.errors import (
 from docent.services import Services, get_services
 
 log = logging.getLogger("docent")
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -101,7 +98,6 @@ class RequestContext:
                 scope["aws.context"] = forwarded
         context = scope.get("aws.context")
         request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
-        token = request_id_var.set(request_id)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         status = {"code": 500}
@@ -119,6 +115,7 @@ class RequestContext:
                 message = {**message, "headers": out}
             await send(message)
 
+        token = logs.request_id_var.set(request_id)  # every line logged meanwhile carries it
         try:
             refusal = self._refusal(scope, headers)
             if refusal is not None:
@@ -146,7 +143,6 @@ class RequestContext:
             log.info(
                 "request",
                 extra={
-                    "request_id": request_id,
                     "method": scope.get("method"),
                     "route": route,
                     "status": status["code"],
@@ -156,7 +152,7 @@ class RequestContext:
             )
             metrics.request(route, status["code"], elapsed)
             metrics.flush()
-            request_id_var.reset(token)
+            logs.request_id_var.reset(token)
 
     def _refusal(self, scope: Scope, headers: Mapping[str, str]) -> DocentError | None:
         if scope.get("method") not in _BODY_METHODS:
@@ -243,17 +239,24 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", extra={"request_id": _request_id(request)})
+    # Outside the request middleware (Starlette's outermost layer calls this): bind it again.
+    with logs.bound(_request_id(request)):
+        log.exception("unhandled error")
     return JSONResponse(error_body(DocentError(), _request_id(request)), 500)
 
 
 def create_app(
-    *routers: APIRouter, title: str = "Docent", settings: Settings | None = None
+    *routers: APIRouter,
+    title: str = "Docent",
+    settings: Settings | None = None,
+    services: Services | None = None,
 ) -> FastAPI:
     """A FastAPI app with Docent's middleware and error handling around the given routers.
 
-    Settings are read here, so a bad configuration fails at start and names the variable.
+    Settings are read here, so a bad configuration fails at start and names the variable. The
+    app serves the given settings and services (tests), else the process's (`get_services`).
     """
+    given = settings
     settings = settings or get_settings()
     KeyRing(settings.api_keys, settings.admin_api_keys)
     app = FastAPI(
@@ -263,6 +266,7 @@ def create_app(
         openapi_url="/openapi.json" if settings.api_docs else None,
         redoc_url=None,
     )
+    app.state.settings, app.state.services = given, services
     for router in routers:
         app.include_router(router)
     app.add_exception_handler(DocentError, _docent_error)
@@ -290,21 +294,23 @@ def create_app(
 # Dependencies -------------------------------------------------------------------------------
 
 
-async def _overridable(request: Request, provider: Callable[[], Any]) -> Any:
-    """`provider()`, or the app's override of it. FastAPI would run these plain functions in a
-    worker thread on every request (and any override rebuilds each dependency per request), so
-    they are coroutines that look the override up themselves."""
-    override = request.app.dependency_overrides.get(provider)
-    value = override() if override is not None else provider()
-    return await value if inspect.isawaitable(value) else value
+def app_settings(app: Any) -> Settings:
+    """The settings `app` serves: its own (`create_app(settings=...)`), else the process's."""
+    return getattr(app.state, "settings", None) or get_settings()
 
 
+def app_services(app: Any) -> Services:
+    """The services `app` serves: its own (`create_app(services=...)`), else the process's."""
+    return getattr(app.state, "services", None) or get_services()
+
+
+# Coroutines, not plain functions: FastAPI would run those in a worker thread on every request.
 async def _settings(request: Request) -> Settings:
-    return cast(Settings, await _overridable(request, get_settings))
+    return app_settings(request.app)
 
 
 async def _services(request: Request) -> Services:
-    return cast(Services, await _overridable(request, get_services))
+    return app_services(request.app)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -425,10 +431,7 @@ class AdminRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def admitted(request: Request) -> Response:
-            # `request.app` is the app serving the request: its overrides are the tests' settings.
-            overrides = getattr(request.app, "dependency_overrides", {})
-            settings = overrides.get(get_settings, get_settings)()
-            services = overrides.get(get_services, get_services)()
+            settings, services = app_settings(request.app), app_services(request.app)
             caller = await require_admin(await get_caller(request, settings, services))
             if request.method in _BODY_METHODS:
                 await rate_limit("ingest")(request, caller, settings, services)

@@ -1,0 +1,68 @@
+"""The value types that cross module boundaries: a chunk's payload, conversation turns, the
+passages an answerer sees and the token usage a request reports. Plain data, no behaviour
+beyond rendering; every module imports them from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+
+class ChunkPayload(TypedDict, total=False):
+    """What the vector store keeps beside each chunk's vectors (`vectors.ChunkPoint.payload`).
+
+    Every chunk carries all the keys but `metadata`, which only a document's first chunk (its
+    head, position 0) holds; chunks written by older versions may lack the newer keys, so
+    readers use `.get` for all but `document_id` and `text`.
+    """
+
+    document_id: str
+    position: int
+    section: int
+    start: int
+    text: str
+    title: str | None
+    url: str | None
+    headings: list[str]
+    anchor: str | None
+    tags: list[str]
+    format: str | None
+    content_hash: str
+    chunk_count: int
+    ingested_at: int
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of the conversation the client sent as history."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One source as the answerer sees it: a document section, cited as `[S1]`."""
+
+    id: str
+    title: str | None
+    heading: str | None
+    text: str
+    score: float
+
+
+@dataclass
+class Usage:
+    """Token counts for one request; answerers fill it while they stream."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    embedding_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "embedding_tokens": self.embedding_tokens,
+        }
