@@ -648,6 +648,7 @@ def test_steady_mixed_traffic_keeps_memory_errors_and_latency_flat(tmp_path: Pat
         "transient_faults_retried": model.retry_faults,
         "errors": len(errors),
         "error_examples": [f"{r.kind} @{r.started:.1f}s: {r.detail}" for r in errors[:10]],
+        "error_started_s": [round(r.started, 1) for r in errors],
         "rss_mb": {
             "start": round(soak.samples[0].rss_kb / 1024, 1),
             "warm": round(base.rss_kb / 1024, 1),
