@@ -3,7 +3,9 @@
 The snapshot is taken from a serving `docent serve` (through its admin route, while another
 client keeps ingesting), restored by the CLI into a fresh QDRANT_PATH, and served again: the
 document listing and the `/chat` answers and sources are identical. A restore refuses a store a
-server holds and a damaged file, and changes nothing then.
+server holds and a damaged file, and changes nothing then. With a Qdrant server (QDRANT_URL; here
+the project's own stand-in, `docent qdrant-standin`, not a real Qdrant) the same commands go
+through the server's snapshot API, and a restore brings back identical answers too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -36,7 +39,9 @@ QUESTIONS = [
 pytestmark = pytest.mark.slow
 
 
-def cli(data: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    data: Path, *args: str, url: str | None = None, qdrant: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(data),
@@ -44,6 +49,8 @@ def cli(data: Path, *args: str, url: str | None = None) -> subprocess.CompletedP
         "DOCENT_URL": url or f"http://127.0.0.1:{free_port()}",
         "DOCENT_API_KEY": ADMIN_KEY,
     }
+    if qdrant:
+        env["QDRANT_URL"] = qdrant
     return subprocess.run(
         [sys.executable, "-m", "docent.cli", *args],
         env=env,
@@ -180,3 +187,48 @@ async def test_a_qdrant_snapshot_needs_a_server_and_says_so() -> None:
         with pytest.raises(ConfigurationError, match="QDRANT_URL"):
             await call("/nonexistent/snapshot")
     await store.aclose()
+
+
+def test_a_qdrant_server_snapshot_restores_to_identical_answers(tmp_path: Path) -> None:
+    """Server mode (QDRANT_URL), against the Qdrant stand-in's snapshot API: `docent snapshot`
+    and the admin `GET /snapshot` each save the collection; after more ingests and deletes,
+    `docent restore` of either brings back the answers, sources and listing exactly."""
+    from tests.support.qdrant import qdrant_standin
+
+    with qdrant_standin() as qdrant:
+        env = {**ENV, "QDRANT_URL": qdrant}
+        with docent_server(env, str(tmp_path / "server")) as (url, _):
+            response = httpx.post(
+                f"{url}/ingest", json={"documents": corpus_documents()}, headers=ADMIN, timeout=60
+            )
+            assert response.status_code == 200, response.text
+            expected = answers(url)
+
+            saved = tmp_path / "backups" / "cli.snapshot"
+            taken = cli(tmp_path / "cli", "snapshot", str(saved), qdrant=qdrant)
+            assert taken.returncode == 0, taken.stderr
+            assert json.loads(taken.stdout)["bytes"] == saved.stat().st_size > 0
+            routed = httpx.get(f"{url}/snapshot", headers=ADMIN, timeout=120)
+            assert routed.status_code == 200, routed.text
+            served = tmp_path / "backups" / "route.snapshot"
+            served.write_bytes(routed.content)
+            # The server's snapshots were downloaded, then deleted there: none is left behind.
+            listed = httpx.get(f"{qdrant}/collections/docent/snapshots").json()["result"]
+            assert listed == []
+
+            for snapshot in (saved, served):
+                # More writes: a new document, a changed one, a deleted one.
+                documents = corpus_documents()
+                changed = {**documents[1], "text": documents[1]["text"] + "\n\nRevised."}
+                extra = {"id": "extra.md", "text": "# Extra\n\nRefunds take one hour. " * 20}
+                response = httpx.post(
+                    f"{url}/ingest", json={"documents": [changed, extra]}, headers=ADMIN
+                )
+                assert response.status_code == 200, response.text
+                gone = httpx.delete(f"{url}/documents/{documents[0]['id']}", headers=ADMIN)
+                assert gone.status_code == 200, gone.text
+                assert answers(url) != expected
+
+                done = cli(tmp_path / "cli", "restore", str(snapshot), qdrant=qdrant)
+                assert done.returncode == 0, done.stderr
+                assert answers(url) == expected

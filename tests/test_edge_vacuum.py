@@ -1,8 +1,11 @@
-"""Dead points: Edge never optimises by itself, so ingest/delete churn grows the shard without end.
+"""Dead points and the log: Edge never optimises by itself, so ingest/delete churn grows the
+shard without end, and its write-ahead log takes every write's bytes until a 32 MB file is full.
 
-The same churn (documents ingested, changed, deleted, five kept live) runs on a shard that
-vacuums after QDRANT_OPTIMIZE_DELETES changes and on one that never does. The first stays flat
-after its warm-up; the second keeps growing (the fault the soak saw as a slow creep).
+The same churn (documents ingested, changed, deleted, five kept live) runs on a shard at the
+default schedule (QDRANT_OPTIMIZE_DELETES=1000, but on this small shard the dead share comes
+first: a vacuum per 100 dead points) and on one that never vacuums. The first stays flat after
+its warm-up, its log within its small files; the second keeps growing (the fault the soak saw
+as a slow creep).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from docent.edge import EdgeStore, folder_bytes
+from docent.edge import WAL_OPTIONS, WAL_SEGMENT_BYTES, EdgeStore, folder_bytes
 from docent.ingest import DocumentIn, Ingestor
 
 pytestmark = pytest.mark.slow
@@ -28,6 +31,10 @@ def document(n: int, revision: int = 0) -> DocumentIn:
     return DocumentIn(id=f"note-{n}.md", text=text)
 
 
+WAL_BOUND = 3 * WAL_SEGMENT_BYTES + 64 * 1024  # one closed file, the open one, the next one
+LOGS: dict[str, list[int]] = {}  # each store's WAL size, sampled as the segments are
+
+
 async def churn(store: EdgeStore, cycles: range) -> list[int]:
     """Ingest, change and delete documents; the shard's segment size after every tenth cycle."""
     ingestor = Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
@@ -39,24 +46,59 @@ async def churn(store: EdgeStore, cycles: range) -> list[int]:
             await ingestor.delete(f"note-{n - 5}.md")
         if n % 10 == 0:
             sizes.append(folder_bytes(Path(store.path) / "segments"))
+            LOGS.setdefault(store.path, []).append(folder_bytes(Path(store.path) / "wal"))
     return sizes
 
 
 async def test_vacuum_keeps_the_shard_flat_under_churn(tmp_path: Path) -> None:
-    vacuumed = EdgeStore(str(tmp_path / "vacuumed"), optimize_after=100)  # ~every other cycle
+    default = EdgeStore(str(tmp_path / "default"))  # 1000, but 100 dead points come first
     never = EdgeStore(str(tmp_path / "never"), optimize_after=0)
     figures = {}
-    for name, store in (("vacuumed", vacuumed), ("never", never)):
+    for name, store in (("default", default), ("never", never)):
         await churn(store, range(WARM_UP))
         base = folder_bytes(Path(store.path) / "segments")
         sizes = await churn(store, range(WARM_UP, WARM_UP + CYCLES))
-        figures[name] = (base, max(sizes), await store.total(), store.optimizations)
+        wal = LOGS[store.path]
+        figures[name] = (base, max(sizes), await store.total(), store.optimizations, max(wal))
         await store.aclose()
-    print(f"\nsegments bytes (after warm-up, peak, live points, optimisations): {figures}")
+        assert max(wal) <= WAL_BOUND, (name, wal)
+        # The log went round its ring: its files were replaced, not grown (its first file is gone).
+        assert not (Path(store.path) / "wal" / "open-1").exists(), sorted(
+            p.name for p in (Path(store.path) / "wal").iterdir()
+        )
+    print(f"\nsegments bytes (after warm-up, peak, live points, optimisations, WAL max): {figures}")
 
-    base, peak, live, optimizations = figures["vacuumed"]
+    base, peak, live, optimizations, _ = figures["default"]
     assert optimizations > 0
     assert peak <= 1.05 * base
-    never_base, never_peak, never_live, _ = figures["never"]
-    assert never_live == live  # the same documents are live in both
+    never_base, never_peak, never_live, _, _ = figures["never"]
+    assert never_live == live  # the same documents are live in all
     assert never_peak > 1.5 * never_base  # without the vacuum the dead points pile up
+
+
+async def test_a_shard_made_with_edges_default_log_takes_docents_on_open(tmp_path: Path) -> None:
+    """A shard created before (Edge's 32 MB log files) gets Docent's small files recorded in its
+    config when it is opened, and its points are all there."""
+    import json
+
+    import qdrant_edge as qe
+
+    path = tmp_path / "docent"
+    config = qe.EdgeConfig(vectors={}, sparse_vectors={"bm25": qe.EdgeSparseVectorParams()})
+    old = qe.EdgeShard.create(str(path), config)
+    old.update(
+        qe.UpdateOperation.upsert_points(
+            [qe.Point(n, {"bm25": qe.SparseVector([n], [1.0])}, {"n": n}) for n in range(5)]
+        )
+    )
+    old.close()
+    assert "wal_options" not in json.loads((path / "edge_config.json").read_text())
+    store = EdgeStore(str(path))
+    assert await store.total() == 5
+    await store.aclose()
+    assert json.loads((path / "edge_config.json").read_text())["wal_options"] == WAL_OPTIONS
+    new = EdgeStore(str(tmp_path / "new"))
+    await new.total()
+    await new.aclose()
+    files = {p.name: p.stat().st_size for p in (tmp_path / "new" / "wal").iterdir()}
+    assert files["open-1"] == WAL_SEGMENT_BYTES, files

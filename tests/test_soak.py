@@ -1,7 +1,8 @@
 """Soak: mixed traffic at a steady rate against the bundled app in its own process.
 
 `make test-soak` runs it (`pytest -m soak`); `make test` leaves it out. `SOAK_SECONDS` sets the
-duration (default 1800: 30 minutes), `SOAK_RPS` the total request rate (default 20/s).
+duration (default 1800: 30 minutes; at least 270), `SOAK_RPS` the total request rate (default
+20/s): `SOAK_SECONDS=300 make test-soak` is a 5-minute run.
 
 The app (`docent serve`) runs in its own interpreter so that its resident memory is its own;
 answers and embeddings come from the OpenAI-compatible stand-in, served in a thread here. The
@@ -15,11 +16,11 @@ After a warm-up (the first 10% of the run, at least 90 s) it asserts:
 - resident memory stays at its level: the median of the samples in the last third within 5% of
   the median in the first third after warm-up (a level, not the peak: each vacuum of the store
   briefly maps its old and new segment both);
-- the embedded store's write-ahead log, a ring of two 32 MB files that Edge fills before it
-  recycles one, stays within that bound. Its segments are sampled and reported, not asserted:
-  the churn of ingests, re-ingests and deletes leaves dead points that the store vacuums after
-  QDRANT_OPTIMIZE_DELETES of them, and each vacuum brings the size down, but not yet back to
-  its level (a 5-minute run: 0.50 MB to 0.68 MB, medians);
+- the embedded store's size on disk (its whole folder: segments and write-ahead log, in disk
+  blocks) stays at its level the same way, within 5%. The churn of ingests, re-ingests and
+  deletes leaves dead points that the store vacuums once they reach a fifth of the live ones,
+  and the log is a ring of small files (docent.edge.WAL_SEGMENT_BYTES), which it must stay
+  within: three files' worth;
 - no request failed beyond the injected faults (every response is the one its kind expects);
 - the p99 time to `done` of streamed chat in the last third of the run is at most 1.5 times
   (plus 50 ms) that of the first third (warm-up excluded).
@@ -48,7 +49,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from docent.edge import folder_bytes
+from docent.edge import WAL_SEGMENT_BYTES, folder_bytes
 from tests.conftest import ADMIN_KEY, USER_KEY, corpus_documents, parse_sse, serve
 from tests.support.servers import docent_server, log_tail
 from tests.support.standins import StandIn
@@ -72,7 +73,9 @@ WARM_UP = 0.10  # share of the run before memory and latency baselines are taken
 # maps whole (about 55 MB of RssFile), a one-time step that a long enough warm-up includes.
 WARM_UP_MIN_S = 90.0
 RSS_GROWTH = 1.05  # RSS level of the last third / level of the first third after warm-up
-WAL_BOUND_KB = 2 * 32 * 1024 + 1024  # Edge's WAL: two 32 MB segments, one recycled when full
+STORE_GROWTH = 1.05  # the same for the store's folder on disk (segments and WAL)
+# Docent's WAL: one closed file, the open one and the next one, made ahead (sparse).
+WAL_BOUND_KB = 3 * WAL_SEGMENT_BYTES // 1024 + 64
 P99_GROWTH = 1.5  # last third's p99 / first third's p99 ...
 P99_SLACK_S = 0.050  # ... plus this, so a tiny baseline does not flake
 REQUEST_TIMEOUT_S = 30.0  # every request, whole (a stream's reads included)
@@ -617,12 +620,18 @@ def test_steady_mixed_traffic_keeps_memory_errors_and_latency_flat(tmp_path: Pat
     settled = [s for s in soak.samples if s.at >= warm_up] or soak.samples[-1:]
     base, end = settled[0], soak.samples[-1]
     peak = max(settled, key=lambda s: s.rss_kb)
-    store_peak = max(settled, key=lambda s: s.segments_kb)
+    store_peak = max(settled, key=lambda s: s.store_kb)
     span = (duration - warm_up) / 3
     early = [s for s in settled if s.at < warm_up + span] or settled[:1]
     late = [s for s in settled if s.at >= duration - span] or settled[-1:]
     rss_level = (median(s.rss_kb for s in early), median(s.rss_kb for s in late))
-    store_level = (median(s.segments_kb for s in early), median(s.segments_kb for s in late))
+    store_level = (median(s.store_kb for s in early), median(s.store_kb for s in late))
+    segments_level = (median(s.segments_kb for s in early), median(s.segments_kb for s in late))
+    # The largest departure of any sample after warm-up from the first third's level.
+    rss_drift = max(abs(s.rss_kb / rss_level[0] - 1) for s in settled)
+    store_drift = max(abs(s.store_kb / store_level[0] - 1) for s in settled)
+    done = Counter(r.kind for r in soak.records if r.outcome == "ok")
+    cycles = {kind: done[kind] for kind in ("ingest", "reingest", "delete")}
     chats = [r for r in soak.records if r.kind in STREAMED_CHAT and r.outcome == "ok"]
     first = [r.latency for r in chats if warm_up <= r.started < duration / 3]
     last = [r.latency for r in chats if r.started >= 2 * duration / 3]
@@ -639,6 +648,7 @@ def test_steady_mixed_traffic_keeps_memory_errors_and_latency_flat(tmp_path: Pat
         "transient_faults_retried": model.retry_faults,
         "errors": len(errors),
         "error_examples": [f"{r.kind} @{r.started:.1f}s: {r.detail}" for r in errors[:10]],
+        "error_started_s": [round(r.started, 1) for r in errors],
         "rss_mb": {
             "start": round(soak.samples[0].rss_kb / 1024, 1),
             "warm": round(base.rss_kb / 1024, 1),
@@ -648,6 +658,7 @@ def test_steady_mixed_traffic_keeps_memory_errors_and_latency_flat(tmp_path: Pat
             "growth": round(peak.rss_kb / base.rss_kb, 3),
             "level_first_third": round(rss_level[0] / 1024, 1),
             "level_last_third": round(rss_level[1] / 1024, 1),
+            "max_drift": round(rss_drift, 3),
             "slope_mb_per_hour": round(slope_mb_per_hour(settled), 1),
             "anon_warm": round(base.anon_kb / 1024, 1),
             "anon_end": round(end.anon_kb / 1024, 1),
@@ -656,19 +667,23 @@ def test_steady_mixed_traffic_keeps_memory_errors_and_latency_flat(tmp_path: Pat
         },
         "rss_samples_mb": [[round(s.at, 1), round(s.rss_kb / 1024, 1)] for s in soak.samples],
         "store_mb": {
-            "segments_warm": round(base.segments_kb / 1024, 2),
-            "segments_max": round(store_peak.segments_kb / 1024, 2),
-            "segments_end": round(end.segments_kb / 1024, 2),
-            "growth": round(store_peak.segments_kb / max(1, base.segments_kb), 3),
+            "warm": round(base.store_kb / 1024, 3),
+            "max": round(store_peak.store_kb / 1024, 3),
+            "end": round(end.store_kb / 1024, 3),
+            "growth": round(store_peak.store_kb / max(1, base.store_kb), 3),
             "level_first_third": round(store_level[0] / 1024, 3),
             "level_last_third": round(store_level[1] / 1024, 3),
+            "max_drift": round(store_drift, 3),
+            "segments_warm": round(base.segments_kb / 1024, 3),
+            "segments_end": round(end.segments_kb / 1024, 3),
+            "segments_level_first_third": round(segments_level[0] / 1024, 3),
+            "segments_level_last_third": round(segments_level[1] / 1024, 3),
             "wal_warm": round(base.wal_kb / 1024, 2),
             "wal_max": round(max(s.wal_kb for s in soak.samples) / 1024, 2),
             "wal_end": round(end.wal_kb / 1024, 2),
         },
-        "segments_samples_mb": [
-            [round(s.at, 1), round(s.segments_kb / 1024, 2)] for s in soak.samples
-        ],
+        "store_samples_mb": [[round(s.at, 1), round(s.store_kb / 1024, 3)] for s in soak.samples],
+        "cycles": cycles,
         "threads": {"warm": base.threads, "end": end.threads},
         "fds": {"warm": base.fds, "max": max(s.fds for s in settled), "end": end.fds},
         "chat_p99_ms": {
@@ -685,19 +700,19 @@ def test_steady_mixed_traffic_keeps_memory_errors_and_latency_flat(tmp_path: Pat
     }
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     ARTIFACT.write_text(json.dumps(figures, indent=2) + "\n")
-    rss, latency = figures["rss_mb"], figures["chat_p99_ms"]
+    rss, latency, store = figures["rss_mb"], figures["chat_p99_ms"], figures["store_mb"]
     print(
         f"\nsoak {duration:.0f}s at {rps:g}/s: {figures['requests']} requests, "
         f"{figures['ok']} ok, {figures['injected']} injected faults, {len(errors)} errors; "
         f"RSS MB start {rss['start']} warm {rss['warm']} max {rss['max']} end {rss['end']} "
         f"(x{rss['growth']}, trend {rss['slope_mb_per_hour']} MB/h; anon {rss['anon_warm']}->"
         f"{rss['anon_end']}, file {rss['file_warm']}->{rss['file_end']}); chat p99 ms first third "
-        f"{latency['first_third']} last third {latency['last_third']}; store segments MB warm "
-        f"{figures['store_mb']['segments_warm']} max {figures['store_mb']['segments_max']} (x"
-        f"{figures['store_mb']['growth']}), WAL MB {figures['store_mb']['wal_warm']}->"
-        f"{figures['store_mb']['wal_end']}; RSS level MB {rss['level_first_third']}->"
-        f"{rss['level_last_third']}; segments level MB "
-        f"{figures['store_mb']['level_first_third']}->{figures['store_mb']['level_last_third']}; "
+        f"{latency['first_third']} last third {latency['last_third']}; RSS level MB "
+        f"{rss['level_first_third']}->{rss['level_last_third']} (max drift {rss['max_drift']}); "
+        f"store MB warm {store['warm']} max {store['max']} end {store['end']}, level "
+        f"{store['level_first_third']}->{store['level_last_third']} (max drift "
+        f"{store['max_drift']}; segments level {store['segments_level_first_third']}->"
+        f"{store['segments_level_last_third']}, WAL max {store['wal_max']}); cycles {cycles}; "
         f"fds {base.fds}->{end.fds}; app CPU {cpu:.1f}s; figures in {ARTIFACT}"
     )
 
@@ -711,6 +726,11 @@ def test_steady_mixed_traffic_keeps_memory_errors_and_latency_flat(tmp_path: Pat
         f"RSS grew from {rss_level[0] / 1024:.1f} MB to {rss_level[1] / 1024:.1f} MB (medians): "
         f"{figures['rss_samples_mb']}"
     )
+    assert store_level[1] <= STORE_GROWTH * store_level[0], (
+        f"the store grew from {store_level[0] / 1024:.3f} MB to {store_level[1] / 1024:.3f} MB "
+        f"(medians): {figures['store_samples_mb']}"
+    )
+    assert cycles["delete"] > 0 and cycles["reingest"] > 0, "no churn: the store check is void"
     assert first and last, "too few chats to compare latency"
     assert p99_last <= P99_GROWTH * p99_first + P99_SLACK_S, (
         f"chat p99 went from {p99_first * 1000:.0f} ms to {p99_last * 1000:.0f} ms"

@@ -92,7 +92,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     for document_id, texts in TEXTS.items():
         await backend.upsert(points(document_id, texts))
     yield backend
-    await backend.close()
+    await backend.aclose()
 
 
 def query(text: str, *, dense: bool = False, **flt: object) -> Query:
@@ -167,7 +167,7 @@ async def test_edge_and_server_api_rank_alike(tmp_path: Path, text: str) -> None
         bm25 = await backend.search(query(text))
         hybrid = await backend.search(query(text, dense=True))
         rankings.append(([(h.id, round(h.score, 3)) for h in bm25], fused(hybrid)))
-        await backend.close()
+        await backend.aclose()
     (edge_bm25, edge_hybrid), (local_bm25, local_hybrid) = rankings
     assert edge_bm25 == local_bm25
     assert [score for score, _ in edge_hybrid] == [score for score, _ in local_hybrid]

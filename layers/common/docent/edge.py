@@ -13,9 +13,14 @@ Three guards keep the files whole:
   takes: Edge fills in its payload indexes' sparse files when it opens them) and is refused with
   a 507 if it is short, before anything is written. A shard is opened only with that room too,
   so a restart on a full disk serves reads instead of dying.
-- Dead points are reclaimed: Edge runs its optimiser only when asked, so after
-  QDRANT_OPTIMIZE_DELETES points deleted or overwritten the shard is optimised (vacuumed), which
-  keeps its size and mapped memory flat under ingest/delete churn.
+- Flat under churn: Edge runs its optimiser only when asked, so once the points deleted or
+  overwritten reach a fifth of the live ones (at least VACUUM_FLOOR, at most
+  QDRANT_OPTIMIZE_DELETES) the shard is optimised (vacuumed). And its write-ahead log is a ring
+  of WAL_SEGMENT_BYTES files, not Edge's default 32 MB: Edge maps the open WAL file and frees a
+  file only when the next one is full, so with 32 MB files every write added its bytes to the
+  store and to resident memory until 64 MB were reached (the creep the soak saw, about 2 kB per
+  ingest/delete cycle). Every write is flushed before it returns, so the log holds little that
+  the segments do not already hold.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -62,6 +68,15 @@ OPEN_FLOOR = 1 * MB
 # leave segments under 1000 points alone, and a small corpus under churn is all such segments).
 DELETED_THRESHOLD = 0.2
 VACUUM_MIN_POINTS = 10
+# Docent's own vacuum schedule: dead points (deleted or overwritten since the last vacuum) at a
+# fifth of the live ones, and at least this many (a vacuum of a small shard takes milliseconds).
+DEAD_SHARE = 0.2
+VACUUM_FLOOR = 100
+# The write-ahead log's file size. Edge reads `wal_options` from `edge_config.json` (qdrant-edge-py
+# 0.9.0; its Python config does not expose it), keeps one closed file besides the open one, and
+# gives a write larger than this a file of its own size. Edge's default is 32 MB.
+WAL_SEGMENT_BYTES = 128 * 1024
+WAL_OPTIONS = {"segment_capacity": WAL_SEGMENT_BYTES, "segment_queue_len": 0, "retain_closed": 1}
 
 
 class FolderLock:
@@ -206,11 +221,13 @@ class EdgeStore:
         self.lock.acquire()  # before anything in the folder is opened or created
         try:
             self._check_open_room()
-            if (Path(self.path) / "edge_config.json").exists():
-                shard = qe.EdgeShard.load(self.path)
-            else:
+            if not (Path(self.path) / "edge_config.json").exists():
                 Path(self.path).mkdir(parents=True, exist_ok=True)
-                shard = qe.EdgeShard.create(self.path, self._config(qe))
+                qe.EdgeShard.create(self.path, self._config(qe)).close()
+                # Its log was opened with Edge's 32 MB files and holds nothing yet: start it anew.
+                shutil.rmtree(Path(self.path) / "wal")
+            set_wal_options(self.path)
+            shard = qe.EdgeShard.load(self.path)
         except BaseException:
             self.lock.release()
             raise
@@ -315,8 +332,13 @@ class EdgeStore:
     async def _maybe_optimize(self, changed: int) -> None:
         """Count dead points; past the threshold, vacuum them (caller holds the write lock)."""
         self._changed += changed
-        if not self.optimize_after or self._changed < self.optimize_after:
+        if not self.optimize_after or self._changed < min(self.optimize_after, VACUUM_FLOOR):
             return
+        if self._changed < self.optimize_after:
+            shard = self._shard
+            live = 0 if shard is None else (await self._run(shard.info)).points_count
+            if self._changed < DEAD_SHARE * live:
+                return
         self._changed = 0
         await self._run(self._optimize)
 
@@ -435,13 +457,26 @@ class EdgeStore:
                 await self._run(shard.close)
         self.lock.release()
 
-    close = aclose  # the former name, kept for callers written against it
-
 
 def lock_path(path: str) -> Path:
     """The lock file of the shard at `path`: beside it, so the shard's folder holds only Edge's."""
     shard = Path(path)
     return shard.parent / f"{shard.name}.lock"
+
+
+def set_wal_options(path: str) -> None:
+    """Record Docent's WAL file size in the shard's config, which Edge reads when it opens the
+    shard (a shard made before keeps its current 32 MB file until that one is full)."""
+    import json
+
+    config_file = Path(path) / "edge_config.json"
+    config = json.loads(config_file.read_text())
+    if config.get("wal_options") == WAL_OPTIONS:
+        return
+    config["wal_options"] = WAL_OPTIONS
+    partial = config_file.with_name(config_file.name + ".partial")
+    partial.write_text(json.dumps(config))
+    os.replace(partial, config_file)
 
 
 def shard_dense_size(path: str) -> int | None:

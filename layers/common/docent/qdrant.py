@@ -308,8 +308,6 @@ class QdrantStore:
             client, self._client = self._client, None
             await client.close()
 
-    close = aclose  # the former name, kept for callers written against it
-
 
 def _download(address: str, headers: dict[str, str], destination: str) -> int:
     """Stream a snapshot from the server to `destination` (via `.partial`); its size in bytes."""

@@ -3,11 +3,17 @@
 Lambda functions share their index through a Qdrant server (`QDRANT_URL`); locally there is
 none. This serves the subset of Qdrant's REST API that Docent's `QdrantStore` calls through
 qdrant-client (collections: exists, create, info, delete, payload index; points: upsert,
-retrieve, count, delete by filter, query with sparse, dense and RRF prefetch, scroll), over one
-Qdrant Edge shard per collection on disk. So ingest and chat running in separate processes
-share one store exactly as on Lambda, and qdrant-client's real HTTP transport (timeouts, status
-errors, retries) is exercised. Responses are built with qdrant-client's own models, so a reply
-the client could not parse fails here first.
+retrieve, count, delete by filter, query with sparse, dense and RRF prefetch, scroll;
+collection snapshots: create, list, download, delete, recover from an upload or a location),
+over one Qdrant Edge shard per collection on disk. So ingest and chat running in separate
+processes share one store exactly as on Lambda, and qdrant-client's real HTTP transport
+(timeouts, status errors, retries) is exercised. Responses are built with qdrant-client's own
+models, so a reply the client could not parse fails here first.
+
+Snapshots follow the shapes of Qdrant's REST API (`/collections/{name}/snapshots...`), but the
+file is the stand-in's own (a `docent.backup` archive of the Edge shard), not Qdrant's format:
+a snapshot taken here restores here only. A location to recover from is an `http(s)://` URL or
+a `file://` path inside the stand-in's snapshots folder.
 
 Not for production: one process, one writer, no TLS; `--api-key` checks the `api-key` header.
 Shipped outside the Lambda layer (layers/common/Makefile leaves it out).
@@ -16,20 +22,29 @@ Shipped outside the Lambda layer (layers/common/Makefile leaves it out).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import hmac
 import json
+import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from docent.errors import BadRequest
+
+SNAPSHOTS = ".snapshots"  # under the root; no collection name starts with a dot
+CHECKSUM = ".checksum"
 
 
 class NotFoundError(Exception):
@@ -102,6 +117,94 @@ class Collections:
             shard.close()
         self._shards.clear()
 
+    # Snapshots ------------------------------------------------------------------------------
+
+    def snapshot_folder(self, name: str) -> Path:
+        return self.root / SNAPSHOTS / self._path(name).name
+
+    def snapshot_file(self, name: str, snapshot: str) -> Path:
+        if "/" in snapshot or snapshot.startswith(".") or snapshot.endswith(CHECKSUM):
+            raise NotFoundError(f"Snapshot {snapshot!r} not found")
+        path = self.snapshot_folder(name) / snapshot
+        if not path.is_file():
+            raise NotFoundError(f"Snapshot {snapshot} not found")
+        return path
+
+    def create_snapshot(self, name: str) -> Any:
+        """Archive the collection's shard, flushed, as `{name}-{time}.snapshot` with its SHA-256."""
+        import qdrant_edge as qe
+
+        from docent import backup
+
+        shard = self.shard(name)
+        shard.flush()
+        points = shard.count(qe.CountRequest(exact=True))
+        folder = self.snapshot_folder(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H-%M-%S-%f")
+        target = folder / f"{name}-{stamp}.snapshot"
+        backup.archive(str(self._path(name)), str(target), points)
+        (folder / (target.name + CHECKSUM)).write_text(_sha256(target))
+        return self._describe(target)
+
+    def list_snapshots(self, name: str) -> list[Any]:
+        if not self.exists(name):
+            raise NotFoundError(f"Collection `{name}` doesn't exist!")
+        folder = self.snapshot_folder(name)
+        if not folder.is_dir():
+            return []
+        return [
+            self._describe(path)
+            for path in sorted(folder.iterdir())
+            if path.is_file() and path.suffix == ".snapshot"
+        ]
+
+    def delete_snapshot(self, name: str, snapshot: str) -> bool:
+        path = self.snapshot_file(name, snapshot)
+        path.unlink()
+        path.with_name(path.name + CHECKSUM).unlink(missing_ok=True)
+        return True
+
+    def recover(self, name: str, source: Path, checksum: str | None) -> bool:
+        """Replace the collection (or create it) with the snapshot file `source`, checked first:
+        its SHA-256 if given, then the archive (a damaged one changes nothing)."""
+        from docent import backup
+
+        if checksum is not None and not hmac.compare_digest(_sha256(source), checksum.lower()):
+            raise ValueError("Snapshot checksum mismatch")
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+        backup.unpack(str(source), str(self._path(name)))
+        return True
+
+    def local_snapshot(self, location: str) -> Path:
+        """The file a `file://` location names, which must be in the snapshots folder."""
+        path = Path(location.removeprefix("file://")).resolve()
+        if not path.is_relative_to((self.root / SNAPSHOTS).resolve()) or not path.is_file():
+            raise ValueError(f"Snapshot file {location!r} is not in the snapshots folder")
+        return path
+
+    def _describe(self, path: Path) -> Any:
+        from qdrant_client.http import models
+
+        stat = path.stat()
+        sums = path.with_name(path.name + CHECKSUM)
+        return models.SnapshotDescription(
+            name=path.name,
+            creation_time=datetime.fromtimestamp(stat.st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            size=stat.st_size,
+            checksum=sums.read_text().strip() if sums.exists() else None,
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 def _filter(qe: Any, body: dict[str, Any] | None) -> Any:
     if not body:
@@ -164,30 +267,44 @@ class StandIn:
         with self.collections.lock:
             return fn()
 
-    async def _handle(self, request: Request, fn: Callable[[dict[str, Any]], Any]) -> Response:
+    def _refused(self, request: Request) -> Response | None:
+        given = request.headers.get("api-key", "")
+        if self.api_key and not hmac.compare_digest(given.encode(), self.api_key.encode()):
+            return JSONResponse({"status": {"error": "Invalid api-key"}, "time": 0}, 401)
+        return None
+
+    async def _handle(
+        self,
+        request: Request,
+        fn: Callable[[dict[str, Any]], Any],
+        *,
+        read_body: bool = True,
+    ) -> Response:
         import asyncio
 
         from pydantic import BaseModel
 
         started = time.perf_counter()
-        given = request.headers.get("api-key", "")
-        if self.api_key and not hmac.compare_digest(given.encode(), self.api_key.encode()):
-            return JSONResponse({"status": {"error": "Invalid api-key"}, "time": 0}, 401)
-        raw = await request.body()
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        raw = await request.body() if read_body else b""
         body = json.loads(raw) if raw else {}
         try:
             result = await asyncio.to_thread(self._locked, lambda: fn(body))
         except NotFoundError as exc:
             return JSONResponse({"status": {"error": f"Not found: {exc}"}, "time": 0}, 404)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, BadRequest) as exc:
             return JSONResponse({"status": {"error": f"Bad request: {exc}"}, "time": 0}, 400)
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
         elif isinstance(result, list):
             result = [r.model_dump(mode="json") for r in result]
-        return JSONResponse(
-            {"result": result, "status": "ok", "time": time.perf_counter() - started}
-        )
+        elapsed = time.perf_counter() - started
+        if request.query_params.get("wait") == "false":
+            # Qdrant's answer to `wait=false`: accepted, no result (the stand-in has done it).
+            return JSONResponse({"result": None, "status": "accepted", "time": elapsed}, 202)
+        return JSONResponse({"result": result, "status": "ok", "time": elapsed})
 
     # Collections ----------------------------------------------------------------------------
 
@@ -383,6 +500,96 @@ class StandIn:
 
         return await self._handle(request, page)
 
+    # Snapshots ------------------------------------------------------------------------------
+
+    async def snapshots(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if request.method == "POST":
+            return await self._handle(request, lambda body: self.collections.create_snapshot(name))
+        return await self._handle(request, lambda body: self.collections.list_snapshots(name))
+
+    async def snapshot(self, request: Request) -> Response:
+        name, snapshot = request.path_params["name"], request.path_params["snapshot"]
+        if request.method == "DELETE":
+            return await self._handle(
+                request, lambda body: self.collections.delete_snapshot(name, snapshot)
+            )
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        try:
+            path = self.collections.snapshot_file(name, snapshot)
+        except NotFoundError as exc:
+            return JSONResponse({"status": {"error": f"Not found: {exc}"}, "time": 0}, 404)
+        return FileResponse(path, media_type="application/octet-stream", filename=snapshot)
+
+    async def upload(self, request: Request) -> Response:
+        """Recover from a snapshot sent as the multipart field `snapshot`."""
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        name = request.path_params["name"]
+        checksum = request.query_params.get("checksum")
+        folder = self.collections.root / SNAPSHOTS
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, spooled = tempfile.mkstemp(prefix=".upload-", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async with request.form() as form:
+                    sent = form.get("snapshot")
+                    if sent is not None and not isinstance(sent, str):
+                        while block := await sent.read(1 << 20):
+                            out.write(block)
+            if sent is None or isinstance(sent, str):
+                return JSONResponse(
+                    {"status": {"error": "Bad request: no snapshot file sent"}, "time": 0}, 400
+                )
+            return await self._handle(
+                request,
+                lambda body: self.collections.recover(name, Path(spooled), checksum),
+                read_body=False,
+            )
+        finally:
+            _discard(spooled)
+
+    async def recover(self, request: Request) -> Response:
+        """Recover from a `location`: an http(s) URL to download, or a local `file://` path."""
+        import asyncio
+
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        name = request.path_params["name"]
+        body = await request.json()
+        location, checksum = str(body.get("location", "")), body.get("checksum")
+        if location.startswith("file://"):
+            return await self._handle(
+                request,
+                lambda _: self.collections.recover(
+                    name, self.collections.local_snapshot(location), checksum
+                ),
+                read_body=False,
+            )
+        if not location.startswith(("http://", "https://")):
+            error = f"Bad request: unsupported snapshot location {location!r}"
+            return JSONResponse({"status": {"error": error}, "time": 0}, 400)
+        folder = self.collections.root / SNAPSHOTS
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, fetched = tempfile.mkstemp(prefix=".download-", dir=folder)
+        try:
+            # Fetched outside the collections' lock: the URL may be this stand-in's own.
+            try:
+                await asyncio.to_thread(_download, location, body.get("api_key"), fd)
+            except (ValueError, OSError) as exc:
+                return JSONResponse({"status": {"error": f"Bad request: {exc}"}, "time": 0}, 400)
+            return await self._handle(
+                request,
+                lambda _: self.collections.recover(name, Path(fetched), checksum),
+                read_body=False,
+            )
+        finally:
+            _discard(fetched)
+
     async def ready(self, request: Request) -> Response:
         return PlainTextResponse("all shards are ready")
 
@@ -403,6 +610,10 @@ class StandIn:
                 on(f"{prefix}/points/scroll", self.scroll, "POST"),
                 on(f"{prefix}/points", self.upsert, "PUT"),
                 on(f"{prefix}/points", self.retrieve, "POST"),
+                on(f"{prefix}/snapshots/upload", self.upload, "POST"),
+                on(f"{prefix}/snapshots/recover", self.recover, "PUT"),
+                on(f"{prefix}/snapshots/{{snapshot}}", self.snapshot, "GET", "DELETE"),
+                on(f"{prefix}/snapshots", self.snapshots, "GET", "POST"),
                 on(prefix, self.collection, "GET", "PUT", "DELETE"),
             ],
             lifespan=self._lifespan,
@@ -412,6 +623,27 @@ class StandIn:
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         yield
         self.collections.close()
+
+
+def _download(url: str, api_key: str | None, fd: int) -> None:
+    """Write the file at `url` to the open descriptor `fd` (closed after)."""
+    import httpx
+
+    headers = {"api-key": api_key} if api_key else {}
+    with os.fdopen(fd, "wb") as out:
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=600) as response:
+                if response.status_code != 200:
+                    raise ValueError(f"snapshot download failed: {response.status_code}")
+                for block in response.iter_bytes():
+                    out.write(block)
+        except httpx.HTTPError as exc:
+            raise ValueError(f"snapshot download failed: {type(exc).__name__}") from exc
+
+
+def _discard(path: str) -> None:
+    with suppress(FileNotFoundError):
+        os.remove(path)
 
 
 def _completed() -> Any:
