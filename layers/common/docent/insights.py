@@ -1,9 +1,9 @@
 """Insights for the docs owner: what visitors ask, what the docs could not answer, what was rated.
 
-The chat pipeline records each answer (`record_answer`) just before its `done` event: its
-request id, day, whether it was answered and the pages it cited; with `INSIGHTS=on` also the
-question, with e-mail addresses, phone numbers and long digit runs masked first. Never an IP
-address or a key.
+The chat pipeline records each answer (a `Recorder`, bound by `chat.begin`) just before its
+`done` event: its request id, day, whether it was answered and the pages it cited; with
+`INSIGHTS=on` also the question, with e-mail addresses, phone numbers and long digit runs
+masked first. Never an IP address or a key.
 Visitors rate an answer by its request id (`POST /feedback`); the owner reads the figures
 (`GET /insights`) and can erase them (`DELETE /insights`).
 
