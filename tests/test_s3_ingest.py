@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.support.servers import _wait, free_port
-from tests.support.tools import tool
+from tests.support.lambdaruntime import moto_server
 from tests.test_lambda import LambdaContext, event, handler_module, lambda_env  # noqa: F401
 
 pytestmark = pytest.mark.services
@@ -22,19 +19,8 @@ GOOD = b"# Getting started\n\nInstall Docent with `make run`.\n\n## Next\n\nInge
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, "moto", process)
+    with moto_server() as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture

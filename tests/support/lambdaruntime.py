@@ -305,22 +305,15 @@ def moto_server() -> Iterator[str]:
     """moto's server (S3, SSM, Secrets Manager, ...): the AWS endpoint Lambda's code talks to."""
     import httpx
 
-    from tests.support.servers import _wait, free_port
+    from tests.support.servers import background_process, free_port
     from tests.support.tools import tool
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, "moto", process)
+    command = [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    ready = lambda: httpx.get(f"{url}/moto-api/").status_code == 200  # noqa: E731
+    with background_process(command, ready, "moto"):
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def aws_client(service: str, endpoint: str) -> Any:
