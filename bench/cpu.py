@@ -37,7 +37,7 @@ import httpx
 
 from bench.figures import quantiles_ms
 from bench.report import Target
-from bench.run import ROOT, control, docent_env, documents
+from bench.run import ROOT, control, docent_env, documents, staggered
 
 FIRST_TOKEN_S = 0.2
 TOKEN_INTERVAL_S = 0.02  # 50 tokens/s, the issue's reference stream
@@ -166,21 +166,14 @@ async def direct(client: httpx.AsyncClient, model: str, question: str, tag: str)
 async def at_concurrency(
     once: Any, questions: Sequence[tuple[str, str]], concurrency: int, stream_s: float
 ) -> list[Stream]:
-    """`questions` through `once` by `concurrency` workers, started over one stream's length."""
-    queue = list(reversed(questions))
-    done: list[Stream] = []
-
-    async def worker(number: int) -> None:
-        await asyncio.sleep(number * stream_s / concurrency)
-        while queue:
-            question, tag = queue.pop()
-            try:
-                done.append(await once(question, tag))
-            except Exception as exc:  # a failed request is a figure, not a crash of the bench
-                done.append(Stream(tag, 0.0, error=type(exc).__name__))
-
-    await asyncio.gather(*(worker(n) for n in range(concurrency)))
-    return done
+    """`(question, tag)` pairs through `once(question, tag)`, as `bench.run.staggered` runs them."""
+    return await staggered(
+        lambda item: once(*item),
+        questions,
+        concurrency,
+        stream_s,
+        lambda item, exc: Stream(item[1], 0.0, error=type(exc).__name__),
+    )
 
 
 # ---------------------------------------------------------------- phases

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -45,6 +45,8 @@ from bench.figures import quantiles_ms
 from bench.report import summary, update_readme
 from bench.sites import bench_sites  # noqa: F401  (the `sites` section, run by name)
 
+T = TypeVar("T")
+R = TypeVar("R")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results"
 ADMIN_KEY = "bench-admin-key"
@@ -281,24 +283,37 @@ async def through_docent(client: httpx.AsyncClient, url: str, question: str) -> 
     return timing
 
 
+async def staggered(
+    once: Callable[[T], Awaitable[R]],
+    items: Sequence[T],
+    concurrency: int,
+    stream_s: float,
+    failed: Callable[[T, Exception], R],
+) -> list[R]:
+    """`items` through `once` by `concurrency` workers, staggered over one stream's length (a
+    steady `concurrency` open streams, not a burst); a failed request is `failed(item, exc)`."""
+    queue = list(reversed(items))
+    results: list[R] = []
+
+    async def worker(number: int) -> None:
+        await asyncio.sleep(number * stream_s / concurrency)
+        while queue:
+            item = queue.pop()
+            try:
+                results.append(await once(item))
+            except Exception as exc:  # a failed request is a figure, not a crash of the bench
+                results.append(failed(item, exc))
+
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    return results
+
+
 async def at_concurrency(
     once: Callable[[str], Awaitable[Timing]], questions: Sequence[str], concurrency: int
 ) -> list[Timing]:
-    queue = list(reversed(questions))
-    timings: list[Timing] = []
-
-    async def worker(number: int) -> None:
-        # Staggered over one stream's length: a steady `concurrency` open streams, not a burst.
-        await asyncio.sleep(number * STREAM_S / concurrency)
-        while queue:
-            question = queue.pop()
-            try:
-                timings.append(await once(question))
-            except Exception as exc:  # a failed request is a figure, not a crash of the bench
-                timings.append(Timing(error=type(exc).__name__))
-
-    await asyncio.gather(*(worker(n) for n in range(concurrency)))
-    return timings
+    return await staggered(
+        once, questions, concurrency, STREAM_S, lambda _, exc: Timing(error=type(exc).__name__)
+    )
 
 
 def summarise(timings: Sequence[Timing]) -> dict[str, Any]:
