@@ -6,7 +6,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,3 +141,13 @@ def docent_with_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Doc
     with running_docent(tmp_path_factory.mktemp("corpus")) as running:
         running.ingest(corpus_documents())
         yield running
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    """The embedded default's backends on a fresh store in `tmp_path`, closed after the test."""
+    services = Services(load_settings(qdrant_path=str(tmp_path / "qdrant"), sample_corpus=""))
+    try:
+        yield services
+    finally:
+        await services.aclose()

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from docent.sites import Plan, Skipped, plan
 from docent.sites import sync as sync_module
 from docent.sites.sync import Item, LocalTarget, SyncResult, sync
 from tests.conftest import ADMIN_KEY, running_docent
-
-
-@pytest.fixture
-async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    services = Services(load_settings(qdrant_path=str(tmp_path / "qdrant"), sample_corpus=""))
-    try:
-        yield services
-    finally:
-        await services.aclose()
 
 
 def items(site_plan: Plan) -> list[Item]:

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,7 +24,6 @@ from typing import Any
 import httpx
 import pytest
 
-from docent.config import load_settings
 from docent.errors import Forbidden, UpstreamError
 from docent.services import Services
 from docent.sites.fetch import Policy, sync_web
@@ -175,15 +174,6 @@ POLICY = Policy(
     concurrency=3,
     max_pages=100,
 )
-
-
-@pytest.fixture
-async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    services = Services(load_settings(qdrant_path=str(tmp_path / "qdrant"), sample_corpus=""))
-    try:
-        yield services
-    finally:
-        await services.aclose()
 
 
 async def test_a_sitemap_syncs_every_page_then_downloads_nothing_unchanged(
