@@ -119,6 +119,20 @@ async def test_redis_window_boundary_matches_memory(redis_url: str) -> None:
     assert got_memory == [True, True, True, True, False, True, False, False, True, True]
 
 
+@pytest.mark.services
+async def test_a_burst_beyond_the_redis_pool_waits_and_is_counted_exactly(redis_url: str) -> None:
+    # 250 checks at once on a 100-connection pool: redis-py's default pool would refuse the
+    # 101st with MaxConnectionsError, and chat would admit it unchecked (fail open).
+    redis = RedisLimiter(redis_url, prefix=f"p{uuid.uuid4().hex}", timeout_s=5)
+    rule = RateRule(120, 3600)
+    decisions = await asyncio.gather(
+        *(check(redis, "burst", rule, timeout_s=10) for _ in range(250))
+    )
+    await redis.aclose()
+    assert sum(d.allowed for d in decisions) == 120
+    assert sum(not d.allowed for d in decisions) == 130
+
+
 @pytest.mark.parametrize("kind", ["redis", "upstash"])
 async def test_a_hung_store_is_a_decision_within_the_timeout(kind: str) -> None:
     with silent_server() as address:

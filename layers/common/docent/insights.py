@@ -686,21 +686,9 @@ class RedisInsights:
         timeout_s: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        import redis.asyncio as aioredis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+        from docent.redisstore import client
 
-        # A burst beyond the pool's connections waits (within the bound) for a free one; the
-        # default pool refuses it at once (MaxConnectionsError), losing the visitor's rating.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=100,
-            timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._redis = aioredis.Redis.from_pool(pool)
+        self._redis = client(url, timeout_s)
         self.layout = RedisLayout(prefix, retention_days)
         self._clock = clock
 

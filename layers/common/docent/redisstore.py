@@ -31,25 +31,34 @@ def sliding_window_script() -> str:
     return script.split("\n", 1)[1] if script.startswith("#!lua") else script
 
 
-def _client(url: str, timeout_s: float) -> aioredis.Redis:
+def client(url: str, timeout_s: float, *, max_connections: int = 100) -> aioredis.Redis:
+    """A Redis client whose calls are bounded by `timeout_s` and never retried.
+
+    A burst beyond the pool's connections waits (within the same bound) for a free one.
+    redis-py's default pool refuses the 101st concurrent call at once (MaxConnectionsError),
+    which would admit a chat request unchecked (the limiter fails open) or lose a rating.
+    """
     import redis.asyncio as aioredis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),
         decode_responses=False,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 class RedisLimiter:
     """`Limiter` on a TCP Redis."""
 
     def __init__(self, url: str, *, prefix: str = "docent:rl", timeout_s: float = 0.5) -> None:
-        self._redis = _client(url, timeout_s)
+        self._redis = client(url, timeout_s)
         self._prefix = prefix
         self._script: Any = None
 
@@ -85,7 +94,7 @@ class RedisStore:
     """`KeyValueStore` on a TCP Redis: MGET, and SET EX in one pipeline."""
 
     def __init__(self, url: str, *, prefix: str = "docent:kv", timeout_s: float = 0.5) -> None:
-        self._redis = _client(url, timeout_s)
+        self._redis = client(url, timeout_s)
         self._prefix = prefix
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
