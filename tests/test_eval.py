@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.eval import corpora
-from bench.eval.run import check_questions, load_questions, run_docent
+from bench.eval.run import check_questions, load_questions, run_docent, table
 from bench.eval.score import Outcome, Question, summarize, unfaithful_pieces
 
 PAGE = "howto/sorting.html"
@@ -74,6 +74,38 @@ def test_a_question_naming_a_missing_anchor_is_refused(tmp_path: Path) -> None:
     bad = Question("b", "keyword", "q", "p.html", ("no-such-section",), ())
     with pytest.raises(SystemExit, match="no anchor no-such-section"):
         check_questions([bad], {"p.html": page})
+
+
+def test_the_table_reports_held_out_sets_apart_from_the_tuning_sets() -> None:
+    # GIVEN one system's figures on two tuning sets and a held-out one
+    tuned = summarize([Outcome(question("a", PAGE), pages=[PAGE])])
+    held = summarize([Outcome(question("b", PAGE), pages=["x", PAGE])])
+    costs = {"chunks": 10, "ingest_s": 1.0}
+    results = {
+        "sets": {
+            "drf": {"heldout": False},
+            "python": {"heldout": False},
+            "flask": {"heldout": True},
+        },
+        "systems": {
+            "docent-bm25": {
+                "costs": {"drf": costs, "python": costs, "flask": costs | {"chunks": 7}},
+                "all": tuned,
+                "heldout": held,
+            }
+        },
+    }
+    # WHEN the table is written
+    rows = table(results).splitlines()[2:]
+    # THEN the held-out row follows, with its own recall and its own ingest cost
+    assert [r.split(" | ")[:3] for r in rows] == [
+        ["| docent-bm25", "1.00", "1.00"],
+        ["| docent-bm25, held out", "0.00", "1.00"],
+    ]
+    assert "2.0 (20)" in rows[0] and "1.0 (7)" in rows[1]
+    # AND the Flask and Click questions exist and name real pages' anchors (checked at run time)
+    assert {c.name for c in corpora.CORPORA if c.heldout} == {"flask", "click"}
+    assert len(load_questions("flask")) + len(load_questions("click")) >= 40
 
 
 @pytest.fixture(scope="module")

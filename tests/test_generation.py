@@ -311,3 +311,78 @@ async def test_a_pages_opening_section_earns_no_heading_bonus_over_its_sections(
     )
     text, _ = await answer("How do I install Acme?", [pip, needs, opening])
     assert "pip install acme-server" in text and "[S1]" in text
+
+
+# Django REST framework's permissions guide, "Custom permissions", as Docent parses it.
+CUSTOM_PERMISSIONS = Passage(
+    "S1",
+    "Permissions - Django REST framework",
+    "Custom permissions",
+    "To implement a custom permission, override BasePermission and implement either, or both, of "
+    "the following methods:\n\n- .has_permission(self, request, view)\n"
+    "- .has_object_permission(self, request, view, obj)\n\n"
+    "The methods should return True if the request should be granted access, and False "
+    "otherwise.\n\nIf you need to test if a request is a read operation or a write operation, "
+    "you should check the request method against the constant SAFE_METHODS , which is a tuple "
+    "containing 'GET' , 'OPTIONS' and 'HEAD' . For example:\n\n```\n"
+    "if request.method in permissions.SAFE_METHODS:\n    # Check permissions for read-only "
+    "request\nelse:\n    # Check permissions for write request\n```",
+    9.0,
+)
+
+
+async def test_the_verb_of_a_how_do_i_question_does_not_pick_the_sentence() -> None:
+    # GIVEN a section whose heading names the subject, and a later sentence that shares only
+    # the question's verb ("write" operation)
+    # WHEN the question asks how to "write" one
+    text, _ = await answer("How do I write a custom permission class?", [CUSTOM_PERMISSIONS])
+    # THEN the sentence that says how (override BasePermission) is quoted, not the one on writes
+    assert text.startswith("To implement a custom permission, override BasePermission")
+    assert "SAFE_METHODS" not in text
+    # AND the verb still counts as evidence: the same question is answered
+    assert text != NOT_FOUND
+
+
+async def test_the_example_right_after_the_quoted_sentence_comes_with_it() -> None:
+    # GIVEN Django REST framework's URLPathVersioning section: a sentence, then its example
+    section = Passage(
+        "S1",
+        "Versioning - Django REST framework",
+        "URLPathVersioning",
+        "This scheme requires the client to specify the version as part of the URL path.\n\n"
+        "```\nGET /v1/bookings/ HTTP/1.1\nHost: example.com\nAccept: application/json\n```\n\n"
+        "Your URL conf must include a pattern that matches the version with a 'version' keyword "
+        "argument, so that this information is available to the versioning scheme.",
+        8.0,
+    )
+    # WHEN the question names the scheme
+    text, _ = await answer("How do I version my API with URLPathVersioning?", [section])
+    # THEN the sentence is quoted with the request it illustrates, though no colon introduces it
+    assert text.startswith(
+        "This scheme requires the client to specify the version as part of the URL path.\n\n"
+        "```\nGET /v1/bookings/ HTTP/1.1\nHost: example.com\nAccept: application/json\n```"
+    )
+
+
+@pytest.mark.slow
+async def test_a_literal_written_in_the_question_picks_the_sentence_that_holds_it() -> None:
+    from bench.eval import corpora
+    from docent.parsing import parse
+
+    # GIVEN the regex HOWTO's section on named groups, as python3.11-doc ships it: the syntax
+    # `(?P<name>...)` (flattened from its code span) in its tenth paragraph, after an opening on
+    # groups and Perl's extensions
+    pages = corpora.pages(corpora.by_name(["python"])[0])
+    doc = parse(pages["howto/regex.html"].read_text(), "html")
+    (section,) = [s for s in doc.sections if s.headings[-1] == "Non-capturing and Named Groups"]
+    passage = Passage(
+        "S1", doc.title, section.headings[-1], "\n\n".join(b.text for b in section.blocks), 9.0
+    )
+    # WHEN the question writes the syntax out
+    text, _ = await answer(
+        "How do I write a named group (?P<name>...) in a regular expression?", [passage]
+    )
+    # THEN the sentence that holds it is quoted (it was held for raw HTML, "<name>", before)
+    assert text.startswith(
+        "The syntax for a named group is one of the Python-specific extensions: (?P<name>...) ."
+    )

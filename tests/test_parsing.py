@@ -181,3 +181,36 @@ def test_html_site_chrome_is_left_out_and_the_marked_content_kept() -> None:
         assert [(s.headings[-1], [b.text for b in s.blocks]) for s in doc.sections] == [
             (heading, [text])
         ]
+
+
+def test_a_sphinx_toctree_is_navigation_and_left_out() -> None:
+    # GIVEN a Sphinx index page: an introduction, then the toctree listing other pages' headings
+    page = (
+        '<div class="body" role="main"><section id="welcome"><h1>Welcome</h1>'
+        "<p>Click is a Python package for creating command line interfaces.</p>"
+        '<div class="toctree-wrapper compound"><ul><li><a href="options.html">Options</a>'
+        '<ul><li><a href="options.html#counting">Counting</a></li></ul></li></ul></div>'
+        "</section></div>"
+    )
+    # WHEN it is parsed
+    doc = parse(f"<html><body>{page}</body></html>", "html")
+    # THEN the introduction is kept and the table of contents is not
+    assert [[b.text for b in s.blocks] for s in doc.sections] == [
+        ["Click is a Python package for creating command line interfaces."]
+    ]
+
+
+@pytest.mark.slow
+def test_the_real_python_tutorial_index_keeps_its_prose_but_not_its_toctree() -> None:
+    from bench.eval import corpora
+
+    # GIVEN the tutorial's index page as python3.11-doc ships it (Sphinx 5 HTML)
+    pages = corpora.pages(corpora.by_name(["python"])[0])
+    html = pages["tutorial/index.html"].read_text()
+    assert 'class="toctree-wrapper' in html
+    # WHEN it is parsed
+    text = "\n".join(b.text for s in parse(html, "html").sections for b in s.blocks)
+    # THEN its introduction is there, and none of the chapter titles its toctree lists
+    assert "Python is an easy to learn, powerful programming language." in text
+    assert "Whetting Your Appetite" in html and "Whetting Your Appetite" not in text
+    assert "More Control Flow Tools" not in text

@@ -11,6 +11,8 @@ from docent.retrieval import (
     fit_budget,
     group_sections,
     merge_text,
+    page_name,
+    rank_weight,
 )
 from docent.vectors import Hit
 
@@ -104,6 +106,53 @@ def test_changelog_pages_rank_below_a_guide_that_scores_close() -> None:
         "community/release-notes/index.html",
     ]
     assert [s.score for s in sources] == [20.0, 15.0, 10.0]
+
+
+def test_an_api_reference_and_a_changes_page_rank_below_the_guide() -> None:
+    # GIVEN Flask's autodoc API page and changelog (Sphinx names), each ahead of a guide section
+    hits = [
+        hit("api.html", 1, 0, "test_client(use_cookies=True)", 18.0,
+            title="API — Flask Documentation (2.2.x)"),
+        hit("changes.html", 4, 0, "Add test_client.", 17.0,
+            title="Changes — Flask Documentation (2.2.x)"),
+        hit("testing.html", 3, 0, "The test client makes requests.", 12.0,
+            title="Testing Flask Applications — Flask Documentation (2.2.x)"),
+    ]  # fmt: skip
+    # WHEN they are grouped into sources
+    sources = group_sections(hits, top_k=3, page_evidence=0.0)
+    # THEN the guide leads; the reference and the changelog keep their order at half weight
+    assert [(s.document_id, s.score) for s in sources] == [
+        ("testing.html", 12.0),
+        ("api.html", 9.0),
+        ("changes.html", 8.5),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("document_id", "title", "weight"),
+    [
+        ("api.html", "API — Click Documentation (8.1.x)", 0.5),
+        ("reference/index.html", "The Python Language Reference", 0.5),
+        ("community/release-notes/index.html", "Release Notes", 0.5),
+        ("history.html", None, 0.5),
+        # guides whose names only contain such a word rank as they score
+        ("api-guide/throttling/index.html", "Throttling - Django REST framework", 1.0),
+        ("topics/api-clients/index.html", "API Clients", 1.0),
+        ("tutorial/modules.html", "6. Modules", 1.0),
+        ("index.html", "Home", 1.0),
+    ],
+)
+def test_rank_weight_reads_the_page_name(
+    document_id: str, title: str | None, weight: float
+) -> None:
+    assert rank_weight({"document_id": document_id, "title": title}) == weight
+
+
+def test_a_page_name_is_its_file_stem_or_its_folder_for_an_index_page() -> None:
+    assert page_name("api.html") == "api"
+    assert page_name("api-guide/throttling/index.html") == "throttling"
+    assert page_name("index.html") == "index"
+    assert page_name("docs/changelog.md") == "changelog"
 
 
 def test_a_page_with_a_second_matching_section_outranks_a_page_that_matches_once() -> None:

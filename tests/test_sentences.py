@@ -74,3 +74,13 @@ def test_raw_html_diagrams_and_unclosed_fences_are_never_quoted() -> None:
         ("sentence", False),
         ("code", True),
     ]
+
+
+def test_a_placeholder_in_angle_brackets_is_syntax_not_html() -> None:
+    # Python's regex HOWTO and Django's URL patterns, as flattened from their code spans
+    text = (
+        "The syntax for a named group is one of the Python-specific extensions: (?P<name>...) . "
+        "Capture the id with <int:pk> in the path. Close it with </b> here."
+    )
+    found = units(text)
+    assert [u.fragment for u in found] == [False, False, True]

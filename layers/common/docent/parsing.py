@@ -257,8 +257,10 @@ def _markdown(text: str, anchors: object = None) -> ParsedDocument:
 _DROP = "script, style, noscript, template, svg, nav, header, footer, form, iframe, head"
 # Permalink markers inside headings (Sphinx and MkDocs `headerlink`, Docusaurus `hash-link`).
 _PERMALINKS = "a.headerlink, a.hash-link"
-# Site chrome that generators mark by role rather than by element (Sphinx sidebars, search boxes).
-_CHROME = '[role="navigation"], [role="search"], [role="dialog"]'
+# Site chrome that generators mark by role rather than by element (Sphinx sidebars, search boxes),
+# and Sphinx's in-page table of contents (a `toctree`: every linked page's headings again, so an
+# index page matched any question about them ahead of the page itself).
+_CHROME = '[role="navigation"], [role="search"], [role="dialog"], div.toctree-wrapper'
 # The page's own content, where the generator marks it: everything around it is chrome.
 _MAIN = 'main, [role="main"], #main-content'
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}

@@ -28,6 +28,10 @@ CHUNKS_PER_SOURCE = 3
 # page for 6 of 45 Django REST framework questions (BM25; 4 with hybrid), none after. Their
 # sections rank at this share of their score.
 HISTORY_WEIGHT = 0.5
+# An API reference page (Sphinx autodoc's `api.html`, a "Reference" index) holds every name in
+# a few huge sections, so it matches a question about any of them ahead of the guide page that
+# explains it. It ranks like a history page.
+REFERENCE_WEIGHT = 0.5
 # A page with several matching sections is more likely the page about the question than a page
 # that mentions its words once: a section gains this share of the best other section of its page
 # among the candidates. On `make eval` (BM25) it put the expected page first for 3 more of 89
@@ -37,12 +41,29 @@ HISTORY_WEIGHT = 0.5
 # far more; with hybrid retrieval it moved 11 of 89 questions and cost MRR (0.91 to 0.89).
 PAGE_EVIDENCE = 0.2
 _HISTORY = re.compile(r"release[-_ ]?notes|change[-_ ]?log|announcement|what'?s[-_ ]new", re.I)
+# Whole page names (the file's stem, or its folder's for an index page, or the title).
+_HISTORY_PAGE = re.compile(r"changes|changelog|history|news|releases", re.I)
+_REFERENCE_PAGE = re.compile(r"api|api[-_ ]reference|reference", re.I)
+
+
+def page_name(document_id: str) -> str:
+    """The page's own name: `api` for `api.html`, `throttling` for `throttling/index.html`."""
+    parts = [p for p in re.split(r"[/\\]", document_id) if p]
+    if len(parts) > 1 and re.fullmatch(r"index(\.\w+)?", parts[-1]):
+        parts.pop()
+    return re.sub(r"\.\w+$", "", parts[-1]) if parts else ""
 
 
 def rank_weight(payload: ChunkPayload) -> float:
-    """HISTORY_WEIGHT for a chunk of a changelog-like page (by its id or title), else 1."""
-    where = f"{payload.get('document_id', '')} {payload.get('title') or ''}"
-    return HISTORY_WEIGHT if _HISTORY.search(where) else 1.0
+    """HISTORY_WEIGHT for a changelog-like page, REFERENCE_WEIGHT for an API reference, else 1."""
+    document = str(payload.get("document_id", ""))
+    title = str(payload.get("title") or "").strip()
+    names = (page_name(document), title)
+    if _HISTORY.search(f"{document} {title}") or any(_HISTORY_PAGE.fullmatch(n) for n in names):
+        return HISTORY_WEIGHT
+    if any(_REFERENCE_PAGE.fullmatch(n) for n in names):
+        return REFERENCE_WEIGHT
+    return 1.0
 
 
 @dataclass(frozen=True)

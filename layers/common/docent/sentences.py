@@ -167,9 +167,21 @@ def units(text: str) -> list[Unit]:
     return found
 
 
-_TAG = re.compile(r"</?[a-zA-Z][\w-]*(\s[^<>]*)?/?>")
+_TAG = re.compile(r"</?([a-zA-Z][\w-]*)(\s[^<>]*)?/?>")
+# HTML's elements, for telling markup from a placeholder written in angle brackets: `(?P<name>...)`
+# or `<pk>` in a URL pattern is syntax the docs explain (flattened from code to text), not HTML.
+_ELEMENTS = frozenset(
+    "a abbr b blockquote body br button caption center code col dd del details div dl dt em "
+    "embed figcaption figure font footer form h1 h2 h3 h4 h5 h6 head header hr html i iframe img "
+    "input ins kbd label li link main mark meta nav noscript object ol option p picture pre q s "
+    "samp script section select small source span strong style sub summary sup svg table tbody "
+    "td template textarea tfoot th thead title tr tt u ul var video".split()
+)
 
 
 def _has_html(sentence: str) -> bool:
     """Raw HTML outside code spans (a terminal capture's markup, a layout tag)."""
-    return bool(_TAG.search(_CODE_SPAN.sub("", sentence)))
+    for tag in _TAG.finditer(_CODE_SPAN.sub("", sentence)):
+        if tag.group(1).lower() in _ELEMENTS or tag.group(2):
+            return True
+    return False
