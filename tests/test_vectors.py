@@ -138,6 +138,19 @@ async def test_counts_stale_deletion_and_listing(store: VectorStore) -> None:
     assert await store.retrieve([point_id("billing", 0)]) == []
 
 
+async def test_heads_and_version_counts(store: VectorStore) -> None:
+    # billing's head flips to h2 while its two other chunks are still h1 (a re-ingest between
+    # the flip and the deletion of the old version, or a crash there).
+    await store.upsert(points("billing", TEXTS["billing"][:1], digest="h2"))
+    heads = await store.heads(["billing", "install", "absent"])
+    assert heads == {"billing": "h2", "install": "h1"}
+    assert await store.heads([]) == {}
+    counts = await store.versions([("billing", "h2"), ("billing", "h1"), ("install", "h1")])
+    assert counts == [(1, 2), (2, 1), (len(TEXTS["install"]), 0)]
+    assert await store.versions([("absent", "h1")]) == [(0, 0)]
+    assert await store.versions([]) == []
+
+
 async def test_listing_pages(store: VectorStore) -> None:
     first, offset = await store.documents(2, None)
     rest, end = await store.documents(10, offset)

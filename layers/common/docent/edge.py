@@ -38,6 +38,7 @@ from docent.config import Settings
 from docent.errors import ConfigurationError, InsufficientStorage, StoreLocked
 from docent.vectors import (
     DENSE,
+    HEAD_FIELDS,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     PREFETCH_FACTOR,
@@ -47,6 +48,8 @@ from docent.vectors import (
     Hit,
     Query,
     SearchFilter,
+    head_hashes,
+    point_id,
     points_bytes,
 )
 
@@ -303,12 +306,39 @@ class EdgeStore:
         records = await self._run(lambda: shard.retrieve(list(ids), True, False))
         return [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
 
+    async def heads(self, document_ids: Sequence[str]) -> dict[str, str]:
+        if not document_ids:
+            return {}
+        shard = await self._get()
+        ids: list[qe.PointId] = [point_id(d, 0) for d in document_ids]
+        records = await self._run(lambda: shard.retrieve(ids, HEAD_FIELDS, False))
+        return head_hashes([r.payload for r in records])
+
     async def count(self, document_id: str, *, other_than_hash: str | None = None) -> int:
         import qdrant_edge as qe
 
         shard = await self._get()
         flt = _document_filter(qe, document_id, other_than_hash)
         return await self._run(lambda: shard.count(qe.CountRequest(exact=True, filter=flt)))
+
+    async def versions(self, heads: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+        import qdrant_edge as qe
+
+        shard = await self._get()
+
+        def counts() -> list[tuple[int, int]]:
+            # One worker-thread hop for the batch: the counts are cheap next to the hop.
+            out = []
+            for document_id, content_hash in heads:
+                every = shard.count(
+                    qe.CountRequest(exact=True, filter=_document_filter(qe, document_id, None))
+                )
+                flt = _document_filter(qe, document_id, content_hash)
+                stale = shard.count(qe.CountRequest(exact=True, filter=flt))
+                out.append((every - stale, stale))
+            return out
+
+        return await self._run(counts) if heads else []
 
     async def delete(self, document_id: str, *, other_than_hash: str | None = None) -> int:
         import qdrant_edge as qe

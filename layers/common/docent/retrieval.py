@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from docent import sparse
 from docent.values import ChunkPayload, Passage, Usage
-from docent.vectors import Hit, Query, SearchFilter, VectorStore, point_id
+from docent.vectors import Hit, Query, SearchFilter, VectorStore
 
 if TYPE_CHECKING:
     from docent.embeddings import Embedder
@@ -179,11 +179,15 @@ async def retrieve(
 
 async def current_version(store: VectorStore, hits: Sequence[Hit]) -> list[Hit]:
     """The hits that belong to their document's current version (the one its head names)."""
-    documents = {str(h.chunk.get("document_id")) for h in hits}
-    if not documents:
-        return []
-    heads = await store.retrieve([point_id(d, 0) for d in sorted(documents)])
-    current = {str(h.chunk.get("document_id")): h.chunk.get("content_hash") for h in heads}
+    # A hit at position 0 is its document's head: only the other documents' heads are fetched.
+    current = {
+        str(h.chunk.get("document_id")): h.chunk.get("content_hash")
+        for h in hits
+        if h.chunk.get("position") == 0
+    }
+    missing = sorted({str(h.chunk.get("document_id")) for h in hits} - current.keys())
+    if missing:
+        current.update(await store.heads(missing))
     return [
         h
         for h in hits
