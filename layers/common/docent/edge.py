@@ -48,7 +48,9 @@ from docent.vectors import (
     Hit,
     Query,
     SearchFilter,
+    current_hits,
     head_hashes,
+    heads_among,
     point_id,
     points_bytes,
 )
@@ -396,6 +398,23 @@ class EdgeStore:
         shard = await self._get()
         points = await self._run(shard.query, self.request(query))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    async def search_current(self, query: Query) -> list[Hit]:
+        shard = await self._get()
+        request = self.request(query)
+
+        def run() -> list[Hit]:
+            points = shard.query(request)
+            hits = [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+            heads, missing = heads_among(hits)
+            if missing:
+                ids: list[qe.PointId] = [point_id(d, 0) for d in missing]
+                heads.update(
+                    head_hashes([r.payload for r in shard.retrieve(ids, HEAD_FIELDS, False)])
+                )
+            return current_hits(hits, heads)
+
+        return await self._run(run)
 
     def request(self, query: Query) -> qe.QueryRequest:
         """The engine's request for `query`: BM25 alone, or BM25 and dense fused by RRF."""

@@ -28,7 +28,9 @@ from docent.vectors import (
     Hit,
     Query,
     SearchFilter,
+    current_hits,
     head_hashes,
+    heads_among,
     point_id,
 )
 
@@ -187,6 +189,12 @@ class QdrantStore:
             lambda c: c.retrieve(self.collection, ids=list(ids), with_payload=True)
         )
         return [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
+
+    async def search_current(self, query: Query) -> list[Hit]:
+        hits = await self.search(query)
+        heads, missing = heads_among(hits)
+        heads.update(await self.heads(missing))
+        return current_hits(hits, heads)
 
     async def heads(self, document_ids: Sequence[str]) -> dict[str, str]:
         if not document_ids:

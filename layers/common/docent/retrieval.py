@@ -3,7 +3,8 @@
 A reader clicks a source, so a source is a section of a document with a deep link to its heading,
 never the same passage twice: overlapping chunks of one section are merged back into one text.
 Only a document's current version is read: chunks whose hash differs from their document's head
-(left beside it while a re-ingest was switching versions, or by a crash then) are dropped.
+(left beside it while a re-ingest was switching versions, or by a crash then) are dropped
+(`VectorStore.search_current`).
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ async def retrieve(
 ) -> list[Source]:
     """Search for `question` (hybrid when an embedder is configured) and return its sources."""
     dense = await embedder.embed_query(question, usage) if embedder is not None else None
-    hits = await store.search(
+    hits = await store.search_current(
         Query(
             sparse=sparse.encode_query(question),
             dense=dense,
@@ -174,25 +175,7 @@ async def retrieve(
         )
     )
     evidence = PAGE_EVIDENCE if dense is None else 0.0
-    return group_sections(await current_version(store, hits), top_k, evidence)
-
-
-async def current_version(store: VectorStore, hits: Sequence[Hit]) -> list[Hit]:
-    """The hits that belong to their document's current version (the one its head names)."""
-    # A hit at position 0 is its document's head: only the other documents' heads are fetched.
-    current = {
-        str(h.chunk.get("document_id")): h.chunk.get("content_hash")
-        for h in hits
-        if h.chunk.get("position") == 0
-    }
-    missing = sorted({str(h.chunk.get("document_id")) for h in hits} - current.keys())
-    if missing:
-        current.update(await store.heads(missing))
-    return [
-        h
-        for h in hits
-        if h.chunk.get("content_hash") == current.get(str(h.chunk.get("document_id")), "")
-    ]
+    return group_sections(hits, top_k, evidence)
 
 
 def fit_budget(sources: Sequence[Source], max_tokens: int, model: str | None) -> list[Passage]:

@@ -102,6 +102,27 @@ def head_hashes(payloads: Sequence[dict[str, Any] | None]) -> dict[str, str]:
     return out
 
 
+def heads_among(hits: Sequence[Hit]) -> tuple[dict[str, str], list[str]]:
+    """The head hashes the hits hold themselves (a hit at position 0 is its document's head), and
+    the documents whose heads are not among them."""
+    known = {
+        str(h.payload.get("document_id")): str(h.payload.get("content_hash"))
+        for h in hits
+        if h.payload.get("position") == 0
+    }
+    return known, sorted({str(h.payload.get("document_id")) for h in hits} - known.keys())
+
+
+def current_hits(hits: Sequence[Hit], heads: dict[str, str]) -> list[Hit]:
+    """The hits of their document's current version (the one its head names): chunks of another
+    version, left beside it while a re-ingest switches versions or by a crash then, are dropped."""
+    return [
+        h
+        for h in hits
+        if str(h.payload.get("content_hash")) == heads.get(str(h.payload.get("document_id")))
+    ]
+
+
 def points_bytes(points: Sequence[ChunkPoint]) -> int:
     """What a batch of points weighs, roughly as an engine stores it (text, vectors, metadata)."""
     total = 0
@@ -147,6 +168,11 @@ class VectorStore(Protocol):
 
     async def search(self, query: Query) -> list[Hit]:
         """BM25, or BM25 and dense fused by reciprocal rank, best first."""
+        ...
+
+    async def search_current(self, query: Query) -> list[Hit]:
+        """`search`, keeping only the hits of each document's current version (`current_hits`):
+        what retrieval reads. Edge runs the search and the heads' lookup in one worker thread."""
         ...
 
     async def documents(self, limit: int, offset: str | None) -> tuple[list[Hit], str | None]:
