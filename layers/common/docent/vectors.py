@@ -150,7 +150,7 @@ class VectorStore(Protocol):
 
     async def heads(self, document_ids: Sequence[str]) -> dict[str, str]:
         """Each document's current version: the content hash its head holds (absent ones left
-        out). Only those two payload fields are read: retrieval asks this on every query."""
+        out). Only those two payload fields are read (a query's heads: see `search_current`)."""
         ...
 
     async def count(self, document_id: str, *, other_than_hash: str | None = None) -> int:
