@@ -138,6 +138,35 @@ async def test_counts_stale_deletion_and_listing(store: VectorStore) -> None:
     assert await store.retrieve([point_id("billing", 0)]) == []
 
 
+async def test_heads_and_version_counts(store: VectorStore) -> None:
+    # billing's head flips to h2 while its two other chunks are still h1 (a re-ingest between
+    # the flip and the deletion of the old version, or a crash there).
+    await store.upsert(points("billing", TEXTS["billing"][:1], digest="h2"))
+    heads = await store.heads(["billing", "install", "absent"])
+    assert heads == {"billing": "h2", "install": "h1"}
+    assert await store.heads([]) == {}
+    counts = await store.versions([("billing", "h2"), ("billing", "h1"), ("install", "h1")])
+    assert counts == [(1, 2), (2, 1), (len(TEXTS["install"]), 0)]
+    assert await store.versions([("absent", "h1")]) == [(0, 0)]
+    assert await store.versions([]) == []
+
+
+async def test_search_current_keeps_each_documents_current_version(store: VectorStore) -> None:
+    refunds = query("refunds for cards, processed", document_id="billing")  # chunk 1's
+    invoices = query("invoices emailed as PDF, invoice number", document_id="billing")  # 0 and 2
+    before = await store.search_current(refunds)
+    assert [h.id for h in before] == [h.id for h in await store.search(refunds)]
+    assert [h.payload["position"] for h in before] == [1]  # its head is not among the hits
+    # The head flips to h2 beside the two h1 chunks (a re-ingest before it deletes them, or a
+    # crash then): they are no longer the document's, whether its head is among the hits or not.
+    await store.upsert(points("billing", TEXTS["billing"][:1], digest="h2"))
+    assert [h.payload["position"] for h in await store.search(refunds)] == [1]
+    assert await store.search_current(refunds) == []
+    assert {h.payload["position"] for h in await store.search(invoices)} == {0, 2}
+    current = await store.search_current(invoices)
+    assert [(h.payload["position"], h.payload["content_hash"]) for h in current] == [(0, "h2")]
+
+
 async def test_listing_pages(store: VectorStore) -> None:
     first, offset = await store.documents(2, None)
     rest, end = await store.documents(10, offset)

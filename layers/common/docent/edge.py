@@ -38,6 +38,7 @@ from docent.config import Settings
 from docent.errors import ConfigurationError, InsufficientStorage, StoreLocked
 from docent.vectors import (
     DENSE,
+    HEAD_FIELDS,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     PREFETCH_FACTOR,
@@ -47,6 +48,10 @@ from docent.vectors import (
     Hit,
     Query,
     SearchFilter,
+    current_hits,
+    head_hashes,
+    heads_among,
+    point_id,
     points_bytes,
 )
 
@@ -303,12 +308,39 @@ class EdgeStore:
         records = await self._run(lambda: shard.retrieve(list(ids), True, False))
         return [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
 
+    async def heads(self, document_ids: Sequence[str]) -> dict[str, str]:
+        if not document_ids:
+            return {}
+        shard = await self._get()
+        ids: list[qe.PointId] = [point_id(d, 0) for d in document_ids]
+        records = await self._run(lambda: shard.retrieve(ids, HEAD_FIELDS, False))
+        return head_hashes([r.payload for r in records])
+
     async def count(self, document_id: str, *, other_than_hash: str | None = None) -> int:
         import qdrant_edge as qe
 
         shard = await self._get()
         flt = _document_filter(qe, document_id, other_than_hash)
         return await self._run(lambda: shard.count(qe.CountRequest(exact=True, filter=flt)))
+
+    async def versions(self, heads: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+        import qdrant_edge as qe
+
+        shard = await self._get()
+
+        def counts() -> list[tuple[int, int]]:
+            # One worker-thread hop for the batch: the counts are cheap next to the hop.
+            out = []
+            for document_id, content_hash in heads:
+                every = shard.count(
+                    qe.CountRequest(exact=True, filter=_document_filter(qe, document_id, None))
+                )
+                flt = _document_filter(qe, document_id, content_hash)
+                stale = shard.count(qe.CountRequest(exact=True, filter=flt))
+                out.append((every - stale, stale))
+            return out
+
+        return await self._run(counts) if heads else []
 
     async def delete(self, document_id: str, *, other_than_hash: str | None = None) -> int:
         import qdrant_edge as qe
@@ -366,6 +398,23 @@ class EdgeStore:
         shard = await self._get()
         points = await self._run(shard.query, self.request(query))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    async def search_current(self, query: Query) -> list[Hit]:
+        shard = await self._get()
+        request = self.request(query)
+
+        def run() -> list[Hit]:
+            points = shard.query(request)
+            hits = [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+            heads, missing = heads_among(hits)
+            if missing:
+                ids: list[qe.PointId] = [point_id(d, 0) for d in missing]
+                heads.update(
+                    head_hashes([r.payload for r in shard.retrieve(ids, HEAD_FIELDS, False)])
+                )
+            return current_hits(hits, heads)
+
+        return await self._run(run)
 
     def request(self, query: Query) -> qe.QueryRequest:
         """The engine's request for `query`: BM25 alone, or BM25 and dense fused by RRF."""

@@ -142,12 +142,17 @@ class Ingestor:
         hashes = [self.content_hash(d) for d in documents]
         found = await self.store.retrieve([point_id(d.id, 0) for d in documents])
         heads = {h.id: h.payload for h in found}
+        same = [
+            (doc.id, digest)
+            for doc, digest in zip(documents, hashes, strict=True)
+            if heads.get(point_id(doc.id, 0), {}).get("content_hash") == digest
+        ]
+        counts = dict(zip([d for d, _ in same], await self.store.versions(same), strict=True))
         changed = []
         for doc, digest in zip(documents, hashes, strict=True):
             head = heads.get(point_id(doc.id, 0))
-            if head and head.get("content_hash") == digest:
-                stale = await self.store.count(doc.id, other_than_hash=digest)
-                current = await self.store.count(doc.id) - stale
+            if head and doc.id in counts:
+                current, stale = counts[doc.id]
                 if current == head.get("chunk_count"):
                     if stale:  # left by a crash after the head flipped
                         result.deleted_chunks += await self.store.delete(

@@ -18,6 +18,7 @@ from docent.config import Settings
 from docent.errors import ConfigurationError, Unavailable, UpstreamError, UpstreamTimeout
 from docent.vectors import (
     DENSE,
+    HEAD_FIELDS,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     PREFETCH_FACTOR,
@@ -27,6 +28,10 @@ from docent.vectors import (
     Hit,
     Query,
     SearchFilter,
+    current_hits,
+    head_hashes,
+    heads_among,
+    point_id,
 )
 
 if TYPE_CHECKING:
@@ -185,11 +190,34 @@ class QdrantStore:
         )
         return [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
 
+    async def search_current(self, query: Query) -> list[Hit]:
+        hits = await self.search(query)
+        heads, missing = heads_among(hits)
+        heads.update(await self.heads(missing))
+        return current_hits(hits, heads)
+
+    async def heads(self, document_ids: Sequence[str]) -> dict[str, str]:
+        if not document_ids:
+            return {}
+        await self._collection_ready()
+        ids = [point_id(d, 0) for d in document_ids]
+        records = await self._call(
+            lambda c: c.retrieve(self.collection, ids=ids, with_payload=HEAD_FIELDS)
+        )
+        return head_hashes([r.payload for r in records])
+
     async def count(self, document_id: str, *, other_than_hash: str | None = None) -> int:
         await self._collection_ready()
         flt = _document_filter(document_id, other_than_hash)
         result = await self._call(lambda c: c.count(self.collection, count_filter=flt, exact=True))
         return int(result.count)
+
+    async def versions(self, heads: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+        out = []
+        for document_id, content_hash in heads:
+            stale = await self.count(document_id, other_than_hash=content_hash)
+            out.append((await self.count(document_id) - stale, stale))
+        return out
 
     async def delete(self, document_id: str, *, other_than_hash: str | None = None) -> int:
         from qdrant_client import models

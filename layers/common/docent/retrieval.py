@@ -3,7 +3,8 @@
 A reader clicks a source, so a source is a section of a document with a deep link to its heading,
 never the same passage twice: overlapping chunks of one section are merged back into one text.
 Only a document's current version is read: chunks whose hash differs from their document's head
-(left beside it while a re-ingest was switching versions, or by a crash then) are dropped.
+(left beside it while a re-ingest was switching versions, or by a crash then) are dropped
+(`VectorStore.search_current`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from docent import sparse
 from docent.values import ChunkPayload, Passage, Usage
-from docent.vectors import Hit, Query, SearchFilter, VectorStore, point_id
+from docent.vectors import Hit, Query, SearchFilter, VectorStore
 
 if TYPE_CHECKING:
     from docent.embeddings import Embedder
@@ -186,7 +187,7 @@ async def retrieve(
 ) -> list[Source]:
     """Search for `question` (hybrid when an embedder is configured) and return its sources."""
     dense = await embedder.embed_query(question, usage) if embedder is not None else None
-    hits = await store.search(
+    hits = await store.search_current(
         Query(
             sparse=sparse.encode_query(question),
             dense=dense,
@@ -195,21 +196,7 @@ async def retrieve(
         )
     )
     evidence = PAGE_EVIDENCE if dense is None else 0.0
-    return group_sections(await current_version(store, hits), top_k, evidence)
-
-
-async def current_version(store: VectorStore, hits: Sequence[Hit]) -> list[Hit]:
-    """The hits that belong to their document's current version (the one its head names)."""
-    documents = {str(h.chunk.get("document_id")) for h in hits}
-    if not documents:
-        return []
-    heads = await store.retrieve([point_id(d, 0) for d in sorted(documents)])
-    current = {str(h.chunk.get("document_id")): h.chunk.get("content_hash") for h in heads}
-    return [
-        h
-        for h in hits
-        if h.chunk.get("content_hash") == current.get(str(h.chunk.get("document_id")), "")
-    ]
+    return group_sections(hits, top_k, evidence)
 
 
 def fit_budget(sources: Sequence[Source], max_tokens: int, model: str | None) -> list[Passage]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol, cast
 
 from docent.values import ChunkPayload
@@ -28,8 +29,10 @@ INTEGER_FIELDS = ("position",)
 _NAMESPACE = uuid.UUID("8b1f0c4e-5d7a-4c1e-9a51-6f0e3d2b7c90")
 
 
+@lru_cache(maxsize=4096)
 def point_id(document_id: str, position: int) -> str:
-    """The deterministic id of a document's chunk at `position`."""
+    """The deterministic id of a document's chunk at `position` (cached: retrieval looks up the
+    heads of a query's documents, about 10 uuid5 hashes a query)."""
     return str(uuid.uuid5(_NAMESPACE, f"{document_id}\x1f{position}"))
 
 
@@ -86,6 +89,40 @@ class Query:
     limit: int = 10
 
 
+# The payload fields `VectorStore.heads` reads.
+HEAD_FIELDS = ["document_id", "content_hash"]
+
+
+def head_hashes(payloads: Sequence[dict[str, Any] | None]) -> dict[str, str]:
+    """{document id: content hash} from heads' payloads (those with both fields)."""
+    out = {}
+    for payload in payloads:
+        if payload and "document_id" in payload and "content_hash" in payload:
+            out[str(payload["document_id"])] = str(payload["content_hash"])
+    return out
+
+
+def heads_among(hits: Sequence[Hit]) -> tuple[dict[str, str], list[str]]:
+    """The head hashes the hits hold themselves (a hit at position 0 is its document's head), and
+    the documents whose heads are not among them."""
+    known = {
+        str(h.payload.get("document_id")): str(h.payload.get("content_hash"))
+        for h in hits
+        if h.payload.get("position") == 0
+    }
+    return known, sorted({str(h.payload.get("document_id")) for h in hits} - known.keys())
+
+
+def current_hits(hits: Sequence[Hit], heads: dict[str, str]) -> list[Hit]:
+    """The hits of their document's current version (the one its head names): chunks of another
+    version, left beside it while a re-ingest switches versions or by a crash then, are dropped."""
+    return [
+        h
+        for h in hits
+        if str(h.payload.get("content_hash")) == heads.get(str(h.payload.get("document_id")))
+    ]
+
+
 def points_bytes(points: Sequence[ChunkPoint]) -> int:
     """What a batch of points weighs, roughly as an engine stores it (text, vectors, metadata)."""
     total = 0
@@ -111,8 +148,18 @@ class VectorStore(Protocol):
         """Points by id with their payloads (missing ids are left out)."""
         ...
 
+    async def heads(self, document_ids: Sequence[str]) -> dict[str, str]:
+        """Each document's current version: the content hash its head holds (absent ones left
+        out). Only those two payload fields are read (a query's heads: see `search_current`)."""
+        ...
+
     async def count(self, document_id: str, *, other_than_hash: str | None = None) -> int:
         """Points of a document, optionally only those whose content hash differs."""
+        ...
+
+    async def versions(self, heads: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+        """For each (document id, content hash): the document's points of that version and of
+        any other, in one call for the batch (a re-ingest asks this of every unchanged one)."""
         ...
 
     async def delete(self, document_id: str, *, other_than_hash: str | None = None) -> int:
@@ -121,6 +168,11 @@ class VectorStore(Protocol):
 
     async def search(self, query: Query) -> list[Hit]:
         """BM25, or BM25 and dense fused by reciprocal rank, best first."""
+        ...
+
+    async def search_current(self, query: Query) -> list[Hit]:
+        """`search`, keeping only the hits of each document's current version (`current_hits`):
+        what retrieval reads. Edge runs the search and the heads' lookup in one worker thread."""
         ...
 
     async def documents(self, limit: int, offset: str | None) -> tuple[list[Hit], str | None]:
