@@ -33,6 +33,22 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.store_backend == "redis"
 
 
+def test_names_match_in_any_case_and_overrides_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings reads the environment itself (no pydantic-settings): names in any case, typed
+    by pydantic from their text, an override above the environment, other variables ignored."""
+    monkeypatch.setenv("max_context_tokens", "1200")
+    monkeypatch.setenv("Log_Questions", "true")
+    monkeypatch.setenv("CORS_ALLOW_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("DOCENT_NOT_A_SETTING", "x")
+    settings = load_settings(log_questions=False)
+    assert settings.max_context_tokens == 1200
+    assert settings.log_questions is False
+    assert settings.cors_allow_origins == ("https://a.example", "https://b.example")
+    monkeypatch.setenv("MAX_CONTEXT_TOKENS", "many")
+    with pytest.raises(ConfigurationError, match="MAX_CONTEXT_TOKENS"):
+        load_settings()
+
+
 @pytest.mark.parametrize(
     ("env", "named"),
     [

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import docent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,3 +140,102 @@ def test_the_layer_build_leaves_out_every_development_tool() -> None:
     makefile = (ROOT / "layers" / "common" / "Makefile").read_text()
     (listed,) = re.findall(r"^DEV_ONLY := (.+)$", makefile, re.M)
     assert set(listed.split()) == {name.removeprefix("docent.") + ".py" for name in TOOLING}
+
+
+# What a cold start of the health and chat functions must not load (each was measured on the
+# built layer, Python 3.13): pydantic-settings (Settings is a plain pydantic model),
+# pydantic.v1 (FastAPI imports it to refuse v1 models when a route has a response model: the
+# liveness route has none), docent.generation in health (only chat answers), and tiktoken in an
+# extractive chat's first answer (its budget and usage are estimated; o200k_base costs 0.2 s).
+LAZY = {
+    "HealthFunction": ("pydantic_settings", "pydantic.v1", "docent.generation", "tiktoken"),
+    "ChatBufferedFunction": ("pydantic_settings", "tiktoken"),
+}
+COLD_START = """
+import gc, json, sys
+import app
+imported = sorted(m for m in sys.modules if m in sys.argv[2].split(","))
+gc_on = gc.isenabled()
+
+class Context:
+    function_name = "docent-imports"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:docent-imports"
+    aws_request_id = "c0ffee00-0000-4000-8000-000000000002"
+
+    def get_remaining_time_in_millis(self):
+        return 30_000
+
+response = app.handler(json.loads(open(sys.argv[1]).read()), Context())
+answered = sorted(m for m in sys.modules if m in sys.argv[3].split(","))
+print(json.dumps({"status": response["statusCode"], "body": response["body"], "gc": gc_on,
+                  "imported": imported, "answered": answered}))
+"""
+
+
+@pytest.fixture(scope="module")
+def docs_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An embedded index holding docs/ (Docent's own documentation), as the bench's."""
+    folder = tmp_path_factory.mktemp("docs-index")
+    subprocess.run(
+        [sys.executable, "-m", "docent.cli", "ingest", str(ROOT / "docs")],
+        cwd=ROOT,
+        env={**os.environ, "QDRANT_PATH": str(folder / "qdrant"), "SAMPLE_CORPUS": "",
+             "DOCENT_URL": "http://127.0.0.1:9"},
+        capture_output=True,
+        check=True,
+    )  # fmt: skip
+    return folder / "qdrant"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # `sam build`, once per session
+@pytest.mark.parametrize(
+    ("function", "event_file"),
+    [("HealthFunction", "health.json"), ("ChatBufferedFunction", "chat.json")],
+)
+def test_a_built_function_cold_start_loads_none_of_what_it_made_lazy(
+    sam_built: Path, docs_index: Path, tmp_path: Path, function: str, event_file: str
+) -> None:
+    """The built function under Python 3.13 and the built layer, as Lambda runs it (read-only,
+    no bytecode written), answering its sample event on an index of docs/."""
+    import shutil
+
+    from tests.support.lambdaruntime import python313, runtime_site
+
+    lazy = LAZY[function]
+    qdrant = tmp_path / "qdrant"
+    shutil.copytree(docs_index, qdrant)
+    done = subprocess.run(
+        [python313(), "-c", COLD_START, str(ROOT / "events" / event_file),
+         ",".join((*lazy, "fastapi")), ",".join((*lazy, "docent.retrieval"))],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": f"{sam_built / function}:{sam_built / 'CommonLayer' / 'python'}:"
+            f"{runtime_site()}",
+            "AWS_LAMBDA_FUNCTION_NAME": "docent-imports",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "SINGLE_INSTANCE_TRIAL": "true",
+            "QDRANT_PATH": str(qdrant),
+            "SAMPLE_CORPUS": "",
+            "LOG_LEVEL": "WARNING",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == 200, result
+    assert result["gc"] is True  # the function resumes collection after its imports
+    # The probes see what is loaded: FastAPI at import; retrieval only where chat answered.
+    assert result["imported"] == ["fastapi"]
+    if function == "ChatBufferedFunction":
+        body = json.loads(result["body"])
+        assert body["answered"] is True and body["sources"], body  # passages were budgeted
+        assert body["usage"]["prompt_tokens"] > 0
+        assert result["answered"] == ["docent.retrieval"]
+    else:
+        assert result["answered"] == []

@@ -87,6 +87,27 @@ def test_budget_keeps_the_best_passages_and_trims_the_last() -> None:
     assert fit_budget(sources, 5000, None)[1].text == words
 
 
+def test_an_estimated_budget_builds_no_encoding() -> None:
+    """The extractive answerer's budget: the same choice by score, counted without tiktoken."""
+    from docent import tokens
+
+    words = " ".join(f"word{i}" for i in range(400))
+    sources = [
+        Source("S1", "a", None, None, None, 0.5, words),
+        Source("S2", "b", None, None, None, 0.9, "short text about the answer"),
+    ]
+    tokens._encoding.cache_clear()
+    passages = fit_budget(sources, 200, None, estimate=True)
+    assert tokens._encoding.cache_info().currsize == 0
+    assert [p.id for p in passages] == ["S2", "S1"]
+    total = sum(
+        tokens.estimate_tokens(p.text) + tokens.estimate_tokens(f"[{p.id}]  › \n") for p in passages
+    )
+    assert total <= 200
+    assert words.startswith(passages[1].text) and len(passages[1].text) < len(words)
+    assert fit_budget(sources, 5000, None, estimate=True)[1].text == words
+
+
 def test_changelog_pages_rank_below_a_guide_that_scores_close() -> None:
     # GIVEN a release-notes section that outscores the guide's section by less than half
     hits = [

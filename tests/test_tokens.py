@@ -121,3 +121,26 @@ def test_counts_of_passages_are_cached_and_exact_and_long_texts_are_not_held() -
     long = "word " * (tokens.CACHED_TEXT_CHARS // 5 + 1)
     assert tokens.count_tokens(long) == len(tokens.encoding_for(None).encode(long))
     assert tokens._cached_count.cache_info().currsize == 1  # the long text is not held
+
+
+def test_the_estimate_stays_near_the_exact_count_on_the_real_docs() -> None:
+    """The extractive answerer's counts (no encoding): near o200k_base's on Docent's docs."""
+    root = Path(__file__).resolve().parents[1]
+    texts = [(root / "README.md").read_text()] + [
+        path.read_text() for path in sorted((root / "docs").glob("*.md"))
+    ]
+    windows = [text[i : i + 1500] for text in texts for i in range(0, len(text), 1500)]
+    ratios = [tokens.estimate_tokens(w) / tokens.count_tokens(w) for w in windows if w.strip()]
+    assert len(ratios) > 50
+    assert min(ratios) >= 0.8 and max(ratios) <= 1.2
+    assert tokens.estimate_tokens("") == 0
+    assert tokens.estimate_tokens("How do I install Docent?") == 6
+
+
+def test_estimated_truncation_keeps_a_prefix_within_the_limit() -> None:
+    text = "Alpha widgets are blue. Beta widgets are green, and gamma ones are red."
+    cut = tokens.truncate_estimated(text, 5)
+    assert text.startswith(cut) and tokens.estimate_tokens(cut) == 5
+    assert cut == "Alpha widgets are blue."
+    assert tokens.truncate_estimated(text, 500) == text
+    assert tokens.truncate_estimated(text, 0) == ""

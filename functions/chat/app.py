@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+
+# A cold start's imports allocate hundreds of thousands of objects that live as long as the
+# process: collecting while they load only scans them again and again (about 7% of the
+# function's first-response CPU). Collection resumes at the end of this module.
+gc.disable()
+
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -142,3 +149,6 @@ snapstart.hook_routes(
 snapstart.register("chat")
 # Buffered HTTP invocations (the HTTP API's POST /chat, `sam local invoke`): Mangum, no lifespan.
 handler = http_handler(app)
+# What the imports built is permanent: frozen, later collections never scan it again.
+gc.freeze()
+gc.enable()

@@ -3,6 +3,13 @@
 
 from __future__ import annotations
 
+import gc
+
+# A cold start's imports allocate hundreds of thousands of objects that live as long as the
+# process: collecting while they load only scans them again and again (about 7% of the
+# function's first-response CPU). Collection resumes at the end of this module.
+gc.disable()
+
 import os
 import shutil
 import tempfile
@@ -224,3 +231,8 @@ def handler(event: dict[str, Any], context: Any) -> Any:
     if is_sync_event(event):
         return _sync(event, context)
     return _http(event, context)
+
+
+# What the imports built is permanent: frozen, later collections never scan it again.
+gc.freeze()
+gc.enable()

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 from docent import insights, metrics
 from docent.display import shown_source
 from docent.errors import AnswerFailed, DocentError, UpstreamTimeout, backend
-from docent.generation import Answerer, CitationFilter, LinkFilter, Message, Passage, Usage
+from docent.generation import (
+    Answerer,
+    CitationFilter,
+    ExtractiveAnswerer,
+    LinkFilter,
+    Message,
+    Passage,
+    Usage,
+)
 from docent.logs import current_request_id
 from docent.retrieval import Source, fit_budget, retrieve
 from docent.vectors import SearchFilter, VectorStore
@@ -94,7 +102,10 @@ async def prepare(
                 )
     except TimeoutError as exc:
         raise UpstreamTimeout("Retrieval did not finish in time.") from exc
-    passages = fit_budget(sources, max_context_tokens, token_model)
+    # The extractive answerer reads the passages without a model: no context window to respect
+    # exactly, so its budget is estimated and no encoding is built for it.
+    estimate = isinstance(answerer, ExtractiveAnswerer)
+    passages = fit_budget(sources, max_context_tokens, token_model, estimate=estimate)
     used = {p.id for p in passages}
     return Prepared(
         question,

@@ -367,12 +367,16 @@ class ExtractiveAnswerer:
         usage: Usage,
         deadline: float,
     ) -> AsyncIterator[str]:
-        from docent.tokens import count_tokens
+        # No model is called, so no token is billed: the usage is estimated (what a model would
+        # have read and written, within about 15%), and the answer needs no tiktoken encoding.
+        from docent.tokens import estimate_tokens
 
         excerpt = self.select(question, passages)
         text = NOT_FOUND if excerpt is None else excerpt.text(passages)
-        usage.prompt_tokens += count_tokens(question) + sum(count_tokens(p.text) for p in passages)
-        usage.completion_tokens += count_tokens(text)
+        usage.prompt_tokens += estimate_tokens(question) + sum(
+            estimate_tokens(p.text) for p in passages
+        )
+        usage.completion_tokens += estimate_tokens(text)
         # Word-sized deltas, as a model would stream them, through the same path.
         for piece in re.findall(r"\S+\s*|\s+", text):
             yield piece

@@ -199,23 +199,32 @@ async def retrieve(
     return group_sections(hits, top_k, evidence)
 
 
-def fit_budget(sources: Sequence[Source], max_tokens: int, model: str | None) -> list[Passage]:
-    """Passages by score within `max_tokens` (counted by tiktoken), the last one trimmed."""
-    from docent.tokens import count_tokens, truncate
+def fit_budget(
+    sources: Sequence[Source], max_tokens: int, model: str | None, *, estimate: bool = False
+) -> list[Passage]:
+    """Passages by score within `max_tokens`, the last one trimmed: counted by tiktoken in the
+    model's encoding, or with `estimate` by `tokens.estimate_tokens` (no encoding built)."""
+    from docent import tokens
+
+    def count(text: str) -> int:
+        return tokens.estimate_tokens(text) if estimate else tokens.count_tokens(text, model)
+
+    def truncate(text: str, limit: int) -> str:
+        if estimate:
+            return tokens.truncate_estimated(text, limit)
+        return tokens.truncate(text, limit, model)
 
     passages: list[Passage] = []
     left = max_tokens
     for source in sorted(sources, key=lambda s: s.score, reverse=True):
-        header = count_tokens(
-            f"[{source.id}] {source.title or ''} › {source.heading or ''}\n", model
-        )
+        header = count(f"[{source.id}] {source.title or ''} › {source.heading or ''}\n")
         if left - header < 16:
             break
-        body = count_tokens(source.text, model)
+        body = count(source.text)
         if header + body <= left:
             passages.append(source.passage())
             left -= header + body
         else:
-            passages.append(source.passage(truncate(source.text, left - header, model)))
+            passages.append(source.passage(truncate(source.text, left - header)))
             break
     return passages

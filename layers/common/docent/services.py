@@ -11,10 +11,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from docent.config import Settings, get_settings
-from docent.generation import Answerer, ExtractiveAnswerer
 
 if TYPE_CHECKING:
     from docent.embeddings import Embedder
+    from docent.generation import Answerer
     from docent.ingest import Ingestor
     from docent.insights import InsightsStore
     from docent.kv import KeyValueStore
@@ -81,6 +81,8 @@ def _openai_answerer(services: Services) -> Answerer:
 
 
 def _extractive(services: Services) -> Answerer:
+    from docent.generation import ExtractiveAnswerer
+
     return ExtractiveAnswerer(pace_s=services.settings.extractive_pace_ms / 1000)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,3 +117,27 @@ def truncate(text: str, max_tokens: int, model: str | None = None) -> str:
         return text
     prefix = encoding.decode_bytes(tokens[: max(0, max_tokens)])
     return prefix.decode("utf-8", errors="ignore")
+
+
+# tiktoken's pre-tokenizer, simplified: a word or a number (up to 3 digits) with the space before
+# it, a run of punctuation with its space, or whitespace. Most English words are one token each.
+_PIECES = re.compile(r" ?[^\W\d_]+| ?\d{1,3}| ?[^\w\s]+|\s+(?!\S)|\s+")
+
+
+def estimate_tokens(text: str) -> int:
+    """About how many tokens `text` holds, without an encoding: the pieces tiktoken's
+    pre-tokenizer would cut it into. On Docent's own docs 0.86-1.08x o200k_base's exact count.
+
+    For counts no model bills or limits: the extractive answerer's (it calls no model), so its
+    first answer does not pay the 0.2 s of CPU that building o200k_base costs."""
+    return len(_PIECES.findall(text))
+
+
+def truncate_estimated(text: str, max_tokens: int) -> str:
+    """The longest prefix of `text` within `max_tokens` tokens by `estimate_tokens`."""
+    if max_tokens <= 0:
+        return ""
+    for count, piece in enumerate(_PIECES.finditer(text), start=1):
+        if count == max_tokens:
+            return text[: piece.end()]
+    return text
