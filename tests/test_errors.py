@@ -174,3 +174,12 @@ def test_a_route_over_a_failing_store_keeps_its_503_without_a_wrapper(tmp_path: 
         assert response.headers["retry-after"] == "5"
         assert response.json()["error"]["code"] == "unavailable"
         assert str(tmp_path) not in response.text
+
+
+def test_a_disk_failure_keeps_its_description_and_drops_its_path() -> None:
+    import errno
+
+    with pytest.raises(errors.Unavailable) as caught, errors.backend("vector store"):
+        raise OSError(errno.ENOSPC, "No space left on device", "/srv/qdrant/docent/wal")
+    assert caught.value.message == "The vector store is unavailable: No space left on device."
+    assert caught.value.headers == {"Retry-After": "5"}

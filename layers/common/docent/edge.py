@@ -35,14 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from docent.config import Settings
-from docent.errors import (
-    ConfigurationError,
-    DocentError,
-    InsufficientStorage,
-    StoreLocked,
-    Unavailable,
-    UpstreamTimeout,
-)
+from docent.errors import ConfigurationError, InsufficientStorage, StoreLocked, backend
 from docent.vectors import (
     DENSE,
     INTEGER_FIELDS,
@@ -186,19 +179,8 @@ class EdgeStore:
         """One call into the engine (or its files), in a worker thread, its failures mapped onto
         the error tree: Docent's own pass (507, the lock's 503), a timeout is a 504, anything else
         Edge or the disk raises a 503 worth retrying, its message naming no path."""
-        try:
+        with backend("vector store"):
             return await asyncio.to_thread(fn, *args)
-        except DocentError:
-            raise
-        except TimeoutError as exc:
-            raise UpstreamTimeout("The vector store did not answer in time.") from exc
-        except Exception as exc:
-            log.warning("vector store failed: %s", type(exc).__name__, exc_info=exc)
-            # An OS error's description names no path ("No space left on device").
-            reason = f": {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else ""
-            raise Unavailable(
-                f"The vector store is unavailable{reason}.", headers={"Retry-After": "5"}
-            ) from exc
 
     def required_bytes(self, write_bytes: int) -> int:
         """Free space a write of `write_bytes` must find on the disk before it starts: its own

@@ -24,15 +24,18 @@ OpenAI protocol's error payload, and Lambda (Mangum serves the same app). Reques
 FastAPI's own 422 (`validation_error`).
 
 Each backend maps its own failures onto this tree, in one place, so the code that calls it never
-translates: the vector stores (`EdgeStore._run`, `QdrantStore._call`: a timeout is 504, a refusal
-the server answered 502, anything else 503 with Retry-After), the model server
-(`modelclient.classify`), the rate-limit store (`limits.check`, which `web` answers with 503 or
-lets through as `RATE_LIMIT_FAIL_OPEN` says) and the insights store (`insights`).
+translates: the vector stores (`EdgeStore._run` through `backend()` below, `QdrantStore._call`: a
+timeout is 504, a refusal the server answered 502, anything else 503 with Retry-After), the model
+server (`modelclient.classify`), the rate-limit store (`limits.check`, which `web` answers with
+503 or lets through as `RATE_LIMIT_FAIL_OPEN` says) and the insights store (`backend()` around its
+calls in `insights`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 
 class DocentError(Exception):
@@ -157,3 +160,27 @@ class DocumentError(BadRequest):
 
     code = "invalid_document"
     default_message = "The document could not be read."
+
+
+@contextmanager
+def backend(what: str) -> Iterator[None]:
+    """Inside a backend, around its client's calls: 504 when the call timed out, else 503.
+
+    Docent's errors pass through; anything else the client raises (refused connection, protocol
+    error, a 5xx of the service, a failing disk) means the dependency is unavailable right now.
+    An OS error's description ("No space left on device") is kept: it names no path.
+    """
+    try:
+        yield
+    except DocentError:
+        raise
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"The {what} did not answer in time.") from exc
+    except Exception as exc:
+        logging.getLogger("docent.errors").warning(
+            "%s failed: %s", what, type(exc).__name__, exc_info=exc
+        )
+        reason = f": {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else ""
+        raise Unavailable(
+            f"The {what} is unavailable{reason}.", headers={"Retry-After": "5"}
+        ) from exc

@@ -25,14 +25,13 @@ import threading
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from docent import metrics
 from docent.config import Settings
-from docent.errors import DocentError, NotFound, Unavailable, UpstreamTimeout
+from docent.errors import NotFound, Unavailable, backend
 
 if TYPE_CHECKING:
     import sqlite3
@@ -283,28 +282,12 @@ async def rate_answer(
         raise NotFound("No answer with this request_id (or it is past the retention period).")
 
 
-@contextmanager
-def _store_failures() -> Iterator[None]:
-    """The insights store's failures at the admin's calls: 504 when it timed out, else 503."""
-    try:
-        yield
-    except DocentError:
-        raise
-    except TimeoutError as exc:
-        raise UpstreamTimeout("The insights store did not answer in time.") from exc
-    except Exception as exc:
-        log.warning("insights store failed: %s", type(exc).__name__, exc_info=exc)
-        raise Unavailable(
-            "The insights store is unavailable.", headers={"Retry-After": "5"}
-        ) from exc
-
-
 async def read_report(services: Services, days: int) -> dict[str, Any]:
     """`GET /insights`: the last `days` days (at most the retention period)."""
     settings = services.settings
     days = min(days, settings.insights_retention_days)
     # An owner's read, not a visitor's wait: ten times the per-call store bound.
-    with _store_failures():
+    with backend("insights store"):
         async with asyncio.timeout(10 * settings.store_timeout_s):
             tally = await services.insights.tally(days)
     return report(
@@ -317,7 +300,7 @@ async def read_report(services: Services, days: int) -> dict[str, Any]:
 
 async def erase(services: Services) -> None:
     """`DELETE /insights`: every answer, rating, comment and count, in whichever store."""
-    with _store_failures():
+    with backend("insights store"):
         async with asyncio.timeout(10 * services.settings.store_timeout_s):
             await services.insights.erase()
 
