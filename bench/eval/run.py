@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 all_outcomes.setdefault(name, []).extend(outcomes)
     for name, outcomes in all_outcomes.items():
         systems[name]["all"] = summarize(outcomes)
-    from bench.run import machine
+    from bench.machine import machine
     from docent.generation import ANSWER_COVERAGE
 
     docent = [o for n, found in all_outcomes.items() if n.startswith("docent") for o in found]

@@ -256,6 +256,11 @@ class EdgeStore:
                     self._dense_size = shard_dense_size(self.path)
         return self._shard
 
+    async def engine(self) -> qe.EdgeShard:
+        """The open Edge shard itself (opened on first use): for measuring the engine's own
+        query time beside Docent's (bench/); Docent's code goes through the methods above."""
+        return await self._get()
+
     async def ensure(self, dense_size: int | None) -> None:
         shard = await self._get()
         if dense_size is None or self._dense_size == dense_size:
