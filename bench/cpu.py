@@ -22,7 +22,6 @@ pure-Python workload on this machine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -36,8 +35,17 @@ from typing import Any
 import httpx
 
 from bench.figures import quantiles_ms
+from bench.fixtures import (
+    ROOT,
+    control,
+    docent_env,
+    documents,
+    ingest_over_http,
+    settings_for,
+    staggered,
+    standin_process,
+)
 from bench.report import Target
-from bench.run import ROOT, control, docent_env, documents, staggered
 
 FIRST_TOKEN_S = 0.2
 TOKEN_INTERVAL_S = 0.02  # 50 tokens/s, the issue's reference stream
@@ -83,22 +91,6 @@ def calibrate(runs: int = 5) -> float:
 
 
 # ---------------------------------------------------------------- servers
-
-
-@contextlib.contextmanager
-def standin_process() -> Iterator[tuple[str, int]]:
-    """The stand-in in its own process: (root URL, pid)."""
-    from tests.support.harness import background_process, free_port
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with background_process(
-        [sys.executable, "-m", "bench.standin", str(port)],
-        lambda: httpx.get(f"{url}/stats", timeout=1).status_code == 200,
-        "stand-in",
-        cwd=ROOT,
-    ) as process:
-        yield url, process.pid
 
 
 # ---------------------------------------------------------------- one stream
@@ -166,7 +158,8 @@ async def direct(client: httpx.AsyncClient, model: str, question: str, tag: str)
 async def at_concurrency(
     once: Any, questions: Sequence[tuple[str, str]], concurrency: int, stream_s: float
 ) -> list[Stream]:
-    """`(question, tag)` pairs through `once(question, tag)`, as `bench.run.staggered` runs them."""
+    """`(question, tag)` pairs through `once(question, tag)`, staggered as `fixtures.staggered` runs
+    them."""
     return await staggered(
         lambda item: once(*item),
         questions,
@@ -295,7 +288,6 @@ async def chat_levels(
 
 
 async def ingest_cpu(url: str, pid: int, docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    from bench.run import ingest_over_http
 
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         await ingest_over_http(client, docs[:5])  # first-use imports and the collection
@@ -315,7 +307,6 @@ async def ingest_cpu(url: str, pid: int, docs: Sequence[dict[str, Any]]) -> dict
 
 async def retrieval_cpu(work: Path, paths: Sequence[Path], count: int) -> dict[str, Any]:
     from bench.corpus import questions
-    from bench.run import settings_for
     from docent.generation import Usage
     from docent.ingest import DocumentIn
     from docent.retrieval import retrieve
@@ -373,7 +364,6 @@ async def one_server(
 ) -> dict[str, Any]:  # fmt: skip
     """Per-token and per-request CPU at `level` streams of a fresh server: this tree's `docent
     serve`, or (`tree`) an older revision as it ran, on uvicorn's plain loop and h11."""
-    from bench.run import ingest_over_http
     from tests.support.harness import background_process, free_port
 
     port = free_port()

@@ -13,15 +13,15 @@ Also each function's size with its layers (the budget is 200 MB unzipped).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from bench.fixtures import child_figures, prepared_index
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = {
@@ -109,17 +109,8 @@ def import_profile(
 
 
 def _one(python: str, path: list[Path], event: Path, env: dict[str, str]) -> dict[str, Any]:
-    started = time.perf_counter()
-    done = subprocess.run(
-        [python, "-c", DRIVER, str(event)],
-        env={**env, "PYTHONPATH": ":".join(str(p) for p in path)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    figures = dict(json.loads(done.stdout.strip().splitlines()[-1]))
-    figures["process_wall_s"] = time.perf_counter() - started
-    return figures
+    pythonpath = ":".join(str(p) for p in path)
+    return child_figures([python, "-c", DRIVER, str(event)], {**env, "PYTHONPATH": pythonpath})
 
 
 def bench_deploy(sizes: Any, work: Path) -> dict[str, Any]:
@@ -127,19 +118,7 @@ def bench_deploy(sizes: Any, work: Path) -> dict[str, Any]:
 
     python = python313()
     built = sam_build(work / "build", work / "cache")
-    prepared = work / "prepared"
-    subprocess.run(
-        [sys.executable, "-m", "docent.cli", "ingest", str(ROOT / "docs")],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "QDRANT_PATH": str(prepared / "qdrant"),
-            "SAMPLE_CORPUS": "",
-            "DOCENT_URL": "http://127.0.0.1:9",
-        },
-        capture_output=True,
-        check=True,
-    )
+    prepared = prepared_index(work / "prepared")
     sources = work / "sources"  # stays without bytecode (no_bytecode)
     _sources_install(sources)
     warm = work / "warm"  # gets its bytecode written by a first run (warm_cache)
@@ -207,7 +186,7 @@ def bench_deploy(sizes: Any, work: Path) -> dict[str, Any]:
 
 
 def targets(target: Any) -> list[Any]:
-    """The section's targets, built with bench.run's Target. The bytecode's cost is CPU: on a
+    """The section's targets, built with bench.report's Target. The bytecode's cost is CPU: on a
     shared machine the wall-time ratio of two variants measured minutes apart is mostly load
     (0.55 to 1.54 in one run), so the ratio targets read CPU time (wall time stays in details)."""
     return [

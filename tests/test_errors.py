@@ -4,6 +4,7 @@ and each store mapping its own client's failures."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,88 @@ async def test_describing_the_collection_maps_its_failure_like_every_other_call(
         await store.ensure(None)
     assert "10.0.0.7" not in caught.value.message
     await store.aclose()
+
+
+class _LocalModeMiss(_Unreachable):
+    """What qdrant-client's local mode raises for a collection gone behind the store's back."""
+
+    async def get_collections(self) -> Any:
+        raise ValueError("Collection docs not found in /srv/qdrant/storage")
+
+
+async def test_any_other_client_failure_is_a_retryable_503_naming_no_path() -> None:
+    store = QdrantStore("docs", url="http://10.0.0.7:6333")
+    store._client = _LocalModeMiss()  # type: ignore[assignment]
+    with pytest.raises(errors.Unavailable) as caught:
+        await store.ping()
+    assert caught.value.headers == {"Retry-After": "5"}
+    assert "/srv" not in caught.value.message
+    await store.aclose()
+
+
+def _break_the_shard(tmp_path: Path) -> Path:
+    """An embedded store Edge made, then broken: its segments folder replaced by a file, so
+    Edge's own load fails (an I/O error whose message names the path)."""
+    import shutil
+
+    from docent.config import load_settings
+    from docent.edge import EdgeStore
+
+    async def make() -> str:
+        store = EdgeStore.from_settings(load_settings(qdrant_path=str(tmp_path / "qdrant")))
+        await store.total()
+        await store.aclose()
+        return store.path
+
+    shard = Path(asyncio.run(make()))
+    shutil.rmtree(shard / "segments")
+    (shard / "segments").write_text("not a folder")
+    return shard
+
+
+def test_the_embedded_store_maps_edge_failures_itself(tmp_path: Path) -> None:
+    from docent.config import load_settings
+    from docent.edge import EdgeStore
+
+    shard = _break_the_shard(tmp_path)
+    store = EdgeStore.from_settings(load_settings(qdrant_path=str(tmp_path / "qdrant")))
+
+    async def total() -> int:
+        try:
+            return await store.total()
+        finally:
+            await store.aclose()
+
+    with pytest.raises(errors.Unavailable) as caught:
+        asyncio.run(total())
+    assert str(shard) in str(caught.value.__cause__)  # Edge's own error names the folder
+    assert caught.value.headers == {"Retry-After": "5"}
+    assert str(tmp_path) not in caught.value.message
+    assert not store.lock.held  # a shard that did not open holds no lock
+
+
+def test_a_route_over_a_failing_store_keeps_its_503_without_a_wrapper(tmp_path: Path) -> None:
+    """No route translates: the store's own error reaches the client with its status."""
+    _break_the_shard(tmp_path)
+    with running_docent(tmp_path) as docent, docent.admin() as admin:
+        listing = admin.get("/documents")
+        deleted = admin.delete("/documents/a")
+        ingested = admin.post("/ingest", json={"documents": [{"id": "a", "text": "hi"}]})
+        with docent.client() as client:
+            chat = client.post(
+                "/chat", json={"question": "anything"}, headers={"Accept": "application/json"}
+            )
+    for response in (listing, deleted, ingested, chat):
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "5"
+        assert response.json()["error"]["code"] == "unavailable"
+        assert str(tmp_path) not in response.text
+
+
+def test_a_disk_failure_keeps_its_description_and_drops_its_path() -> None:
+    import errno
+
+    with pytest.raises(errors.Unavailable) as caught, errors.backend("vector store"):
+        raise OSError(errno.ENOSPC, "No space left on device", "/srv/qdrant/docent/wal")
+    assert caught.value.message == "The vector store is unavailable: No space left on device."
+    assert caught.value.headers == {"Retry-After": "5"}

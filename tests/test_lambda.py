@@ -6,8 +6,6 @@ import asyncio
 import base64
 import importlib
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import parse_sse
+from tests.support.interpreter import fresh_python
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,22 +43,19 @@ def event(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh 'container': settings from the environment, process-wide services reset."""
+    """A fresh 'container': settings read anew from the environment, so the handlers' services
+    (built lazily from them, `get_services`) are new too; closed after."""
+    from docent import aws
     from docent.config import get_settings
-    from docent.services import get_services, reset_services
+    from docent.services import get_services
 
     monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "qdrant"))
     monkeypatch.setenv("ADMIN_API_KEYS", ADMIN)
     monkeypatch.setenv("SAMPLE_CORPUS", "")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     get_settings.cache_clear()
-    reset_services(None)
     yield tmp_path
-    services = get_services()
-    from docent import aws
-
-    aws._run(services.aclose())
-    reset_services(None)
+    aws._run(get_services().aclose())
     get_settings.cache_clear()
 
 
@@ -146,10 +142,7 @@ def test_health_imports_neither_qdrant_client_nor_openai() -> None:
         "heavy = [m for m in ('qdrant_client', 'openai', 'grpc', 'tiktoken') if m in sys.modules]\n"
         "print(heavy)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert out.stdout.strip() == "[]"
+    assert fresh_python(code) == "[]"
 
 
 def test_chat_imports_no_model_or_server_client_until_needed() -> None:
@@ -157,10 +150,7 @@ def test_chat_imports_no_model_or_server_client_until_needed() -> None:
         "import sys, functions.chat.app, functions.ingest.app\n"
         "print([m for m in ('qdrant_client', 'openai', 'grpc', 'boto3') if m in sys.modules])\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert out.stdout.strip() == "[]"
+    assert fresh_python(code) == "[]"
 
 
 def test_no_network_call_at_import() -> None:
@@ -180,13 +170,7 @@ def test_no_network_call_at_import() -> None:
     code = "import functions.chat.app, functions.ingest.app, functions.health.app\n"
     import os
 
-    subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **env},
-        check=True,
-        cwd=ROOT,
-        timeout=20,
-    )
+    fresh_python(code, env={**os.environ, **env}, timeout=20)
 
 
 def test_storage_events_are_not_mistaken_for_http() -> None:

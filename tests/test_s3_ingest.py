@@ -83,10 +83,8 @@ def test_a_missing_or_oversized_object_fails_its_record(
 ) -> None:
     monkeypatch.setenv("MAX_BODY_BYTES", "1024")
     from docent.config import get_settings
-    from docent.services import reset_services
 
-    get_settings.cache_clear()
-    reset_services(None)
+    get_settings.cache_clear()  # the handler's services follow: built anew from these settings
     bucket.put_object(Bucket="docent-docs", Key="guide/getting started.md", Body=GOOD * 40)
     missing = event("ingest-s3.json")
     missing["Records"].append(json.loads(json.dumps(missing["Records"][0])))

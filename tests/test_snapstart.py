@@ -5,42 +5,56 @@ run the same hooks under awslambdaric in test_built_functions.py."""
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from docent import snapstart
-from tests.conftest import serve
-
-ROOT = Path(__file__).resolve().parents[1]
+from docent import aws, snapstart
+from docent.edge import EdgeStore
+from docent.services import Services, get_services
+from tests.conftest import load_settings, serve
+from tests.support.interpreter import fresh_python
 
 
 @pytest.fixture
 def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A new container: settings read anew, so the process's services are built anew."""
     from docent.config import get_settings
-    from docent.services import reset_services
 
     monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "qdrant"))
     get_settings.cache_clear()
-    reset_services(None)
     yield
-    reset_services(None)
+    aws._run(get_services().aclose())
     get_settings.cache_clear()
 
 
-def test_before_snapshot_warms_and_holds_no_client(fresh: None) -> None:
-    from docent import services, tokens
+def run_registered(hooks: list[tuple[object, tuple[object, ...], dict[str, object]]]) -> None:
+    """Call the hooks in a snapshot_restore_py registry, as awslambdaric runs them."""
+    for hook, args, kwargs in hooks:
+        hook(*args, **kwargs)  # type: ignore[operator]
 
-    services.get_services().store  # noqa: B018  # a client the init phase created
+
+def open_store() -> EdgeStore:
+    """The process's store with its shard open (its folder lock held), as after a request."""
+    store = get_services().store
+    assert isinstance(store, EdgeStore)
+    aws._run(store.total())
+    assert store.lock.held
+    return store
+
+
+def test_before_snapshot_warms_and_holds_no_client(fresh: None) -> None:
+    from docent import tokens
+
+    store = open_store()  # a client the init phase created
     tokens._encoding.cache_clear()
     imported = snapstart.before_snapshot("chat")
     assert {"docent.chat", "docent.retrieval", "docent.edge"} <= set(imported)
     assert tokens._encoding.cache_info().currsize == 1  # the encoding is built
-    assert services._services is None  # nothing open goes into the snapshot
+    assert not store.lock.held  # nothing open goes into the snapshot
+    assert get_services().store is not store
 
 
 def test_restored_copies_draw_different_randomness(fresh: None) -> None:
@@ -53,12 +67,37 @@ def test_restored_copies_draw_different_randomness(fresh: None) -> None:
     assert draws[0] != draws[1]
 
 
-def test_after_restore_gives_new_clients(fresh: None) -> None:
-    from docent.services import get_services
+def test_the_registered_after_restore_hook_gives_new_clients(fresh: None) -> None:
+    """The hook the runtime finds in the registry closes the restored copy's clients; the next
+    request builds new ones, on the same services, and they work."""
+    from snapshot_restore_py import get_after_restore, get_before_snapshot
 
-    before = get_services()
-    snapstart.after_restore()
-    assert get_services() is not before
+    services = get_services()
+    store = open_store()
+    before, after = len(get_before_snapshot()), len(get_after_restore())
+    snapstart.register("chat")
+    added = get_after_restore()[after:]
+    try:
+        assert [hook for hook, _, _ in added] == [snapstart.after_restore]
+        run_registered(added)
+    finally:  # the registries are the process's: leave them as they were
+        del get_before_snapshot()[before:], get_after_restore()[after:]
+    assert not store.lock.held
+    assert get_services() is services
+    renewed = open_store()
+    assert renewed is not store and aws._run(renewed.total()) == 0
+
+
+async def test_reconnect_keeps_the_backends_it_was_given(tmp_path: Path) -> None:
+    """A backend passed to `Services` is the caller's: reconnect neither closes nor drops it."""
+    given = EdgeStore(str(tmp_path / "given"))
+    services = Services(load_settings(qdrant_path=str(tmp_path / "built")), store=given)
+    await given.total()
+    kv = services.kv
+    await services.reconnect()
+    assert services.store is given and given.lock.held
+    assert services.kv is not kv
+    await given.aclose()
 
 
 def test_the_runtime_registry_holds_both_hooks_for_each_function() -> None:
@@ -68,26 +107,21 @@ def test_the_runtime_registry_holds_both_hooks_for_each_function() -> None:
         "from snapshot_restore_py import get_before_snapshot, get_after_restore\n"
         "print(sorted(a[0] for _, a, _ in get_before_snapshot()), len(get_after_restore()))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert out.stdout.strip() == "['chat', 'health', 'ingest'] 3"
+    assert fresh_python(code) == "['chat', 'health', 'ingest'] 3"
 
 
 def test_adapter_hooks_answer_only_where_configured(fresh: None) -> None:
     from fastapi import FastAPI
 
-    from docent import services
-
     app = FastAPI()
     snapstart.hook_routes(app, "chat", ("/_lwa/before", "/_lwa/after"))
-    services.get_services()
     with serve(app) as url:
+        store = open_store()
         before = httpx.post(f"{url}/_lwa/before", timeout=30)
-        assert before.status_code == 204 and services._services is None
-        services.get_services()
+        assert before.status_code == 204 and not store.lock.held
+        store = open_store()
         assert httpx.post(f"{url}/_lwa/after").status_code == 204
-        assert services._services is None
+        assert not store.lock.held
     bare = FastAPI()
     snapstart.hook_routes(bare, "chat", (None, None))
     assert [r for r in bare.routes if "_lwa" in getattr(r, "path", "")] == []

@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         systems[name]["all"] = summarize(outcomes)
     for name, outcomes in heldout_outcomes.items():
         systems[name]["heldout"] = summarize(outcomes)
-    from bench.run import machine
+    from bench.machine import machine
     from docent.generation import ANSWER_COVERAGE
 
     docent = [o for n, found in all_outcomes.items() if n.startswith("docent") for o in found]

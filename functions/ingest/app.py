@@ -22,7 +22,7 @@ from starlette.background import BackgroundTask
 
 from docent import insights, snapstart
 from docent.aws import http_handler, is_storage_event, is_sync_event, storage_handler, sync_handler
-from docent.errors import NotFound, backend
+from docent.errors import NotFound
 from docent.ingest import DocumentIn
 from docent.services import get_services
 from docent.sites.sync import source_of_payload
@@ -121,8 +121,7 @@ async def post_ingest(body: IngestRequest, _: AdminDep, services: ServicesDep) -
         )
         for d in body.documents
     ]
-    with backend("vector store"):
-        result = await services.ingestor.ingest(documents)
+    result = await services.ingestor.ingest(documents)
     return result.as_dict()
 
 
@@ -133,8 +132,7 @@ async def post_sync(
     """Sync a sitemap or page URL: add new pages, replace changed ones, delete the gone."""
     from docent.sites.fetch import Policy, sync_web
 
-    with backend("vector store"):
-        result = await sync_web(services, body.source, Policy.from_settings(settings))
+    result = await sync_web(services, body.source, Policy.from_settings(settings))
     return result.as_dict()
 
 
@@ -150,8 +148,7 @@ async def get_documents(
     ] = None,
 ) -> DocumentList:
     """The ingested documents, one entry each, paged by `next_offset`."""
-    with backend("vector store"):
-        heads, next_offset = await services.store.documents(limit, offset)
+    heads, next_offset = await services.store.documents(limit, offset)
     return DocumentList(
         documents=[
             DocumentInfo(
@@ -174,8 +171,7 @@ async def get_documents(
 @router.delete("/documents/{document_id:path}", response_model=Deleted)
 async def delete_document(document_id: str, _: AdminDep, services: ServicesDep) -> Deleted:
     """Remove a document and every one of its chunks."""
-    with backend("vector store"):
-        removed = await services.ingestor.delete(document_id)
+    removed = await services.ingestor.delete(document_id)
     if not removed:
         raise NotFound(f"No document with id {document_id!r}.")
     return Deleted(document_id=document_id, deleted_chunks=removed)
@@ -189,8 +185,7 @@ async def get_snapshot(_: AdminDep, services: ServicesDep) -> FileResponse:
     folder = tempfile.mkdtemp(prefix="docent-snapshot-")
     path = os.path.join(folder, "snapshot")
     try:
-        with backend("vector store"):
-            await services.store.snapshot(path)
+        await services.store.snapshot(path)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -200,7 +200,7 @@ def lambda_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lamb
     """The chat function's `handler` behind a loopback URL (`/ingest` goes to the ingest
     function's handler, as the HTTP API routes it), its store holding the test corpus."""
     from docent.config import get_settings
-    from docent.services import get_services, reset_services
+    from docent.services import get_services
 
     monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "qdrant"))
     monkeypatch.setenv("ADMIN_API_KEYS", ADMIN_KEY)
@@ -208,7 +208,6 @@ def lambda_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lamb
     monkeypatch.setenv("SAMPLE_CORPUS", "")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     get_settings.cache_clear()
-    reset_services(None)
     chat = importlib.reload(importlib.import_module("functions.chat.app"))
     ingest = importlib.reload(importlib.import_module("functions.ingest.app"))
     shim = LambdaShim(chat.handler, routes={"/ingest": ingest.handler})
@@ -218,5 +217,4 @@ def lambda_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lamb
             yield LambdaEndpoint(url, shim)
     finally:
         shim.close(get_services())
-        reset_services(None)
         get_settings.cache_clear()

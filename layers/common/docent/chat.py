@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from docent import insights, metrics
 from docent.display import shown_source
-from docent.errors import AnswerFailed, DocentError, UpstreamTimeout, backend
+from docent.errors import AnswerFailed, DocentError, UpstreamTimeout
 from docent.generation import (
     Answerer,
     CitationFilter,
@@ -91,15 +91,14 @@ async def prepare(
                 query = await answerer.standalone_query(
                     question.question, question.history, usage, deadline
                 )
-            with backend("vector store"):
-                sources = await retrieve(
-                    store,
-                    embedder,
-                    query,
-                    top_k=question.top_k,
-                    search_filter=question.filter,
-                    usage=usage,
-                )
+            sources = await retrieve(
+                store,
+                embedder,
+                query,
+                top_k=question.top_k,
+                search_filter=question.filter,
+                usage=usage,
+            )
     except TimeoutError as exc:
         raise UpstreamTimeout("Retrieval did not finish in time.") from exc
     # The extractive answerer reads the passages without a model: no context window to respect

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from docent.config import Settings
-from docent.errors import ConfigurationError, InsufficientStorage, StoreLocked
+from docent.errors import ConfigurationError, InsufficientStorage, StoreLocked, backend
 from docent.vectors import (
     DENSE,
     HEAD_FIELDS,
@@ -181,7 +181,11 @@ class EdgeStore:
         )
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
+        """One call into the engine (or its files), in a worker thread, its failures mapped onto
+        the error tree: Docent's own pass (507, the lock's 503), a timeout is a 504, anything else
+        Edge or the disk raises a 503 worth retrying, its message naming no path."""
+        with backend("vector store"):
+            return await asyncio.to_thread(fn, *args)
 
     def required_bytes(self, write_bytes: int) -> int:
         """Free space a write of `write_bytes` must find on the disk before it starts: its own
@@ -256,6 +260,11 @@ class EdgeStore:
                     self._shard = await self._run(self._open)
                     self._dense_size = shard_dense_size(self.path)
         return self._shard
+
+    async def engine(self) -> qe.EdgeShard:
+        """The open Edge shard itself (opened on first use): for measuring the engine's own
+        query time beside Docent's (bench/); Docent's code goes through the methods above."""
+        return await self._get()
 
     async def ensure(self, dense_size: int | None) -> None:
         shard = await self._get()

@@ -21,8 +21,14 @@
 The status and headers always come from the instance: a JSON error (`web`), an answer collected
 as JSON after its stream failed (`chat.collect` raises the very error the stream reported), the
 OpenAI protocol's error payload, and Lambda (Mangum serves the same app). Request validation is
-FastAPI's own 422 (`validation_error`). Each backend maps its own client library's failures onto
-this tree (`QdrantStore._call`, `modelclient.classify`, `backend()` below for the rest).
+FastAPI's own 422 (`validation_error`).
+
+Each backend maps its own failures onto this tree, in one place, so the code that calls it never
+translates: the vector stores (`EdgeStore._run` through `backend()` below, `QdrantStore._call`: a
+timeout is 504, a refusal the server answered 502, anything else 503 with Retry-After), the model
+server (`modelclient.classify`), the rate-limit store (`limits.check`, which `web` answers with
+503 or lets through as `RATE_LIMIT_FAIL_OPEN` says) and the insights store (`backend()` around its
+calls in `insights`).
 """
 
 from __future__ import annotations
@@ -158,10 +164,11 @@ class DocumentError(BadRequest):
 
 @contextmanager
 def backend(what: str) -> Iterator[None]:
-    """Turn a dependency's own failure into a status: 504 when it timed out, else 503.
+    """Inside a backend, around its client's calls: 504 when the call timed out, else 503.
 
-    Docent's errors pass through; anything else a client library raises (refused connection,
-    protocol error, a 5xx of the service) means the dependency is unavailable right now.
+    Docent's errors pass through; anything else the client raises (refused connection, protocol
+    error, a 5xx of the service, a failing disk) means the dependency is unavailable right now.
+    An OS error's description ("No space left on device") is kept: it names no path.
     """
     try:
         yield
@@ -173,4 +180,7 @@ def backend(what: str) -> Iterator[None]:
         logging.getLogger("docent.errors").warning(
             "%s failed: %s", what, type(exc).__name__, exc_info=exc
         )
-        raise Unavailable(f"The {what} is unavailable.", headers={"Retry-After": "5"}) from exc
+        reason = f": {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else ""
+        raise Unavailable(
+            f"The {what} is unavailable{reason}.", headers={"Retry-After": "5"}
+        ) from exc

@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from docent import __version__, chat
 from docent.config import Settings
 from docent.display import shown_source
-from docent.errors import DocentError, backend
+from docent.errors import DocentError
 from docent.generation import Message
 from docent.mcp_server import Call, current
 from docent.openai_api import SOURCES_HEADING, sources_block
@@ -265,30 +265,29 @@ async def list_documents(
         await _admit(call)
         found: list[DocumentEntry] = []
         scanned, offset, complete = 0, None, True
-        with backend("vector store"):
-            while True:
-                heads, offset = await call.services.store.documents(500, offset)
-                scanned += len(heads)
-                for head in heads:
-                    document_id = str(head.payload["document_id"])
-                    if prefix and not document_id.startswith(prefix):
-                        continue
-                    if len(found) == LIST_LIMIT:
-                        complete = False
-                        break
-                    found.append(
-                        DocumentEntry(
-                            id=document_id,
-                            title=head.payload.get("title"),
-                            url=head.payload.get("url"),
-                            tags=list(head.payload.get("tags") or []),
-                        )
-                    )
-                if offset is None or not complete:
-                    break
-                if scanned >= LIST_SCAN:
+        while True:
+            heads, offset = await call.services.store.documents(500, offset)
+            scanned += len(heads)
+            for head in heads:
+                document_id = str(head.payload["document_id"])
+                if prefix and not document_id.startswith(prefix):
+                    continue
+                if len(found) == LIST_LIMIT:
                     complete = False
                     break
+                found.append(
+                    DocumentEntry(
+                        id=document_id,
+                        title=head.payload.get("title"),
+                        url=head.payload.get("url"),
+                        tags=list(head.payload.get("tags") or []),
+                    )
+                )
+            if offset is None or not complete:
+                break
+            if scanned >= LIST_SCAN:
+                complete = False
+                break
         listing = DocumentListing(documents=found, complete=complete)
         return _result(_listing_text(listing, prefix), listing)
 

@@ -9,6 +9,7 @@ Writes wait for acknowledgement. The same class runs on qdrant-client's local mo
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from qdrant_client import AsyncQdrantClient
 
 T = TypeVar("T")
+log = logging.getLogger("docent.qdrant")
 SNAPSHOT_TIMEOUT_S = 600.0
 
 
@@ -88,7 +90,9 @@ class QdrantStore:
         return self._client
 
     async def _call(self, fn: Callable[[AsyncQdrantClient], Awaitable[T]]) -> T:
-        """One client call, with transport failures turned into Docent errors (no URL leaks)."""
+        """One client call, its failures mapped onto the error tree (no URL leaks): a timeout is
+        a 504, a refusal the server answered a 502, anything else (a dropped connection, the
+        client's own errors) a 503 worth retrying."""
         import httpx
 
         try:
@@ -104,7 +108,10 @@ class QdrantStore:
                 ) from exc
             if _is_response_error(exc):
                 raise UpstreamError("The vector store refused the request.") from exc
-            raise
+            log.warning("vector store failed: %s", type(exc).__name__, exc_info=exc)
+            raise Unavailable(
+                "The vector store is unavailable.", headers={"Retry-After": "5"}
+            ) from exc
 
     async def _collection_ready(self) -> None:
         if self._ready:

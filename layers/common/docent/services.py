@@ -6,6 +6,7 @@ Lambda container, a server worker); nothing here connects or downloads at import
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from docent.kv import KeyValueStore
     from docent.limits import Limiter
     from docent.vectors import VectorStore
+
+log = logging.getLogger("docent.services")
 
 
 def _qdrant(services: Services) -> VectorStore:
@@ -139,8 +142,9 @@ class Services:
         self.settings = settings
         given: dict[str, object] = {"store": store, "kv": kv, "limiter": limiter}
         given.update(embedder=embedder, answerer=answerer)
+        self._given = frozenset(name for name, value in given.items() if value is not None)
         # cached_property reads the instance's dict first: a given backend is never built.
-        self.__dict__.update({name: value for name, value in given.items() if value is not None})
+        self.__dict__.update({name: given[name] for name in self._given})
 
     def _build(self, concern: str) -> Any:
         choose, builders = BACKENDS[concern]
@@ -191,25 +195,43 @@ class Services:
 
     async def aclose(self) -> None:
         """Release connections and the store's lock (server shutdown, tests)."""
-        for name in ("store", "kv", "limiter", "embedder", "answerer", "insights"):
-            backend = self.__dict__.get(name)
-            closer = getattr(backend, "aclose", None)
-            if closer is not None:
-                await closer()
+        for name in CLOSABLE:
+            await _close(self.__dict__.get(name))
+
+    async def reconnect(self) -> None:
+        """Close every backend built here and forget it, so the next use builds it anew with
+        new connection pools (SnapStart: restored copies must not share the snapshot's sockets).
+
+        Backends given to the constructor are the caller's: left open and kept.
+        """
+        for name in (*CLOSABLE, "ingestor"):
+            if name in self._given:
+                continue
+            backend = self.__dict__.pop(name, None)
+            try:
+                await _close(backend)
+            except Exception as exc:  # a closed or broken pool: it is dropped either way
+                log.warning("closing the %s failed: %s", name, type(exc).__name__)
+
+
+# What `aclose` and `reconnect` close: everything that may hold a connection or a file lock.
+CLOSABLE = ("store", "kv", "limiter", "embedder", "answerer", "insights")
+
+
+async def _close(backend: object) -> None:
+    closer = getattr(backend, "aclose", None)
+    if closer is not None:
+        await closer()
 
 
 _services: Services | None = None
 
 
 def get_services() -> Services:
-    """The process-wide services, created on first call."""
+    """The process's services, built lazily from the process's settings (`get_settings`): the
+    same instance for as long as those settings stand (a Lambda container's life, a server's)."""
     global _services
-    if _services is None:
-        _services = Services(get_settings())
+    settings = get_settings()
+    if _services is None or _services.settings is not settings:
+        _services = Services(settings)
     return _services
-
-
-def reset_services(services: Services | None = None) -> None:
-    """Replace the process-wide services (tests, `docent serve` on a new configuration)."""
-    global _services
-    _services = services

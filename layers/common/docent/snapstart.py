@@ -3,7 +3,8 @@
 Before the snapshot, import what the first request needs and build the tiktoken encoding (no
 network, no open socket: a connection in the snapshot would be shared, dead, by every restored
 copy). After a restore, reseed randomness (retry jitter must differ between the copies) and
-forget the clients, so their connection pools are created anew on first use.
+forget the clients (`Services.reconnect`), so their connection pools are created anew on first
+use.
 
 Python-runtime functions register these through AWS's `snapshot_restore_py` (the runtime calls
 them); the streaming chat runs behind the Lambda Web Adapter, in its own process, so the adapter
@@ -71,15 +72,10 @@ def warm(function: str) -> list[str]:
 
 async def _drop_clients() -> None:
     """Close and forget the process's clients; the next request creates new ones."""
-    from docent import aws, services
+    from docent import aws
+    from docent.services import get_services
 
-    current = services._services  # the process-wide instance, if one was created
-    if current is not None:
-        try:
-            await current.aclose()
-        except Exception as exc:  # a closed or broken pool: it is dropped either way
-            log.warning("snapstart: closing clients failed: %s", type(exc).__name__)
-    services.reset_services(None)
+    await get_services().reconnect()
     aws.reset_s3_client()
     aws.reset_secret_clients()
 
