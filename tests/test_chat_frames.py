@@ -4,6 +4,7 @@ in order, errors after the text before them, and a consumer that leaves stops th
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -103,7 +104,7 @@ async def test_a_frame_interval_gathers_steady_tokens_and_sends_the_first_at_onc
     assert "".join(text for _, text in got) == "".join(WORDS[:20])
     assert got[0] == (pytest.approx(0, abs=0.02), WORDS[0])  # not held for company
     assert len(got) <= 8  # about 200 ms of tokens in frames at least 50 ms apart
-    gaps = [b - a for (a, _), (b, _) in zip(got, got[1:], strict=False)]
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(got)]
     assert min(gaps[:-1]) >= 0.045  # the last frame (the end) may come sooner
 
 
