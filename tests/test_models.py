@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,58 @@ def test_model_faults_end_the_stream_with_an_error_event(
     assert elapsed < 4.0  # bounded by REQUEST_TIMEOUT_S=2 (and the Retry-After past it)
     if mode == "drop":  # three chunks arrived before the drop; the error follows them
         assert [e["type"] for e in events].count("chunk") >= 1
+
+
+async def test_the_model_pool_reuses_connections_and_passes_over_ones_the_server_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pool pass polls no idle socket; the one connection handed out is probed, and a
+    connection the server closed while idle is never used (no request fails, none retried)."""
+    import asyncio
+
+    import httpcore2._backends.anyio as backend
+
+    from docent import modelclient
+    from docent.config import Settings
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        with contextlib.suppress(ConnectionError):
+            while await reader.readline():
+                while (await reader.readline()) not in (b"\r\n", b""):
+                    pass
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+
+    probes = [0]
+    readable = backend.is_socket_readable
+
+    def counted(sock: Any) -> bool:
+        probes[0] += 1
+        return readable(sock)
+
+    monkeypatch.setattr(backend, "is_socket_readable", counted)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = modelclient.client_for(Settings(openai_base_url=f"http://127.0.0.1:{port}/v1"))
+
+    async def get() -> int:
+        response = await client.get("/models", cast_to=httpx.Response)
+        return int(response.status_code)
+
+    assert await asyncio.gather(*[get() for _ in range(20)]) == [200] * 20
+    assert len(accepted) == 20
+    probes[0] = 0
+    for _ in range(10):  # one at a time: each reuses an idle connection of the twenty
+        assert await get() == 200
+    assert len(accepted) == 20
+    assert probes[0] <= 20  # the stock pool polls the idle sockets, 19 or 20, twice per request
+
+    for writer in accepted:  # the server drops its idle connections (its keep-alive timeout)
+        writer.close()
+    await asyncio.sleep(0.2)
+    assert await asyncio.gather(*[get() for _ in range(5)]) == [200] * 5
+    assert len(accepted) == 25  # new connections; no request went out on a closed one
+    server.close()

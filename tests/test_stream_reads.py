@@ -4,6 +4,7 @@ the text is the model's text however its bytes were cut (mid-line, mid-character
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -66,9 +67,10 @@ def model_url() -> Iterator[str]:
         yield f"{url}/v1"
 
 
-async def deltas(model_url: str, tmp_path: Path) -> tuple[list[str], Usage]:
+async def deltas(model_url: str, tmp_path: Path, frame_ms: float = 40.0) -> tuple[list[str], Usage]:
     settings = load_settings(openai_base_url=model_url, openai_api_key="k",
-                             qdrant_path=str(tmp_path / "q"), sample_corpus="")  # fmt: skip
+                             qdrant_path=str(tmp_path / "q"), sample_corpus="",
+                             stream_frame_ms=frame_ms)  # fmt: skip
     usage = Usage()
     stream = OpenAIAnswerer(settings).stream("q", (), [], usage, time.monotonic() + 20)
     return [d async for d in stream], usage
@@ -103,6 +105,41 @@ async def test_tokens_apart_in_time_stay_apart(model_url: str, tmp_path: Path) -
     Plan.gap_s = 0.2  # each token its own read: streaming stays streaming
     got, _ = await deltas(model_url, tmp_path)
     assert got == TOKENS[:3]
+
+
+STEADY = [f"t{i} " for i in range(40)]
+
+
+async def test_steady_tokens_gather_in_the_socket_while_the_reader_pauses(
+    model_url: str, tmp_path: Path
+) -> None:
+    body = sse_body(STEADY)
+    Plan.pieces = [event + b"\n\n" for event in body.split(b"\n\n") if event]
+    Plan.gap_s = 0.01  # 40 tokens over 400 ms or more
+    settings = load_settings(openai_base_url=model_url, openai_api_key="k",
+                             qdrant_path=str(tmp_path / "q"), sample_corpus="",
+                             stream_frame_ms=100)  # fmt: skip
+    usage = Usage()
+    got: list[tuple[float, str]] = []
+    async for delta in OpenAIAnswerer(settings).stream("q", (), [], usage, time.monotonic() + 20):
+        got.append((time.monotonic(), delta))
+    assert "".join(delta for _, delta in got) == "".join(STEADY)
+    assert got[0][1] == STEADY[0]  # the first token is not held back
+    # Tokens that gathered in the socket come out of one read together, microseconds apart:
+    # a few bursts, one per pause of 100 ms, not 40 reads 10 ms apart.
+    bursts = 1 + sum(1 for (a, _), (b, _) in itertools.pairwise(got) if b - a > 0.003)
+    assert bursts <= 12, [round(b - a, 4) for (a, _), (b, _) in itertools.pairwise(got)]
+    assert usage.completion_tokens == 9  # the usage chunk after the text still counted
+
+
+async def test_without_a_frame_interval_the_reader_does_not_pause(
+    model_url: str, tmp_path: Path
+) -> None:
+    body = sse_body(STEADY[:10])
+    Plan.pieces = [event + b"\n\n" for event in body.split(b"\n\n") if event]
+    Plan.gap_s = 0.05
+    got, _ = await deltas(model_url, tmp_path, frame_ms=0)
+    assert got == STEADY[:10]
 
 
 async def test_the_connection_goes_back_to_the_pool_after_done(

@@ -59,6 +59,7 @@ class Prepared:
     started: float = field(default_factory=time.monotonic)
     request_id: str = field(default_factory=current_request_id)
     recorder: insights.Recorder | None = None  # where the answer is recorded for insights
+    frame_s: float = 0.0  # text that arrives within this of the last frame waits to join the next
 
 
 def deadline_for(scope: Mapping[str, Any], timeout_s: float) -> float:
@@ -134,6 +135,7 @@ async def begin(services: Services, question: Question, scope: Mapping[str, Any]
         token_model=services.token_model,
     )
     prepared.recorder = insights.Recorder(services.insights, settings)
+    prepared.frame_s = settings.stream_frame_ms / 1000
     return prepared
 
 
@@ -165,7 +167,8 @@ async def _events(prepared: Prepared, outcome: dict[str, Any]) -> AsyncIterator[
                 prepared.passages,
                 prepared.usage,
                 prepared.deadline,
-            )
+            ),
+            prepared.frame_s,
         )
         async for delta in stream:
             text = links.feed(citations.feed(delta))
@@ -205,18 +208,23 @@ async def _events(prepared: Prepared, outcome: dict[str, Any]) -> AsyncIterator[
 _closing: set[asyncio.Task[None]] = set()
 
 
-async def coalesced(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
+async def coalesced(deltas: AsyncIterator[str], frame_s: float = 0.0) -> AsyncIterator[str]:
     """`deltas`, read by a task of their own; each step yields all the text read since the last.
 
-    Tokens that arrive while a frame is being written (or while the CPU is busy with other
-    streams) leave as one frame instead of one each: the cost per token falls as load rises,
-    and nothing waits for a timer. When the consumer stops (a client gone), the reader is
+    Text that arrives within `frame_s` of the last step waits for the rest of that interval and
+    leaves with what else arrives meanwhile: at most one frame per `frame_s` per stream, so the
+    filters, the encoding and the write to the client are paid per frame, not per token. The
+    first text, and text after a longer pause, leaves at once; the end is never held. Tokens that
+    arrive while a frame is being written (or while the CPU is busy with other streams) join the
+    next frame whatever `frame_s` is. When the consumer stops (a client gone), the reader is
     cancelled at once, which closes the model's stream.
     """
     loop = asyncio.get_running_loop()
     read: list[str] = []
     waiter: asyncio.Future[None] | None = None
     ended: list[BaseException | None] = []
+    hold_until = 0.0  # loop time before which new text waits for company
+    holding = False  # waiting out `frame_s`: only the timer or the end wakes the consumer
 
     def wake() -> None:
         if waiter is not None and not waiter.done():
@@ -226,7 +234,8 @@ async def coalesced(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
         try:
             async for delta in deltas:
                 read.append(delta)
-                wake()
+                if not holding:
+                    wake()
         except BaseException as exc:  # handed to the consumer, cancellation included
             ended.append(exc)
             if not isinstance(exc, Exception):
@@ -243,9 +252,20 @@ async def coalesced(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
                 waiter = loop.create_future()
                 await waiter
                 waiter = None
+            if read and not ended and frame_s:
+                hold = hold_until - loop.time()
+                if hold > 0:
+                    waiter, holding = loop.create_future(), True
+                    handle = loop.call_later(hold, wake)
+                    try:
+                        await waiter  # woken early only by the end of the stream
+                    finally:
+                        handle.cancel()
+                        waiter, holding = None, False
             if read:
                 text = "".join(read)
                 read.clear()
+                hold_until = loop.time() + frame_s
                 yield text
             elif ended:
                 if ended[0] is not None:

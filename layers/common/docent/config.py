@@ -166,6 +166,7 @@ class Settings(BaseModel):
     chunk_tokens: int = Field(default=350, ge=32, le=8000)
     chunk_overlap_tokens: int = Field(default=50, ge=0)
     sse_ping_s: float = Field(default=15.0, gt=0)
+    stream_frame_ms: float = Field(default=40.0, ge=0, le=1000)
     extractive_pace_ms: float = Field(default=0.0, ge=0, le=1000)
     request_timeout_s: float = Field(default=60.0, gt=0)
     ready_timeout_s: float = Field(default=2.0, gt=0)

@@ -132,17 +132,27 @@ class OpenAIAnswerer:
         )
         text: list[str] = []
         reported = False
+        loop = asyncio.get_running_loop()
+        pause_s = self.settings.stream_frame_ms / 1000
+        # Set when a read gave the loop a turn (a callback queued before it ran): its text came
+        # over the network just then, not out of what the client had buffered already.
+        waited = [False]
+        after_pause = False
         try:
-            # One delta per network read, not per token: tokens that arrived together (a busy
-            # loop, a burst from the server) become one SSE frame downstream.
+            # One delta per read, not per token: tokens that arrived together (a busy loop, a
+            # burst from the server) become one SSE frame downstream.
             reads = response.aiter_bytes()
             partial = b""
             done = False
             while not done:
+                probe = loop.call_soon(_note, waited) if pause_s else None
                 try:
                     data = await _read(reads, deadline, self.settings.model_timeout_s)
                 except StopAsyncIteration:
                     break
+                finally:
+                    if probe is not None:
+                        probe.cancel()
                 lines = (partial + data).splitlines(keepends=True)
                 partial = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
                 deltas: list[str] = []
@@ -166,6 +176,15 @@ class OpenAIAnswerer:
                     joined = "".join(deltas)
                     text.append(joined)
                     yield joined
+                    if waited[0]:
+                        # Fresh text means more is on its way: while we pause (at most a frame
+                        # interval), the next tokens gather in the socket and come in with one
+                        # read instead of one each. The read after a pause brings what gathered;
+                        # the next pause follows the next token that arrives fresh.
+                        if not after_pause:
+                            await asyncio.sleep(pause_s)
+                        after_pause = not after_pause
+                waited[0] = False
             if done:
                 # The body ends right after `[DONE]`: reading that end hands the connection back
                 # to the pool, where closing early would cost a new connection per answer.
@@ -247,6 +266,10 @@ async def _read(reads: AsyncIterator[bytes], deadline: float, read_timeout_s: fl
             raise UpstreamTimeout("The model stopped answering.") from exc
         log.warning("model stream broke: %s", type(exc).__name__)  # the connection dropped
         raise UpstreamError("The model server dropped the answer.") from exc
+
+
+def _note(flag: list[bool]) -> None:
+    flag[0] = True
 
 
 def _chunk(data: bytes) -> dict[str, Any]:
