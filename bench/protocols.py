@@ -68,6 +68,11 @@ async def _recorded_mcp_call(url: str) -> tuple[dict[str, str], bytes]:
     }, body
 
 
+def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """One timed request's arguments for `httpx.AsyncClient.stream`."""
+    return {"method": "POST", "url": url, "json": body, "headers": headers}
+
+
 async def _timed(client: httpx.AsyncClient, request: dict[str, Any]) -> float:
     started = time.perf_counter()
     async with client.stream(**request) as response:
@@ -107,37 +112,17 @@ async def bench_protocols(sizes: Any, work: Path) -> dict[str, Any]:
                 )
                 response.raise_for_status()
             mcp_headers, mcp_body = await _recorded_mcp_call(url)
+            chat = {"question": QUESTION}
+            completion = {"model": "docent", "messages": messages}
+            mcp = {"content": mcp_body, "headers": mcp_headers}
             requests: dict[str, dict[str, Any]] = {
-                "chat_json": {
-                    "method": "POST",
-                    "url": "/chat",
-                    "json": {"question": QUESTION},
-                    "headers": {**keyed, "Accept": "application/json"},
-                },
-                "openai": {
-                    "method": "POST",
-                    "url": "/v1/chat/completions",
-                    "json": {"model": "docent", "messages": messages},
-                    "headers": keyed,
-                },
-                "mcp": {
-                    "method": "POST",
-                    "url": "/mcp",
-                    "content": mcp_body,
-                    "headers": mcp_headers,
-                },
-                "chat_stream": {
-                    "method": "POST",
-                    "url": "/chat",
-                    "json": {"question": QUESTION},
-                    "headers": {**keyed, "Accept": "text/event-stream"},
-                },
-                "openai_stream": {
-                    "method": "POST",
-                    "url": "/v1/chat/completions",
-                    "json": {"model": "docent", "messages": messages, "stream": True},
-                    "headers": keyed,
-                },
+                "chat_json": _post("/chat", chat, {**keyed, "Accept": "application/json"}),
+                "openai": _post("/v1/chat/completions", completion, keyed),
+                "mcp": {"method": "POST", "url": "/mcp", **mcp},
+                "chat_stream": _post("/chat", chat, {**keyed, "Accept": "text/event-stream"}),
+                "openai_stream": _post(
+                    "/v1/chat/completions", {**completion, "stream": True}, keyed
+                ),
             }
             names = list(requests)
             for _ in range(5):  # connections, first-use imports (the mcp SDK), caches

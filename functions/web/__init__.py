@@ -15,32 +15,31 @@ STATIC = Path(__file__).parent / "static"
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/")
-async def page() -> FileResponse:
-    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+# Each file with its cache policy: the pages and the admin script are always revalidated;
+# cross-origin <script> loads of the widget need no CORS, and a short cache keeps deploys visible.
+# The admin page itself is public: the admin key is typed into it and sent with its API calls.
+FILES = {
+    "/": ("index.html", "no-cache"),
+    "/widget.js": ("widget.js", "public, max-age=300"),
+    "/admin": ("admin.html", "no-cache"),
+    "/admin.js": ("admin.js", "no-cache"),
+}
 
 
-@router.get("/widget.js")
-async def widget() -> FileResponse:
-    # Cross-origin <script> loads need no CORS; a short cache keeps deploys visible.
-    return FileResponse(
-        STATIC / "widget.js",
-        media_type="text/javascript",
-        headers={"Cache-Control": "public, max-age=300"},
-    )
+def _serve(path: str, name: str, cache_control: str) -> None:
+    media_type = "text/javascript" if name.endswith(".js") else None
+
+    async def static_file() -> FileResponse:
+        return FileResponse(
+            STATIC / name, media_type=media_type, headers={"Cache-Control": cache_control}
+        )
+
+    static_file.__name__ = f"static_{name.replace('.', '_')}"
+    router.add_api_route(path, static_file, methods=["GET"])
 
 
-@router.get("/admin")
-async def admin_page() -> FileResponse:
-    # The page itself is public: the admin key is typed into it and sent with its API calls.
-    return FileResponse(STATIC / "admin.html", headers={"Cache-Control": "no-cache"})
-
-
-@router.get("/admin.js")
-async def admin_script() -> FileResponse:
-    return FileResponse(
-        STATIC / "admin.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"}
-    )
+for _path, (_name, _cache) in FILES.items():
+    _serve(_path, _name, _cache)
 
 
 @router.get("/metrics")

@@ -14,9 +14,12 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from docent.vectors import VectorStore
 
 
 def admin_key_file() -> Path:
@@ -380,18 +383,27 @@ def snapshot(path: str) -> int:
     if not settings.qdrant_url and _server(settings.docent_url):
         return _snapshot_server(settings.docent_url, destination)
 
+    return _on_store(lambda store: store.snapshot(destination), (DocentError, OSError))
+
+
+def _on_store(
+    action: Callable[[VectorStore], Awaitable[dict[str, Any]]],
+    failures: tuple[type[Exception], ...],
+) -> int:
+    """Run `action` on this process's own store, print its result as JSON, close the store."""
+
     async def run() -> dict[str, Any]:
         from docent.services import get_services
 
         services = get_services()
         try:
-            return await services.store.snapshot(destination)
+            return await action(services.store)
         finally:
             await services.aclose()
 
     try:
         result = asyncio.run(run())
-    except (DocentError, OSError) as exc:
+    except failures as exc:
         return _failed(exc)
     print(json.dumps(result))
     return 0
@@ -435,21 +447,7 @@ def restore(path: str) -> int:
         print(f"docent: no snapshot file at {source}", file=sys.stderr)
         return 1
 
-    async def run() -> dict[str, Any]:
-        from docent.services import get_services
-
-        services = get_services()
-        try:
-            return await services.store.restore(source)
-        finally:
-            await services.aclose()
-
-    try:
-        result = asyncio.run(run())
-    except DocentError as exc:
-        return _failed(exc)
-    print(json.dumps(result))
-    return 0
+    return _on_store(lambda store: store.restore(source), (DocentError,))
 
 
 _sources: list[dict[str, Any]] = []

@@ -24,7 +24,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from docent import sparse
@@ -60,12 +60,7 @@ class IngestResult:
     deleted_chunks: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "documents": self.documents,
-            "chunks": self.chunks,
-            "unchanged": self.unchanged,
-            "deleted_chunks": self.deleted_chunks,
-        }
+        return asdict(self)
 
 
 @dataclass

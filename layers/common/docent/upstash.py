@@ -36,15 +36,28 @@ async def _within(timeout_s: float, call: Awaitable[T]) -> T:
         return await call
 
 
-class UpstashLimiter:
+class _Upstash:
+    """One Upstash database under a key prefix, every round trip bounded by `timeout_s`."""
+
+    def __init__(self, url: str, token: str, *, prefix: str, timeout_s: float = 0.5) -> None:
+        self._redis = _client(url, token)
+        self._prefix = prefix
+        self._timeout_s = timeout_s
+
+    async def ping(self) -> None:
+        await _within(self._timeout_s, self._redis.ping())
+
+    async def aclose(self) -> None:
+        await self._redis.close()
+
+
+class UpstashLimiter(_Upstash):
     """`Limiter` on Upstash through upstash-ratelimit's `SlidingWindow`."""
 
     def __init__(
         self, url: str, token: str, *, prefix: str = "docent:rl", timeout_s: float = 0.5
     ) -> None:
-        self._redis = _client(url, token)
-        self._prefix = prefix
-        self._timeout_s = timeout_s
+        super().__init__(url, token, prefix=prefix, timeout_s=timeout_s)
         self._limiters: dict[RateRule, Any] = {}
 
     async def hit(self, identifier: str, rule: RateRule) -> Decision:
@@ -73,22 +86,14 @@ class UpstashLimiter:
         admitted_at = next_admission(int(previous or 0), int(current or 0), rule, now_ms)
         return Decision(False, rule.limit, 0, reset_at, admitted_at)
 
-    async def ping(self) -> None:
-        await _within(self._timeout_s, self._redis.ping())
 
-    async def aclose(self) -> None:
-        await self._redis.close()
-
-
-class UpstashStore:
+class UpstashStore(_Upstash):
     """`KeyValueStore` on Upstash; values travel as base64 text (the REST API carries text)."""
 
     def __init__(
         self, url: str, token: str, *, prefix: str = "docent:kv", timeout_s: float = 0.5
     ) -> None:
-        self._redis = _client(url, token)
-        self._prefix = prefix
-        self._timeout_s = timeout_s
+        super().__init__(url, token, prefix=prefix, timeout_s=timeout_s)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -105,9 +110,3 @@ class UpstashStore:
             pipe.set(f"{self._prefix}:{key}", base64.b64encode(value).decode(), ex=ttl_s or None)
         # One upload of the whole batch: bounded by its caller, as a batch takes longer.
         await pipe.exec()
-
-    async def ping(self) -> None:
-        await _within(self._timeout_s, self._redis.ping())
-
-    async def aclose(self) -> None:
-        await self._redis.close()

@@ -4,7 +4,7 @@ beyond rendering; every module imports them from here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypedDict
 
 
@@ -61,8 +61,4 @@ class Usage:
     embedding_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "embedding_tokens": self.embedding_tokens,
-        }
+        return asdict(self)

@@ -15,7 +15,7 @@ The algorithm is written once against `SyncTarget`; `LocalTarget` drives the emb
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
@@ -41,15 +41,7 @@ class SyncResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "added": self.added,
-            "changed": self.changed,
-            "unchanged": self.unchanged,
-            "deleted": self.deleted,
-            "chunks": self.chunks,
-            "deleted_chunks": self.deleted_chunks,
-            "skipped": self.skipped,
-        }
+        return asdict(self)
 
 
 class SyncTarget(Protocol):
