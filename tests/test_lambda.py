@@ -7,7 +7,6 @@ import base64
 import importlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,25 +15,12 @@ import pytest
 
 from tests.conftest import parse_sse
 from tests.support.interpreter import fresh_python
+from tests.support.protocols import LambdaContext
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 ADMIN = "admin-example-key"  # the key the sample events carry
-
-
-@dataclass
-class LambdaContext:
-    """What the Lambda runtime passes as `context` (the attributes Powertools reads)."""
-
-    function_name: str = "docent-test"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:docent-test"
-    aws_request_id: str = "c0ffee00-0000-4000-8000-000000000001"
-    function_version: str = "$LATEST"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def event(name: str) -> dict[str, Any]:

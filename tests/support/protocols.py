@@ -92,10 +92,12 @@ def down_docent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @dataclass
 class LambdaContext:
-    aws_request_id: str
-    function_name: str = "docent-chat-test"
+    """What the Lambda runtime passes as `context` (the attributes Powertools reads)."""
+
+    aws_request_id: str = "c0ffee00-0000-4000-8000-000000000001"
+    function_name: str = "docent-test"
     memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:docent-chat-test"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:docent-test"
     function_version: str = "$LATEST"
 
     def get_remaining_time_in_millis(self) -> int:
