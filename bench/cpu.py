@@ -110,7 +110,7 @@ def received_at(sock: Any) -> float | None:
     if sock is None or not hasattr(socket, "TCP_INFO"):
         return None
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-    (since_ms,) = struct.unpack_from("I", info, 52)  # tcpi_last_data_recv
+    since_ms: int = struct.unpack_from("I", info, 52)[0]  # tcpi_last_data_recv
     return time.monotonic() - since_ms / 1000 + KERNEL_TICK_S
 
 
@@ -193,6 +193,13 @@ async def at_concurrency(
 # ---------------------------------------------------------------- phases
 
 
+def each_answer(model: str) -> Iterator[tuple[str, float]]:
+    """Each answer in turn, the stand-in set to stream it: (its kind, one stream's length)."""
+    for answer, kind in ((LONG_ANSWER, "long"), (SHORT_ANSWER, "short")):
+        control(model, answer=answer)
+        yield kind, FIRST_TOKEN_S + model_tokens(answer) * TOKEN_INTERVAL_S
+
+
 @dataclass
 class Phase:
     """CPU seconds each process spent while one batch of requests ran, and the requests."""
@@ -251,9 +258,7 @@ async def chat_levels(
 
         for concurrency, count in levels.items():
             runs: dict[str, Phase] = {}
-            for answer, kind in ((LONG_ANSWER, "long"), (SHORT_ANSWER, "short")):
-                control(model, answer=answer)
-                stream_s = FIRST_TOKEN_S + model_tokens(answer) * TOKEN_INTERVAL_S
+            for kind, stream_s in each_answer(model):
                 # Warm both paths (connections, first-use imports) before the clocks start.
                 await at_concurrency(docent, [next(tagged)], 1, 0)
                 await at_concurrency(straight, [next(tagged)], 1, 0)
@@ -421,9 +426,7 @@ async def one_server(
 
             for level, count in levels.items():
                 runs: dict[str, Phase] = {}
-                for answer, kind in ((LONG_ANSWER, "long"), (SHORT_ANSWER, "short")):
-                    control(model, answer=answer)
-                    stream_s = FIRST_TOKEN_S + model_tokens(answer) * TOKEN_INTERVAL_S
+                for kind, stream_s in each_answer(model):
                     await at_concurrency(docent, [next(tagged)], 1, 0)
                     batch = [next(tagged) for _ in range(count)]
                     runs[f"docent_{kind}"] = await phase(
@@ -595,8 +598,8 @@ def details(results: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
                 f"+{f['errors']['direct_short']}",
             )
         )
-    ab = cpu.get("before_and_after")
-    for level, f in (ab or {}).get("levels", {}).items():
+    ab = cpu.get("before_and_after") or {}
+    for level, f in ab.get("levels", {}).items():
         rows.append(
             (
                 f"Before ({ab['revision'][:12]}) and after, same run, alternating, at {level} "
