@@ -235,7 +235,7 @@ async def test_the_model_pool_reuses_connections_and_passes_over_ones_the_server
     connection the server closed while idle is never used (no request fails, none retried)."""
     import asyncio
 
-    import httpcore2._backends.anyio as backend
+    import httpcore2._utils as backend
 
     from docent import modelclient
     from docent.config import Settings
@@ -281,3 +281,105 @@ async def test_the_model_pool_reuses_connections_and_passes_over_ones_the_server
     assert await asyncio.gather(*[get() for _ in range(5)]) == [200] * 5
     assert len(accepted) == 25  # new connections; no request went out on a closed one
     server.close()
+
+
+async def test_the_model_pool_reads_on_asyncio_transports_not_anyio_streams(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The model's stream is read without anyio's cancel scope per read (its cost per token)."""
+    import asyncio
+
+    import httpcore2._backends.anyio as anyio_backend
+
+    from docent import modelclient
+    from docent.config import Settings
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an anyio stream was read")
+
+    monkeypatch.setattr(anyio_backend.AnyIOStream, "read", refused)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for word in (b"data: one\n\n", b"data: two\n\n"):
+            writer.write(b"%x\r\n%s\r\n" % (len(word), word))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = modelclient.client_for(Settings(openai_base_url=f"http://127.0.0.1:{port}/v1"))
+    response = await client.post("/chat/completions", cast_to=httpx.Response, body={}, stream=True)
+    body = b"".join([chunk async for chunk in response.aiter_bytes()])
+    await response.aclose()
+    server.close()
+    assert body == b"data: one\n\ndata: two\n\n"
+
+
+def _certificate(folder: Path) -> tuple[Path, Path]:
+    import subprocess
+
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_the_model_connections_speak_tls_time_out_and_see_a_close(tmp_path: Path) -> None:
+    """The asyncio transports under the model pool: TLS started on a TCP connection (the loop's
+    own), a read that waits past its timeout, and a connection the server closed."""
+    import asyncio
+    import ssl
+
+    import httpcore2
+
+    from docent import modelclient
+
+    cert, key = _certificate(tmp_path)
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ssl.load_cert_chain(cert, key)
+    served: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.append(writer)
+        line = await reader.readline()
+        if line == b"ping\n":
+            writer.write(b"pong\n")
+            await writer.drain()
+
+    backend = modelclient._backend()
+    secure = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ssl)
+    port = secure.sockets[0].getsockname()[1]
+    stream = await backend.connect_tcp("127.0.0.1", port, timeout=5)
+    client_ssl = ssl.create_default_context(cafile=str(cert))
+    stream = await stream.start_tls(client_ssl, server_hostname="localhost", timeout=5)
+    assert stream.get_extra_info("ssl_object") is not None
+    await stream.write(b"ping\n", timeout=5)
+    assert await stream.read(1024, timeout=5) == b"pong\n"
+    await stream.aclose()
+    secure.close()
+
+    plain = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = plain.sockets[0].getsockname()[1]
+    stream = await backend.connect_tcp("127.0.0.1", port, timeout=5)
+    started = time.monotonic()
+    with pytest.raises(httpcore2.ReadTimeout):
+        await stream.read(1024, timeout=0.2)  # the server waits for a line
+    assert 0.15 < time.monotonic() - started < 2
+    assert stream.get_extra_info("is_readable") is False
+    served[-1].close()  # the server drops the idle connection
+    await asyncio.sleep(0.1)
+    assert stream.get_extra_info("is_readable") is True
+    assert await stream.read(1024) == b""
+    await stream.aclose()
+    plain.close()
+    with pytest.raises(httpcore2.ConnectError):
+        await backend.connect_tcp("127.0.0.1", port, timeout=5)  # nobody listens there now

@@ -176,8 +176,8 @@ class LambdaShim:
         await send({"type": "http.response.body", "body": data})
 
     def close(self, services: Any) -> None:
-        """Close the container's clients, then end what still waits on its loop (sse-starlette
-        leaves a shutdown watcher per streamed response)."""
+        """Close the container's clients, then end what still waits on its loop (a streamed
+        response leaves the loop's exit watcher, docent.sse)."""
 
         def shut_down() -> None:
             self.loop.run_until_complete(services.aclose())

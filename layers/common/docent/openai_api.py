@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,9 +33,6 @@ from docent.generation import Message
 from docent.services import Services
 from docent.vectors import SearchFilter
 from docent.web import CallerDep, ServicesDep, SettingsDep, rate_limit
-
-if TYPE_CHECKING:  # sse_starlette loads with the first stream (docent.sse says why)
-    from sse_starlette import ServerSentEvent
 
 log = logging.getLogger("docent.openai")
 
@@ -419,28 +416,17 @@ async def create_completion(
     if not body.stream:
         return JSONResponse(completion(await chat.collect(events), model, created, block))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    from sse_starlette import EventSourceResponse, ServerSentEvent
-
-    return EventSourceResponse(
-        _frames(
-            chunks(
-                events,
-                completion_id=f"chatcmpl-{prepared.request_id}",
-                model=model,
-                created=created,
-                include_usage=include_usage,
-                block=block,
-            )
-        ),
-        headers=sse.HEADERS,
-        ping=settings.sse_ping_s,
-        sep="\n",
-        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+    payloads = chunks(
+        events,
+        completion_id=f"chatcmpl-{prepared.request_id}",
+        model=model,
+        created=created,
+        include_usage=include_usage,
+        block=block,
     )
+    return sse.EventStream(_frames(payloads), settings.sse_ping_s)
 
 
-async def _frames(payloads: AsyncIterator[str]) -> AsyncIterator[ServerSentEvent]:
-    from sse_starlette import ServerSentEvent
-
+async def _frames(payloads: AsyncIterator[str]) -> AsyncGenerator[bytes, None]:
     async for payload in payloads:
-        yield ServerSentEvent(data=payload)
+        yield sse.data_frame(payload)

@@ -30,7 +30,6 @@ FIRST_REQUEST_MODULES: dict[str, tuple[str, ...]] = {
         "docent.retrieval",
         "docent.generation",
         "docent.sse",
-        "sse_starlette",  # loaded by the first stream, not by docent.sse
         "httpx",
     ),
     "ingest": ("docent.ingest", "docent.chunking", "docent.parsing", "docent.corpus", "httpx"),
