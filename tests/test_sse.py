@@ -75,17 +75,19 @@ async def test_the_head_and_the_frames_go_out_as_given_and_the_stream_ends() -> 
 
 async def test_an_idle_stream_gets_pings_and_a_busy_one_none() -> None:
     idle, busy = Client(), Client()
-    steady = [x for _ in range(20) for x in (b"data: x\r\n\r\n", 0.02)]  # 0.4 s, never idle 0.1
+    # 1.2 s of frames 0.02 s apart: never idle 0.4 s, even if a loaded machine stretches a gap
+    # tenfold; the idle stream is silent 1.1 s, long enough for a ping or more.
+    steady = [x for _ in range(60) for x in (b"data: x\r\n\r\n", 0.02)]
 
     await asyncio.gather(
-        sse.EventStream(Frames(b"data: a\r\n\r\n", 0.35, b"data: b\r\n\r\n")(), ping_s=0.1)(
+        sse.EventStream(Frames(b"data: a\r\n\r\n", 1.1, b"data: b\r\n\r\n")(), ping_s=0.4)(
             SCOPE, idle.receive, idle.send
         ),
-        sse.EventStream(Frames(*steady)(), ping_s=0.1)(SCOPE, busy.receive, busy.send),
+        sse.EventStream(Frames(*steady)(), ping_s=0.4)(SCOPE, busy.receive, busy.send),
     )
 
     assert idle.body.startswith(b"data: a\r\n\r\n: ping\r\n\r\n")
-    assert 2 <= idle.body.count(sse.PING) <= 3  # every 0.1 s of the 0.35 s of silence
+    assert 1 <= idle.body.count(sse.PING) <= 3  # every 0.4 s of the 1.1 s of silence
     assert idle.body.endswith(b"data: b\r\n\r\n")
     assert sse.PING not in busy.body
 
