@@ -22,7 +22,6 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # The response head, as sse_starlette sent it: the contract's headers, keep-alive, the type.
 _HEAD = [
     (b"cache-control", b"no-cache"),
