@@ -147,6 +147,57 @@ def total_points(data: Path) -> int:
     return asyncio.run(count())
 
 
+async def test_a_snapshot_waits_for_an_ingest_caught_between_its_body_and_its_head(
+    tmp_path: Path,
+) -> None:
+    """The race the served test can only hit by chance, made certain: an ingest is held after
+    writing a new version's body and before its head (the commit), a snapshot is asked for, and
+    another ingest comes after it. The snapshot waits for the first, goes before the second, and
+    archives whole documents only: every point it holds belongs to a listed document's version."""
+    from docent.edge import EdgeStore
+    from docent.ingest import DocumentIn, Ingestor
+    from docent.vectors import point_id
+
+    def note(n: int, words: str) -> DocumentIn:
+        return DocumentIn(id=f"note-{n}.md", text=f"# Note {n}\n\n" + f"{words}. " * 300)
+
+    store = EdgeStore(str(tmp_path / "live"))
+    ingestor = Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
+    await ingestor.ingest([note(1, "First words"), note(2, "Second words")])
+    held, release = asyncio.Event(), asyncio.Event()
+    upsert = store.upsert
+
+    async def hold_the_head(points: Any) -> None:
+        if any(p.id == point_id("note-1.md", 0) for p in points):
+            held.set()
+            await release.wait()
+        await upsert(points)
+
+    store.upsert = hold_the_head  # type: ignore[method-assign]
+    changing = asyncio.create_task(ingestor.ingest([note(1, "Changed words")]))
+    await held.wait()  # note 1's new body is in the store; its head still names the old version
+    archive = str(tmp_path / "taken.snapshot")
+    taking = asyncio.create_task(ingestor.snapshot(archive))
+    await asyncio.sleep(0.3)
+    later = asyncio.create_task(ingestor.ingest([note(3, "Third words")]))
+    await asyncio.sleep(0.3)
+    assert not taking.done() and not later.done()  # the snapshot waits; the newcomer waits for it
+    release.set()
+    await asyncio.gather(changing, taking, later)
+    await store.aclose()
+
+    restored = EdgeStore(str(tmp_path / "restored"))
+    try:
+        await restored.restore(archive)
+        heads, _ = await restored.documents(100, None)
+        listed = {h.payload["document_id"]: h.payload for h in heads}
+        assert sorted(listed) == ["note-1.md", "note-2.md"]  # note 3 came after the snapshot
+        assert "Changed" in str((await restored.retrieve([point_id("note-1.md", 0)]))[0].payload)
+        assert await restored.total() == sum(p["chunk_count"] for p in listed.values())
+    finally:
+        await restored.aclose()
+
+
 def test_restore_refuses_a_held_store_and_a_damaged_file(tmp_path: Path) -> None:
     data = tmp_path / "data"
     snapshot = tmp_path / "good.snapshot"

@@ -185,7 +185,7 @@ async def get_snapshot(_: AdminDep, services: ServicesDep) -> FileResponse:
     folder = tempfile.mkdtemp(prefix="docent-snapshot-")
     path = os.path.join(folder, "snapshot")
     try:
-        await services.store.snapshot(path)
+        await services.ingestor.snapshot(path)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -15,6 +15,9 @@ Readers follow the head: the document listing shows heads only, and retrieval dr
 whose hash is not its document's head's (a crash between steps 1 and 3 leaves such chunks).
 A document counts as unchanged only when its head has the new hash and that version's chunk
 count matches; left-over chunks of another version are then deleted.
+
+Steps 1-3 of every ingest share one gate, which a snapshot closes (`Ingestor.snapshot`): it waits
+for the writes in flight and holds new ones back, so it never archives a version half written.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -80,6 +84,39 @@ class _Prepared:
     previous_chunks: int
 
 
+class WriteGate:
+    """Writes pass together; closing the gate waits for those in flight and holds new ones back.
+
+    A reader-writer lock, kept this small on purpose: like `asyncio.Lock` it binds to an event loop
+    only when it has to wait (aiorwlock's binds on every acquire), and one `Services` serves
+    several loops in a Lambda container's life (a SnapStart hook, then Mangum's own loop).
+    """
+
+    def __init__(self) -> None:
+        self._closing = asyncio.Lock()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._writing = 0
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        async with self._closing:  # a closer, waiting or holding, goes first
+            self._writing += 1
+            self._idle.clear()
+        try:
+            yield
+        finally:
+            self._writing -= 1
+            if not self._writing:
+                self._idle.set()
+
+    @asynccontextmanager
+    async def closed(self) -> AsyncIterator[None]:
+        async with self._closing:
+            await self._idle.wait()
+            yield
+
+
 class Ingestor:
     """Turns documents into points and keeps the store in step with them."""
 
@@ -99,6 +136,7 @@ class Ingestor:
         self.model = model
         self.counters = IngestCounters()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._gate = WriteGate()
 
     def content_hash(self, doc: DocumentIn) -> str:
         """Everything that decides a document's points, hashed."""
@@ -226,6 +264,11 @@ class Ingestor:
     async def _write(self, prepared: list[_Prepared], result: IngestResult) -> None:
         if not prepared:
             return
+        async with self._gate.writing():
+            await self._switch(prepared, result)
+
+    async def _switch(self, prepared: list[_Prepared], result: IngestResult) -> None:
+        """Steps 0-3 of the module's docstring: body, head, then the other versions' chunks."""
         await self.store.reserve(points_bytes([p for item in prepared for p in item.points]))
         body = [p for item in prepared for p in item.points[1:]]
         for start in range(0, len(body), WRITE_BATCH):
@@ -241,6 +284,11 @@ class Ingestor:
         result.chunks += written
         self.counters.points_written += written
         self.counters.documents_written += len(prepared)
+
+    async def snapshot(self, destination: str) -> dict[str, Any]:
+        """The store's snapshot, taken between ingests' writes, never in the middle of one."""
+        async with self._gate.closed():
+            return await self.store.snapshot(destination)
 
     async def delete(self, document_id: str) -> int:
         """Remove every chunk of a document; returns how many were removed."""
