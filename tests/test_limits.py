@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -251,3 +253,33 @@ async def test_every_store_says_when_it_admits_again(limiter: Limiter) -> None:
     assert refused.reset_at == boundary + 6
     await asyncio.sleep(boundary + 0.65 - time.time())
     assert (await limiter.hit("c", rule)).allowed
+
+
+@pytest.mark.services
+async def test_bursts_cut_off_by_their_bounds_leave_the_upstash_client_whole(
+    gateway_url: str,
+) -> None:
+    """Calls cut off by Docent's bounds while their connections open must not use up the pool:
+    with upstash-redis's own httpx client (httpcore 1.0.9) each such call lost a slot for good
+    (encode/httpcore#1093), and after these bursts every call waited for a slot that never came,
+    so limits, cache and insights all failed until a restart (seen under a load test's burst)."""
+    limiter = UpstashLimiter(gateway_url, GATEWAY_TOKEN, prefix=f"w{uuid.uuid4().hex}", timeout_s=5)
+    store = UpstashStore(gateway_url, GATEWAY_TOKEN, prefix=f"w{uuid.uuid4().hex}", timeout_s=5)
+
+    async def cut_off(call: Any) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.2):  # as `limits.check` and the insights bound do
+                await call
+
+    try:
+        for _ in range(12):
+            await asyncio.gather(
+                *(cut_off(store.get_many([f"k{i}"])) for i in range(150)),
+                *(cut_off(limiter.hit(f"v{i}", RateRule(10, 60))) for i in range(150)),
+            )
+        async with asyncio.timeout(5):
+            assert await store.get_many(["k1"]) == [None]
+            assert (await limiter.hit("after", RateRule(10, 60))).allowed
+    finally:
+        await limiter.aclose()
+        await store.aclose()

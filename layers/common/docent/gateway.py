@@ -83,7 +83,12 @@ def create_gateway(redis_url: str, token: str) -> Starlette:
     # RESP2 and raw replies: Upstash renders Redis's RESP2 shapes (flat arrays, scores as
     # strings); RESP3, redis-py's default, nests pairs and sends scores as numbers, which the
     # upstash clients cannot parse. No redis-py conversions either.
-    client = aioredis.Redis.from_url(redis_url, decode_responses=False, protocol=2)
+    # A burst beyond the pool waits for a connection, as a request to Upstash waits its turn,
+    # rather than failing with redis-py's "Too many connections".
+    pool = aioredis.BlockingConnectionPool.from_url(
+        redis_url, max_connections=256, timeout=30, decode_responses=False, protocol=2
+    )
+    client = aioredis.Redis.from_pool(pool)
     client.response_callbacks.clear()
     scripts: dict[str, str] = {}  # sha of the script as sent -> sha Redis knows it by
 

@@ -4,6 +4,14 @@ The limits use upstash-ratelimit's sliding window; the cache uses upstash-redis.
 come with no HTTP timeout (a server that accepts and never answers hangs a call forever) and
 retry a refused connection after 3 s: Docent turns the retries off and bounds every round trip
 itself (`timeout_s`); the caller bounds every call besides (`docent.limits.check`).
+
+Those bounds cancel calls in flight, and httpx's pool (httpcore 1.0.9, its latest) loses a
+connection slot for good to each request cancelled while its new connection is being opened
+(encode/httpcore#1093, open). Under a burst that outlives its bounds the slots run out and every
+later call waits for one that never comes: limits, cache and insights all fail until the process
+restarts. So upstash-redis posts through httpx2 instead, pydantic's fork of httpx (the openai SDK
+runs on it), whose pool reclaims them (pydantic/httpx2#983). The client posts JSON and reads JSON
+back, which httpx2's client does alike.
 """
 
 from __future__ import annotations
@@ -25,9 +33,14 @@ T = TypeVar("T")
 
 
 def _client(url: str, token: str) -> Redis:
+    import httpx2
     from upstash_redis.asyncio import Redis
 
-    return Redis(url, token, rest_retries=0, rest_retry_interval=0, allow_telemetry=False)
+    redis = Redis(url, token, rest_retries=0, rest_retry_interval=0, allow_telemetry=False)
+    # httpx2 for httpx, as the module docstring says why; the library's own client has opened
+    # nothing yet, and is replaced before its first call.
+    redis._http._client = httpx2.AsyncClient(timeout=None)  # type: ignore[assignment]
+    return redis
 
 
 async def _within(timeout_s: float, call: Awaitable[T]) -> T:
