@@ -5,6 +5,8 @@ calls."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,29 @@ async def test_a_closed_port_is_unavailable() -> None:
     with pytest.raises(Unavailable):
         await store.total()
     await store.aclose()
+
+
+async def test_bursts_cut_off_by_their_bounds_leave_the_client_whole() -> None:
+    """Calls cut off while their connections open must not use up qdrant-client's pool: on its
+    own httpx client each lost a slot for good (encode/httpcore#1093), and after these bursts
+    every call waited for one that never came. 127.0.0.2, not 127.0.0.1: qdrant-client gives a
+    local address an unbounded pool, and a remote server (Qdrant Cloud) httpx's 100."""
+    with qdrant_standin(host="127.0.0.2") as url:
+        store = QdrantStore("bursts", url=url, timeout_s=5)
+        await store.ensure(None)
+
+        async def cut_off() -> None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):  # as a request deadline or a health probe does
+                    await store.total()
+
+        try:
+            for _ in range(12):
+                await asyncio.gather(*(cut_off() for _ in range(300)))
+            async with asyncio.timeout(5):
+                assert await store.total() == 0
+        finally:
+            await store.aclose()
 
 
 def test_the_cli_command_serves_the_standin(tmp_path: Path) -> None:

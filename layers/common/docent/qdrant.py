@@ -4,6 +4,11 @@ REST by default (gRPC pulls in a second of imports on a cold start; `QDRANT_PREF
 in); no version check at construction, so nothing touches the network until the first call.
 Writes wait for acknowledgement. The same class runs on qdrant-client's local mode
 (`location=":memory:"`), which the tests use as the stand-in for a server.
+
+The REST calls go through httpx2, not the httpx client qdrant-client builds: a request deadline,
+a health probe's bound or a visitor who leaves cancels calls in flight, and httpx's pool loses a
+slot to each one cancelled while its connection opens (see `docent.upstash`); with a remote
+server's pool of 100 that wedged every later call within a few bursts.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from docent.config import Settings
 from docent.errors import ConfigurationError, Unavailable, UpstreamError, UpstreamTimeout
@@ -87,6 +92,8 @@ class QdrantStore:
             if "location" in options:
                 options.pop("timeout", None)
             self._client = AsyncQdrantClient(**options, check_compatibility=False)
+            if "url" in options:
+                _rest_on_httpx2(self._client)
         return self._client
 
     async def _call(self, fn: Callable[[AsyncQdrantClient], Awaitable[T]]) -> T:
@@ -94,15 +101,17 @@ class QdrantStore:
         a 504, a refusal the server answered a 502, anything else (a dropped connection, the
         client's own errors) a 503 worth retrying."""
         import httpx
+        import httpx2
 
         try:
             return await fn(self._connect())
         except Exception as exc:
             # qdrant-client wraps transport failures in ResponseHandlingException(source=...).
             cause = getattr(exc, "source", None) or exc
-            if isinstance(cause, (TimeoutError, httpx.TimeoutException)):
+            timeouts = (TimeoutError, httpx.TimeoutException, httpx2.TimeoutException)
+            if isinstance(cause, timeouts):
                 raise UpstreamTimeout("The vector store did not answer in time.") from exc
-            if isinstance(cause, (ConnectionError, httpx.TransportError)):
+            if isinstance(cause, (ConnectionError, httpx.TransportError, httpx2.TransportError)):
                 raise Unavailable(
                     "The vector store is unreachable.", headers={"Retry-After": "5"}
                 ) from exc
@@ -342,6 +351,26 @@ class QdrantStore:
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
+
+
+def _rest_on_httpx2(client: AsyncQdrantClient) -> None:
+    """Give qdrant-client's REST API client an httpx2 client built with its own settings (the
+    module docstring says why). It builds each request and sends it through that one client."""
+    import httpx2
+
+    remote = cast(Any, client)._client
+    api = remote.openapi_client.client
+    args = dict(remote._rest_args)
+    if "auth" in args:  # an httpx.Auth (a token provider): only httpx can run it
+        return
+    limits = args.pop("limits", None)
+    if limits is not None:
+        args["limits"] = httpx2.Limits(
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+        )
+    api._async_client = httpx2.AsyncClient(**args)
 
 
 def _download(address: str, headers: dict[str, str], destination: str) -> int:
