@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from docent.errors import UpstreamError
-from docent.generation import Message, Passage, Usage
+from docent.generation import AnswerRequest, Message, Usage
 from tests.conftest import Docent, parse_sse, running_docent
 
 
@@ -134,29 +134,15 @@ class _Slow:
     ) -> str:
         return question
 
-    async def stream(
-        self,
-        question: str,
-        history: Sequence[Message],
-        passages: Sequence[Passage],
-        usage: Usage,
-        deadline: float,
-    ) -> AsyncIterator[str]:
+    async def stream(self, request: AnswerRequest) -> AsyncIterator[str]:
         import asyncio
 
         await asyncio.sleep(0.5)
-        yield f"Done [{passages[0].id}] and [S99]."
+        yield f"Done [{request.passages[0].id}] and [S99]."
 
 
 class _Failing(_Slow):
-    async def stream(
-        self,
-        question: str,
-        history: Sequence[Message],
-        passages: Sequence[Passage],
-        usage: Usage,
-        deadline: float,
-    ) -> AsyncIterator[str]:
+    async def stream(self, request: AnswerRequest) -> AsyncIterator[str]:
         yield "Partial answer "
         raise UpstreamError("The model stopped answering.")
 
@@ -193,14 +179,7 @@ class _Endless(_Slow):
         self.deltas = 0
         self.stopped_at: float | None = None
 
-    async def stream(
-        self,
-        question: str,
-        history: Sequence[Message],
-        passages: Sequence[Passage],
-        usage: Usage,
-        deadline: float,
-    ) -> AsyncIterator[str]:
+    async def stream(self, request: AnswerRequest) -> AsyncIterator[str]:
         import asyncio
         import time
 

@@ -8,6 +8,7 @@ import pytest
 
 from docent.generation import (
     NOT_FOUND,
+    AnswerRequest,
     CitationFilter,
     ExtractiveAnswerer,
     LinkFilter,
@@ -71,7 +72,7 @@ async def answer(question: str, passages: list[Passage]) -> tuple[str, Usage]:
     parts = [
         p
         async for p in ExtractiveAnswerer().stream(
-            question, [], passages, usage, time.monotonic() + 5
+            AnswerRequest(question, [], passages, usage, time.monotonic() + 5)
         )
     ]
     return "".join(parts), usage

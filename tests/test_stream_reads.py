@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from docent.config import load_settings
 from docent.errors import UpstreamError
-from docent.generation import Usage
+from docent.generation import AnswerRequest, Usage
 from docent.llm import OpenAIAnswerer
 from tests.conftest import serve
 
@@ -72,7 +72,9 @@ async def deltas(model_url: str, tmp_path: Path, frame_ms: float = 40.0) -> tupl
                              qdrant_path=str(tmp_path / "q"), sample_corpus="",
                              stream_frame_ms=frame_ms)  # fmt: skip
     usage = Usage()
-    stream = OpenAIAnswerer(settings).stream("q", (), [], usage, time.monotonic() + 20)
+    stream = OpenAIAnswerer(settings).stream(
+        AnswerRequest("q", (), [], usage, time.monotonic() + 20)
+    )
     return [d async for d in stream], usage
 
 
@@ -121,7 +123,8 @@ async def test_steady_tokens_gather_in_the_socket_while_the_reader_pauses(
                              stream_frame_ms=100)  # fmt: skip
     usage = Usage()
     got: list[tuple[float, str]] = []
-    async for delta in OpenAIAnswerer(settings).stream("q", (), [], usage, time.monotonic() + 20):
+    request = AnswerRequest("q", (), [], usage, time.monotonic() + 20)
+    async for delta in OpenAIAnswerer(settings).stream(request):
         got.append((time.monotonic(), delta))
     assert "".join(delta for _, delta in got) == "".join(STEADY)
     assert got[0][1] == STEADY[0]  # the first token is not held back

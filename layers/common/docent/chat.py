@@ -19,6 +19,7 @@ from docent.display import shown_source
 from docent.errors import AnswerFailed, DocentError, UpstreamTimeout
 from docent.generation import (
     Answerer,
+    AnswerRequest,
     CitationFilter,
     ExtractiveAnswerer,
     LinkFilter,
@@ -162,11 +163,13 @@ async def _events(prepared: Prepared, outcome: dict[str, Any]) -> AsyncIterator[
     try:
         stream = coalesced(
             answerer.stream(
-                prepared.question.question,
-                prepared.question.history,
-                prepared.passages,
-                prepared.usage,
-                prepared.deadline,
+                AnswerRequest(
+                    prepared.question.question,
+                    prepared.question.history,
+                    prepared.passages,
+                    prepared.usage,
+                    prepared.deadline,
+                )
             ),
             prepared.frame_s,
         )

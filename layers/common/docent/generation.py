@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from docent.sentences import Unit, units
+from docent.values import AnswerRequest as AnswerRequest
 from docent.values import Message as Message  # the value types, re-exported where they were
 from docent.values import Passage as Passage
 from docent.values import Usage as Usage
@@ -21,15 +22,9 @@ class Answerer(Protocol):
 
     model: str
 
-    def stream(
-        self,
-        question: str,
-        history: Sequence[Message],
-        passages: Sequence[Passage],
-        usage: Usage,
-        deadline: float,
-    ) -> AsyncIterator[str]:
-        """Yield answer text, filling `usage` as counts become known, done by `deadline`."""
+    def stream(self, request: AnswerRequest) -> AsyncIterator[str]:
+        """Yield answer text, filling `request.usage` as counts become known, done by its
+        deadline."""
         ...
 
     async def standalone_query(
@@ -359,18 +354,12 @@ class ExtractiveAnswerer:
         previous = [m.content for m in history if m.role == "user"]
         return f"{question}\n{previous[-1]}" if previous else question
 
-    async def stream(
-        self,
-        question: str,
-        history: Sequence[Message],
-        passages: Sequence[Passage],
-        usage: Usage,
-        deadline: float,
-    ) -> AsyncIterator[str]:
+    async def stream(self, request: AnswerRequest) -> AsyncIterator[str]:
         # No model is called, so no token is billed: the usage is estimated (what a model would
         # have read and written, within about 15%), and the answer needs no tiktoken encoding.
         from docent.tokens import estimate_tokens
 
+        question, passages, usage = request.question, request.passages, request.usage
         excerpt = self.select(question, passages)
         text = NOT_FOUND if excerpt is None else excerpt.text(passages)
         usage.prompt_tokens += estimate_tokens(question) + sum(

@@ -20,7 +20,7 @@ import orjson
 from docent import modelclient
 from docent.errors import UpstreamError, UpstreamTimeout
 from docent.tokens import count_tokens
-from docent.values import Message, Passage, Usage
+from docent.values import AnswerRequest, Message, Passage, Usage
 
 if TYPE_CHECKING:
     from docent.config import Settings
@@ -91,18 +91,12 @@ class OpenAIAnswerer:
     def client(self) -> Any:
         return modelclient.client_for(self.settings)
 
-    async def stream(
-        self,
-        question: str,
-        history: Sequence[Message],
-        passages: Sequence[Passage],
-        usage: Usage,
-        deadline: float,
-    ) -> AsyncIterator[str]:
+    async def stream(self, request: AnswerRequest) -> AsyncIterator[str]:
+        usage, deadline = request.usage, request.deadline
         messages = build_messages(
-            question,
-            history,
-            passages,
+            request.question,
+            request.history,
+            request.passages,
             model=self.model,
             history_tokens=self.settings.max_history_tokens,
         )

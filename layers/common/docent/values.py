@@ -1,9 +1,10 @@
 """The value types that cross module boundaries: a chunk's payload, conversation turns, the
-passages an answerer sees and the token usage a request reports. Plain data, no behaviour
-beyond rendering; every module imports them from here."""
+passages an answerer sees, what it is asked with, and the token usage a request reports. Plain
+data, no behaviour beyond rendering; every module imports them from here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypedDict
 
@@ -62,3 +63,16 @@ class Usage:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    """What an answerer answers from: the question, the conversation before it, the passages
+    retrieved for it, the `Usage` to fill in as counts become known, and the `time.monotonic()`
+    deadline to be done by."""
+
+    question: str
+    history: Sequence[Message]
+    passages: Sequence[Passage]
+    usage: Usage
+    deadline: float
