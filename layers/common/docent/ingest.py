@@ -16,7 +16,7 @@ whose hash is not its document's head's (a crash between steps 1 and 3 leaves su
 A document counts as unchanged only when its head has the new hash and that version's chunk
 count matches; left-over chunks of another version are then deleted.
 
-Steps 1-3 of every ingest share one gate, which a snapshot closes (`Ingestor.snapshot`): it waits
+Steps 0-3 of every ingest share one gate, which a snapshot closes (`Ingestor.snapshot`): it waits
 for the writes in flight and holds new ones back, so it never archives a version half written.
 """
 
@@ -88,8 +88,8 @@ class WriteGate:
     """Writes pass together; closing the gate waits for those in flight and holds new ones back.
 
     A reader-writer lock, kept this small on purpose: like `asyncio.Lock` it binds to an event loop
-    only when it has to wait (aiorwlock's binds on every acquire), and one `Services` serves
-    several loops in a Lambda container's life (a SnapStart hook, then Mangum's own loop).
+    only when it has to wait (aiorwlock's binds on every acquire), so an `Ingestor` made before any
+    loop runs, or used from one `asyncio.run` after another, needs no care.
     """
 
     def __init__(self) -> None:
