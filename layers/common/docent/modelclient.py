@@ -311,7 +311,7 @@ def _backend() -> Any:
             except TimeoutError as exc:
                 self.transport.close()
                 raise httpcore2.ConnectTimeout(str(exc)) from exc
-            except (OSError, ConnectionError) as exc:  # ssl.SSLError is an OSError
+            except OSError as exc:  # ssl.SSLError and ConnectionError are OSErrors too
                 self.transport.close()
                 raise httpcore2.ConnectError(str(exc)) from exc
             return Stream(transport, self.protocol)
