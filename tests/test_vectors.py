@@ -207,3 +207,40 @@ def fused(hits: list[Hit]) -> list[tuple[float, str | None]]:
     """Fused scores with the id where the score is unique (equal RRF scores may swap places)."""
     scores = [round(h.score, 5) for h in hits]
     return [(s, h.id if scores.count(s) == 1 else None) for s, h in zip(scores, hits, strict=True)]
+
+
+def _search_pool_threads() -> int:
+    """Threads of this process in Edge's search pool (named `edge-search-N`)."""
+    return sum(
+        (task / "comm").read_text().startswith("edge-search")
+        for task in Path("/proc/self/task").iterdir()
+        if (task / "comm").exists()
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads threads from /proc")
+async def test_edge_searches_with_one_pool_thread(tmp_path: Path) -> None:
+    """Edge's default pool (a thread per CPU and more) woke every thread on each query, for no
+    gain on a small machine: Docent records one in the shard's config, a shard made before
+    included, and its searches still find what they should."""
+    import json
+
+    from docent.edge import SEARCH_THREADS
+
+    made = EdgeStore(str(tmp_path / "edge"))
+    await made.ensure(DIM)
+    await made.upsert(points("install", TEXTS["install"]))
+    await made.aclose()
+    config_file = tmp_path / "edge" / "edge_config.json"
+    config = json.loads(config_file.read_text())
+    del config["max_search_threads"]  # as a shard made before this setting was
+    config_file.write_text(json.dumps(config))
+    before = _search_pool_threads()
+    store = EdgeStore(str(tmp_path / "edge"))
+    try:
+        hits = await store.search_current(query("pip install acme-server upgrade"))
+        assert hits and hits[0].payload["text"] == TEXTS["install"][1]
+        assert json.loads(config_file.read_text())["max_search_threads"] == SEARCH_THREADS == 1
+        assert _search_pool_threads() - before == SEARCH_THREADS
+    finally:
+        await store.aclose()

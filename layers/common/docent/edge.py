@@ -73,6 +73,9 @@ OPEN_FLOOR = 1 * MB
 # leave segments under 1000 points alone, and a small corpus under churn is all such segments).
 DELETED_THRESHOLD = 0.2
 VACUUM_MIN_POINTS = 10
+# Edge's search pool. Its default (one thread per CPU and more) woke every thread on each query:
+# on 2 cores that cost twice the CPU of one thread, for no lower latency (bench/results/cpu.json).
+SEARCH_THREADS = 1
 # Docent's own vacuum schedule: dead points (deleted or overwritten since the last vacuum) at a
 # fifth of the live ones, and at least this many (a vacuum of a small shard takes milliseconds).
 DEAD_SHARE = 0.2
@@ -187,6 +190,14 @@ class EdgeStore:
         with backend("vector store"):
             return await asyncio.to_thread(fn, *args)
 
+    def _inline(self, fn: Callable[..., T], *args: Any) -> T:
+        """A search, run on the caller's thread with the same error mapping as `_run`. Edge holds
+        the GIL while it searches (two threads searching take as long as one doing both), so a
+        worker thread kept nothing else running meanwhile: it only added a hand-off (a thread
+        woken, then the loop) to every chat request."""
+        with backend("vector store"):
+            return fn(*args)
+
     def required_bytes(self, write_bytes: int) -> int:
         """Free space a write of `write_bytes` must find on the disk before it starts: its own
         share, the reserve, and what the next load of the shard will take (so it reopens)."""
@@ -235,7 +246,7 @@ class EdgeStore:
                 qe.EdgeShard.create(self.path, self._config(qe)).close()
                 # Its log was opened with Edge's 32 MB files and holds nothing yet: start it anew.
                 shutil.rmtree(Path(self.path) / "wal")
-            set_wal_options(self.path)
+            set_open_options(self.path)
             shard = qe.EdgeShard.load(self.path)
         except BaseException:
             self.lock.release()
@@ -405,7 +416,7 @@ class EdgeStore:
 
     async def search(self, query: Query) -> list[Hit]:
         shard = await self._get()
-        points = await self._run(shard.query, self.request(query))
+        points = self._inline(shard.query, self.request(query))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
     async def search_current(self, query: Query) -> list[Hit]:
@@ -423,7 +434,7 @@ class EdgeStore:
                 )
             return current_hits(hits, heads)
 
-        return await self._run(run)
+        return self._inline(run)
 
     def request(self, query: Query) -> qe.QueryRequest:
         """The engine's request for `query`: BM25 alone, or BM25 and dense fused by RRF."""
@@ -522,16 +533,18 @@ def lock_path(path: str) -> Path:
     return shard.parent / f"{shard.name}.lock"
 
 
-def set_wal_options(path: str) -> None:
-    """Record Docent's WAL file size in the shard's config, which Edge reads when it opens the
-    shard (a shard made before keeps its current 32 MB file until that one is full)."""
+def set_open_options(path: str) -> None:
+    """Record Docent's WAL file size and search pool in the shard's config, which Edge reads
+    when it opens the shard (a shard made before keeps its current 32 MB log file until that
+    one is full)."""
     import json
 
     config_file = Path(path) / "edge_config.json"
     config = json.loads(config_file.read_text())
-    if config.get("wal_options") == WAL_OPTIONS:
+    wanted = {"wal_options": WAL_OPTIONS, "max_search_threads": SEARCH_THREADS}
+    if all(config.get(key) == value for key, value in wanted.items()):
         return
-    config["wal_options"] = WAL_OPTIONS
+    config |= wanted
     partial = config_file.with_name(config_file.name + ".partial")
     partial.write_text(json.dumps(config))
     os.replace(partial, config_file)
