@@ -77,6 +77,10 @@ def chunk_section(
         return []
     enc = encoding
     tokens = enc.encode(text, disallowed_special=())  # type: ignore[attr-defined]
+    if len(tokens) <= max_tokens:  # one chunk: no offsets or break points needed
+        stripped = text.strip()
+        count = len(tokens) if stripped == text else _count(enc, stripped)
+        return [(len(text) - len(text.lstrip()), stripped, count)]
     _, offsets = enc.decode_with_offsets(tokens)  # type: ignore[attr-defined]
     offsets = [*offsets, len(text)]
     n = len(tokens)
