@@ -359,12 +359,58 @@ async def test_erase_removes_everything(stores: Stores) -> None:
     store = stores(Clock())
     for i in range(5):
         await store.record(answer(f"question {i}", i % 2 == 0, "install"))
+    assert (
+        report(await store.tally(30), days=30, texts=True, retention_days=30)["totals"]["questions"]
+        == 5
+    )
     assert await stores.keys() > 0
     await store.erase()
     assert await stores.keys() == 0
     assert "question 3" not in await stores.raw()
     body = report(await store.tally(30), days=30, texts=True, retention_days=30)
     assert body["totals"]["questions"] == 0 and body["most_cited_pages"] == []
+
+
+async def test_sqlite_writes_answers_recorded_together_in_one_call_and_the_rest_on_close(
+    tmp_path: Path,
+) -> None:
+    """Per answer, the hand-off to SQLite's worker thread cost more CPU than the write: answers
+    recorded within `FLUSH_S` share one call (one transaction), and closing writes what is
+    still queued."""
+    import sqlite3
+
+    path = tmp_path / "docent.insights.sqlite3"
+    store = SqliteInsights(str(path), clock=Clock())
+    calls = 0
+    run = store._run
+
+    async def counted(fn: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await run(fn, **kwargs)
+
+    store._run = counted  # type: ignore[method-assign]
+
+    def rows() -> int:
+        if not path.exists():
+            return 0
+        with sqlite3.connect(path) as db:
+            try:
+                return int(db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+            except sqlite3.OperationalError:  # the file is being made: no table yet
+                return 0
+
+    await asyncio.gather(
+        *(store.record(answer(f"question {i}", True, "install")) for i in range(40))
+    )
+    assert calls == 0 and rows() == 0  # queued, not yet written
+    deadline = time.monotonic() + 10
+    while rows() < 40 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert rows() == 40 and calls == 1
+    await store.record(answer("the last question", True, "install"))
+    await store.aclose()
+    assert rows() == 41 and calls == 2
 
 
 async def test_an_answer_recorded_twice_counts_once(stores: Stores) -> None:
