@@ -20,25 +20,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from docent import vectors
 from docent.config import Settings
 from docent.errors import ConfigurationError, Unavailable, UpstreamError, UpstreamTimeout
-from docent.vectors import (
-    DENSE,
-    HEAD_FIELDS,
-    INTEGER_FIELDS,
-    KEYWORD_FIELDS,
-    PREFETCH_FACTOR,
-    RRF_K,
-    SPARSE,
-    ChunkPoint,
-    Hit,
-    Query,
-    SearchFilter,
-    current_hits,
-    head_hashes,
-    heads_among,
-    point_id,
-)
+from docent.vectors import DENSE, SPARSE, ChunkPoint, Hit, Query, SearchFilter
 
 if TYPE_CHECKING:
     from qdrant_client import AsyncQdrantClient
@@ -135,7 +120,7 @@ class QdrantStore:
 
         exists = await self._call(lambda c: c.collection_exists(self.collection))
         if not exists:
-            vectors = (
+            dense = (
                 {DENSE: models.VectorParams(size=dense_size, distance=models.Distance.COSINE)}
                 if dense_size
                 else {}
@@ -143,7 +128,7 @@ class QdrantStore:
             await self._call(
                 lambda c: c.create_collection(
                     self.collection,
-                    vectors_config=vectors,
+                    vectors_config=dense,
                     sparse_vectors_config={
                         SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
                     },
@@ -154,8 +139,8 @@ class QdrantStore:
         if isinstance(vectors_config, dict) and DENSE in vectors_config:
             self._dense_size = vectors_config[DENSE].size
         schema = info.payload_schema or {}
-        wanted = [(n, models.PayloadSchemaType.KEYWORD) for n in KEYWORD_FIELDS] + [
-            (n, models.PayloadSchemaType.INTEGER) for n in INTEGER_FIELDS
+        wanted = [(n, models.PayloadSchemaType.KEYWORD) for n in vectors.KEYWORD_FIELDS] + [
+            (n, models.PayloadSchemaType.INTEGER) for n in vectors.INTEGER_FIELDS
         ]
         for name, kind in wanted:
             if name not in schema:
@@ -208,19 +193,19 @@ class QdrantStore:
 
     async def search_current(self, query: Query) -> list[Hit]:
         hits = await self.search(query)
-        heads, missing = heads_among(hits)
+        heads, missing = vectors.heads_among(hits)
         heads.update(await self.heads(missing))
-        return current_hits(hits, heads)
+        return vectors.current_hits(hits, heads)
 
     async def heads(self, document_ids: Sequence[str]) -> dict[str, str]:
         if not document_ids:
             return {}
         await self._collection_ready()
-        ids = [point_id(d, 0) for d in document_ids]
+        ids = [vectors.point_id(d, 0) for d in document_ids]
         records = await self._call(
-            lambda c: c.retrieve(self.collection, ids=ids, with_payload=HEAD_FIELDS)
+            lambda c: c.retrieve(self.collection, ids=ids, with_payload=vectors.HEAD_FIELDS)
         )
-        return head_hashes([r.payload for r in records])
+        return vectors.head_hashes([r.payload for r in records])
 
     async def count(self, document_id: str, *, other_than_hash: str | None = None) -> int:
         await self._collection_ready()
@@ -267,7 +252,7 @@ class QdrantStore:
                 )
             )
         else:
-            depth = query.limit * PREFETCH_FACTOR
+            depth = query.limit * vectors.PREFETCH_FACTOR
             response = await self._call(
                 lambda c: c.query_points(
                     self.collection,
@@ -275,7 +260,7 @@ class QdrantStore:
                         models.Prefetch(query=sparse, using=SPARSE, filter=flt, limit=depth),
                         models.Prefetch(query=query.dense, using=DENSE, filter=flt, limit=depth),
                     ],
-                    query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                    query=models.RrfQuery(rrf=models.Rrf(k=vectors.RRF_K)),
                     query_filter=flt,
                     limit=query.limit,
                     with_payload=True,
@@ -425,12 +410,12 @@ def _is_response_error(exc: Exception) -> bool:
 
 
 def _vectors(models: Any, point: ChunkPoint) -> dict[str, Any]:
-    vectors: dict[str, Any] = {
+    named: dict[str, Any] = {
         SPARSE: models.SparseVector(indices=point.sparse.indices, values=point.sparse.values)
     }
     if point.dense is not None:
-        vectors[DENSE] = point.dense
-    return vectors
+        named[DENSE] = point.dense
+    return named
 
 
 def _document_filter(document_id: str, other_than_hash: str | None) -> Any:

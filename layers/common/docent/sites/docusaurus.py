@@ -14,19 +14,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from docent import sites
 from docent.anchors import AnchorStyle
 from docent.errors import DocumentError
 from docent.ingest import DocumentIn
-from docent.sites import (
-    Page,
-    PathMatcher,
-    Plan,
-    SiteOptions,
-    Skipped,
-    front_matter,
-    hidden,
-    source_of,
-)
+from docent.sites import Page, PathMatcher, Plan, SiteOptions, Skipped
 
 _IGNORED_PREFIX = re.compile(r"^\d+[-_.]\d+")
 _NUMBER_PREFIX = re.compile(r"^(\d+)\s*[-_.]+\s*([^-_.\s].*)$")
@@ -99,24 +91,28 @@ def plan_docusaurus(root: Path, options: SiteOptions) -> Plan:
     for path in sorted(docs.rglob("*")):
         in_docs = path.relative_to(docs).as_posix()
         relative = path.relative_to(root).as_posix()
-        if not path.is_file() or path.suffix.lower() not in (".md", ".mdx") or hidden(in_docs):
+        if (
+            not path.is_file()
+            or path.suffix.lower() not in (".md", ".mdx")
+            or sites.hidden(in_docs)
+        ):
             continue
         if any(part.startswith("_") for part in in_docs.split("/")) or "__tests__" in in_docs:
             continue
         if matcher.skips(relative, in_docs):
             continue
-        front = front_matter(path.read_bytes().decode("utf-8-sig", errors="replace"))
+        front = sites.front_matter(path.read_bytes().decode("utf-8-sig", errors="replace"))
         slug = slug_for(in_docs, front).strip("/")
         url = site + "/" + "/".join(p for p in (route, slug) if p) if site else None
         if url and config.get("trailingSlash") and not url.endswith("/"):
             url += "/"
         pages.append(Page(path, relative, url))
-    source = source_of(root)
+    source = sites.source_of(root)
     style = AnchorStyle(name="docusaurus")
 
     def read(page: Page) -> DocumentIn:
         text = page.path.read_bytes().decode("utf-8-sig", errors="replace")
-        front = front_matter(text)
+        front = sites.front_matter(text)
         if front.get("draft") is True:
             raise Skipped("a draft (draft: true)")
         if front.get("unlisted") is True:
