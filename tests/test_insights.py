@@ -413,6 +413,30 @@ async def test_sqlite_writes_answers_recorded_together_in_one_call_and_the_rest_
     assert rows() == 41 and calls == 2
 
 
+def test_answers_queued_on_a_loop_that_ended_are_written_from_the_next_one(
+    tmp_path: Path,
+) -> None:
+    """A `Services` outlives event loops (test clients, one per Mangum invocation in some
+    hosts): an answer queued on a loop that ended before its flush is written by the next."""
+    import sqlite3
+
+    path = tmp_path / "docent.insights.sqlite3"
+    store = SqliteInsights(str(path), clock=Clock())
+    first = asyncio.new_event_loop()  # closed without cancelling its tasks, as a host may
+    first.run_until_complete(store.record(answer("asked on the first loop", True, "install")))
+    first.close()
+
+    async def second() -> int:
+        await store.record(answer("asked on the second loop", True, "install"))
+        await asyncio.sleep(insights.FLUSH_S + 1)  # the flush's own timer, no other call
+        with sqlite3.connect(path) as db:
+            count = int(db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+        await store.aclose()
+        return count
+
+    assert asyncio.run(second()) == 2
+
+
 async def test_an_answer_recorded_twice_counts_once(stores: Stores) -> None:
     store = stores(Clock())
     one = answer("asked once, recorded twice", False, "install")

@@ -470,8 +470,11 @@ class SqliteInsights:
         rating finds its answer at once. Answers still queued when the process dies unclosed
         are lost (at most `FLUSH_S` of them)."""
         self._pending.append((answer, day_of(self._clock())))
-        if self._flush is None or self._flush.done():
-            self._flush = asyncio.get_running_loop().create_task(self._flush_later())
+        loop = asyncio.get_running_loop()
+        flush = self._flush
+        # A flush of a loop that has ended (a test client's, Mangum's) will never run: start one.
+        if flush is None or flush.done() or flush.get_loop() is not loop:
+            self._flush = loop.create_task(self._flush_later())
 
     async def rate(self, request_id: str, rating: Rating, comment: str | None) -> bool:
         now = self._clock()
