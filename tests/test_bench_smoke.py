@@ -111,6 +111,11 @@ def test_the_cpu_section_counts_its_work_and_tabulates_it(tmp_path: Path) -> Non
         assert 1 <= figures["frames_per_long_answer"] <= model_tokens(LONG_ANSWER)
         assert figures["first_chunk_ms"]["docent"]["n"] == count
         assert figures["sources_lead_over_model_call_ms"]["n"] == 2 * count  # every call seen
+        # The client apart from the load asked at least once per thread, and each of its model
+        # calls was matched to the stand-in's arrival stamp.
+        probe = figures["probe"]
+        assert probe["requests"] >= 2 and probe["errors"] == probe["unmatched"] == 0, probe
+        assert probe["sources_lead_over_model_call_ms"]["n"] == probe["requests"]
         for process in ("docent", "standin_direct"):
             assert figures[process]["cpu_ms_per_request_long"] > 0
     ab = cpu["before_and_after"]
