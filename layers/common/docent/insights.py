@@ -467,12 +467,12 @@ class SqliteInsights:
         """Queued, and written with the answers recorded within `FLUSH_S` of it, in one
         transaction and one hand-off to the worker thread: per answer, that hand-off cost more
         CPU than the write. Any other call (a rating, a tally) writes the queue first, so a
-        rating finds its answer at once. Answers still queued when the process dies unclosed
-        are lost (at most `FLUSH_S` of them)."""
+        rating finds its answer at once. A process killed before it closes its services loses
+        the answers of its last `FLUSH_S`."""
         self._pending.append((answer, day_of(self._clock())))
         loop = asyncio.get_running_loop()
         flush = self._flush
-        # A flush of a loop that has ended (a test client's, Mangum's) will never run: start one.
+        # A flush on a loop that has ended (a test client's, one a host closed) never runs.
         if flush is None or flush.done() or flush.get_loop() is not loop:
             self._flush = loop.create_task(self._flush_later())
 
