@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -252,13 +253,8 @@ async def chat_levels(
     out: dict[str, Any] = {}
     tagged = iter((q, str(n)) for n, q in enumerate(questions))  # each ends with "(#n)"
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-
-        async def docent(q: str, tag: str) -> Stream:
-            return await through_docent(client, url, q, tag)
-
-        async def straight(q: str, tag: str) -> Stream:
-            return await direct(client, model, q, tag)
-
+        docent = functools.partial(through_docent, client, url)
+        straight = functools.partial(direct, client, model)
         stream_s_long = FIRST_TOKEN_S + tokens[0] * TOKEN_INTERVAL_S
         for concurrency, count in levels.items():
             runs: dict[str, Phase] = {}
@@ -465,10 +461,7 @@ async def one_server(
         top = max(levels)
         limits = httpx.Limits(max_connections=top + 20, max_keepalive_connections=top + 20)
         async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-
-            async def docent(q: str, tag: str) -> Stream:
-                return await through_docent(client, url, q, tag)
-
+            docent = functools.partial(through_docent, client, url)
             for level, count in levels.items():
                 runs: dict[str, Phase] = {}
                 for kind, stream_s in each_answer(model):
