@@ -209,13 +209,26 @@ def fused(hits: list[Hit]) -> list[tuple[float, str | None]]:
     return [(s, h.id if scores.count(s) == 1 else None) for s, h in zip(scores, hits, strict=True)]
 
 
-def _search_pool_threads() -> int:
-    """Threads of this process in Edge's search pool (named `edge-search-N`)."""
-    return sum(
-        (task / "comm").read_text().startswith("edge-search")
-        for task in Path("/proc/self/task").iterdir()
-        if (task / "comm").exists()
-    )
+# Run in a fresh interpreter, so that no other test's Edge threads (still exiting) are counted.
+_SEARCH_AND_COUNT = """
+import asyncio, json, sys
+from pathlib import Path
+from docent import sparse
+from docent.edge import EdgeStore
+from docent.vectors import Query, SearchFilter
+
+async def main():
+    store = EdgeStore(sys.argv[1])
+    query = Query(sparse=sparse.encode_query(sys.argv[2]), dense=None, filter=SearchFilter(),
+                  limit=5)
+    hits = await store.search_current(query)
+    pool = sum((task / "comm").read_text().startswith("edge-search")
+               for task in Path("/proc/self/task").iterdir())
+    await store.aclose()
+    print(json.dumps({"pool": pool, "top": hits[0].payload["text"] if hits else None}))
+
+asyncio.run(main())
+"""
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads threads from /proc")
@@ -224,6 +237,9 @@ async def test_edge_searches_with_one_pool_thread(tmp_path: Path) -> None:
     gain on a small machine: Docent records one in the shard's config, a shard made before
     included, and its searches still find what they should."""
     import json
+    import os
+    import subprocess
+    import sys
 
     from docent.edge import SEARCH_THREADS
 
@@ -235,12 +251,13 @@ async def test_edge_searches_with_one_pool_thread(tmp_path: Path) -> None:
     config = json.loads(config_file.read_text())
     del config["max_search_threads"]  # as a shard made before this setting was
     config_file.write_text(json.dumps(config))
-    before = _search_pool_threads()
-    store = EdgeStore(str(tmp_path / "edge"))
-    try:
-        hits = await store.search_current(query("pip install acme-server upgrade"))
-        assert hits and hits[0].payload["text"] == TEXTS["install"][1]
-        assert json.loads(config_file.read_text())["max_search_threads"] == SEARCH_THREADS == 1
-        assert _search_pool_threads() - before == SEARCH_THREADS
-    finally:
-        await store.aclose()
+    searched = subprocess.run(
+        [sys.executable, "-c", _SEARCH_AND_COUNT, str(tmp_path / "edge"),
+         "pip install acme-server upgrade"],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    found = json.loads(searched.stdout.strip().splitlines()[-1])
+    assert found["top"] == TEXTS["install"][1]
+    assert json.loads(config_file.read_text())["max_search_threads"] == SEARCH_THREADS == 1
+    assert found["pool"] == SEARCH_THREADS
