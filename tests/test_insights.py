@@ -371,14 +371,25 @@ async def test_erase_removes_everything(stores: Stores) -> None:
     assert body["totals"]["questions"] == 0 and body["most_cited_pages"] == []
 
 
+def answer_rows(path: Path) -> int:
+    """Answers in a SQLite insights file, read beside the store (0 before it has its table)."""
+    import sqlite3
+
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+        except sqlite3.OperationalError:  # the file is being made: no table yet
+            return 0
+
+
 async def test_sqlite_writes_answers_recorded_together_in_one_call_and_the_rest_on_close(
     tmp_path: Path,
 ) -> None:
     """Per answer, the hand-off to SQLite's worker thread cost more CPU than the write: answers
     recorded within `FLUSH_S` share one call (one transaction), and closing writes what is
     still queued."""
-    import sqlite3
-
     path = tmp_path / "docent.insights.sqlite3"
     store = SqliteInsights(str(path), clock=Clock())
     calls = 0
@@ -391,26 +402,17 @@ async def test_sqlite_writes_answers_recorded_together_in_one_call_and_the_rest_
 
     store._run = counted  # type: ignore[method-assign]
 
-    def rows() -> int:
-        if not path.exists():
-            return 0
-        with sqlite3.connect(path) as db:
-            try:
-                return int(db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
-            except sqlite3.OperationalError:  # the file is being made: no table yet
-                return 0
-
     await asyncio.gather(
         *(store.record(answer(f"question {i}", True, "install")) for i in range(40))
     )
-    assert calls == 0 and rows() == 0  # queued, not yet written
+    assert calls == 0 and answer_rows(path) == 0  # queued, not yet written
     deadline = time.monotonic() + 10
-    while rows() < 40 and time.monotonic() < deadline:
+    while answer_rows(path) < 40 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert rows() == 40 and calls == 1
+    assert answer_rows(path) == 40 and calls == 1
     await store.record(answer("the last question", True, "install"))
     await store.aclose()
-    assert rows() == 41 and calls == 2
+    assert answer_rows(path) == 41 and calls == 2
 
 
 def test_answers_queued_on_a_loop_that_ended_are_written_from_the_next_one(
@@ -418,8 +420,6 @@ def test_answers_queued_on_a_loop_that_ended_are_written_from_the_next_one(
 ) -> None:
     """A `Services` outlives event loops (test clients, one per Mangum invocation in some
     hosts): an answer queued on a loop that ended before its flush is written by the next."""
-    import sqlite3
-
     path = tmp_path / "docent.insights.sqlite3"
     store = SqliteInsights(str(path), clock=Clock())
     first = asyncio.new_event_loop()  # closed without cancelling its tasks, as a host may
@@ -429,8 +429,7 @@ def test_answers_queued_on_a_loop_that_ended_are_written_from_the_next_one(
     async def second() -> int:
         await store.record(answer("asked on the second loop", True, "install"))
         await asyncio.sleep(insights.FLUSH_S + 1)  # the flush's own timer, no other call
-        with sqlite3.connect(path) as db:
-            count = int(db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+        count = answer_rows(path)
         await store.aclose()
         return count
 
