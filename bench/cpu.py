@@ -351,12 +351,13 @@ async def probing(url: str, first_tag: int) -> AsyncIterator[list[dict[str, Any]
 
 def probe_figures(probed: list[dict[str, Any]], arrivals: dict[str, float]) -> dict[str, Any]:
     """When the probe held `sources`, against when the model could have sent its first token."""
-    ok = [p for p in probed if p["error"] is None and p["tag"] in arrivals and p["sources"]]
+    answered = [p for p in probed if p["error"] is None]
+    ok = [p for p in answered if p["tag"] in arrivals and p["sources"]]
     lead = [arrivals[p["tag"]] - p["sources"] for p in ok]
     return {
         "requests": len(probed),
-        "errors": len(probed) - len([p for p in probed if p["error"] is None]),
-        "unmatched": len([p for p in probed if p["error"] is None]) - len(ok),
+        "errors": len(probed) - len(answered),
+        "unmatched": len(answered) - len(ok),
         "sources_late": sum(1 for x in lead if x <= -FIRST_TOKEN_S),
         "sources_lead_over_model_call_ms": quantiles_ms(lead),
         "sources_lead_min_ms": round(min(lead) * 1000, 1) if lead else None,
