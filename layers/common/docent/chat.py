@@ -161,18 +161,17 @@ async def _events(prepared: Prepared, outcome: dict[str, Any]) -> AsyncIterator[
     citations = CitationFilter([s.id for s in prepared.sources])
     links = LinkFilter([s["url"] for s in shown])
     try:
-        stream = coalesced(
-            answerer.stream(
-                AnswerRequest(
-                    prepared.question.question,
-                    prepared.question.history,
-                    prepared.passages,
-                    prepared.usage,
-                    prepared.deadline,
-                )
-            ),
-            prepared.frame_s,
+        stream = answerer.stream(
+            AnswerRequest(
+                prepared.question.question,
+                prepared.question.history,
+                prepared.passages,
+                prepared.usage,
+                prepared.deadline,
+            )
         )
+        if not getattr(answerer, "paced", False):
+            stream = coalesced(stream, prepared.frame_s)
         async for delta in stream:
             text = links.feed(citations.feed(delta))
             if text:

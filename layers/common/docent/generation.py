@@ -18,7 +18,11 @@ from docent.values import Usage as Usage
 
 
 class Answerer(Protocol):
-    """Writes an answer from passages, streaming text deltas with `[Sn]` citations inline."""
+    """Writes an answer from passages, streaming text deltas with `[Sn]` citations inline.
+
+    Chat gathers the deltas into SSE frames at most one per `STREAM_FRAME_MS` (`chat.coalesced`)
+    unless the answerer has a true `paced` attribute: its deltas come that far apart already.
+    """
 
     model: str
 

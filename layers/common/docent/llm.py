@@ -82,6 +82,10 @@ def count_prompt(messages: Sequence[dict[str, str]], model: str) -> int:
 class OpenAIAnswerer:
     """`Answerer` on the chat completions API of any OpenAI-compatible server."""
 
+    # Its deltas come at most one per frame interval (`STREAM_FRAME_MS`): chat sends each as
+    # it comes, with no gathering of its own.
+    paced = True
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.model = settings.chat_model
@@ -127,26 +131,31 @@ class OpenAIAnswerer:
         text: list[str] = []
         reported = False
         loop = asyncio.get_running_loop()
-        pause_s = self.settings.stream_frame_ms / 1000
-        # Set when a read gave the loop a turn (a callback queued before it ran): its text came
-        # over the network just then, not out of what the client had buffered already.
-        waited = [False]
-        after_pause = False
+        # At most one read per frame interval: the tokens that arrive meanwhile gather in the
+        # socket (the connection reads only while a reader waits) and come in together, as one
+        # delta and one SSE frame downstream. A connection whose parser cannot be seen is read
+        # as its chunks come.
+        frame_s = self.settings.stream_frame_ms / 1000
+        more = modelclient.buffered(response)
+        if more is None:
+            frame_s, more = 0.0, _never
+        read_after = 0.0  # loop time before which the next read waits
+        timeout_s = self.settings.model_timeout_s
         try:
-            # One delta per read, not per token: tokens that arrived together (a busy loop, a
-            # burst from the server) become one SSE frame downstream.
             reads = response.aiter_bytes()
             partial = b""
-            done = False
-            while not done:
-                probe = loop.call_soon(_note, waited) if pause_s else None
+            done = ended = False
+            while not (done or ended):
+                hold = read_after - loop.time()
+                if hold > 0:
+                    await asyncio.sleep(min(hold, max(0.0, deadline - time.monotonic())))
+                data = b""
                 try:
-                    data = await _read(reads, deadline, self.settings.model_timeout_s)
+                    data = await _read(reads, deadline, timeout_s)
+                    while more():  # the rest of what came in with it
+                        data += await _read(reads, deadline, timeout_s)
                 except StopAsyncIteration:
-                    break
-                finally:
-                    if probe is not None:
-                        probe.cancel()
+                    ended = True  # the body ended (without `[DONE]`): what came before counts
                 lines = (partial + data).splitlines(keepends=True)
                 partial = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
                 deltas: list[str] = []
@@ -169,16 +178,10 @@ class OpenAIAnswerer:
                 if deltas:
                     joined = "".join(deltas)
                     text.append(joined)
+                    # The first text, and text after a pause longer than the interval, leave at
+                    # once (a read was already waiting); text closer behind waits the rest of it.
+                    read_after = loop.time() + frame_s
                     yield joined
-                    if waited[0]:
-                        # Fresh text means more is on its way: while we pause (at most a frame
-                        # interval), the next tokens gather in the socket and come in with one
-                        # read instead of one each. The read after a pause brings what gathered;
-                        # the next pause follows the next token that arrives fresh.
-                        if not after_pause:
-                            await asyncio.sleep(pause_s)
-                        after_pause = not after_pause
-                waited[0] = False
             if done:
                 # The body ends right after `[DONE]`: reading that end hands the connection back
                 # to the pool, where closing early would cost a new connection per answer.
@@ -262,8 +265,8 @@ async def _read(reads: AsyncIterator[bytes], deadline: float, read_timeout_s: fl
         raise UpstreamError("The model server dropped the answer.") from exc
 
 
-def _note(flag: list[bool]) -> None:
-    flag[0] = True
+def _never() -> bool:
+    return False
 
 
 def _chunk(data: bytes) -> dict[str, Any]:

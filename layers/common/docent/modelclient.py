@@ -108,6 +108,26 @@ def _http_client() -> Any:
     return DefaultAsyncHttpxClient(transport=transport)
 
 
+def buffered(response: Any) -> Callable[[], bool] | None:
+    """For a streamed response, a check whether its next read will not wait for the network:
+    the connection's HTTP/1.1 parser holds more than the CRLF that closes the chunk just read
+    (the next chunk, or the body's end), or the server has closed. None when the response is not
+    on one of this client's HTTP/1.1 connections, whose parser it can see."""
+    parser = response.stream
+    for name in ("_stream", "_httpcore_stream", "_stream", "_connection", "_h11_state"):
+        parser = getattr(parser, name, None)
+        if parser is None:
+            return None
+    if not isinstance(getattr(parser, "trailing_data", None), tuple):
+        return None
+
+    def more() -> bool:
+        data, closed = parser.trailing_data
+        return len(data) > 2 or bool(closed)
+
+    return more
+
+
 def retry_after_s(headers: object) -> float | None:
     """Seconds a 429/503 asks us to wait (`retry-after-ms` or `retry-after`), if it says."""
     get = getattr(headers, "get", None)
