@@ -320,9 +320,7 @@ class EdgeStore:
             shard.flush()
             return replaced
 
-        async with self._write_lock:
-            replaced = await self._run(write)
-            await self._maybe_optimize(replaced)
+        await self._write(write)
 
     async def retrieve(self, ids: Sequence[str]) -> list[Hit]:
         shard = await self._get()
@@ -377,10 +375,15 @@ class EdgeStore:
                 shard.flush()
             return n
 
+        return await self._write(remove)
+
+    async def _write(self, change: Callable[[], int]) -> int:
+        """`change` (which returns how many points it overwrote or removed) under the write
+        lock, then a vacuum if the dead points it left make one due."""
         async with self._write_lock:
-            removed = await self._run(remove)
-            await self._maybe_optimize(removed)
-            return removed
+            changed = await self._run(change)
+            await self._maybe_optimize(changed)
+            return changed
 
     async def _maybe_optimize(self, changed: int) -> None:
         """Count dead points; past the threshold, vacuum them (caller holds the write lock)."""
