@@ -270,7 +270,7 @@ class StandIn:
     def _refused(self, request: Request) -> Response | None:
         given = request.headers.get("api-key", "")
         if self.api_key and not hmac.compare_digest(given.encode(), self.api_key.encode()):
-            return JSONResponse({"status": {"error": "Invalid api-key"}, "time": 0}, 401)
+            return _failed("Invalid api-key", 401)
         return None
 
     async def _handle(
@@ -293,9 +293,9 @@ class StandIn:
         try:
             result = await asyncio.to_thread(self._locked, lambda: fn(body))
         except NotFoundError as exc:
-            return JSONResponse({"status": {"error": f"Not found: {exc}"}, "time": 0}, 404)
+            return _failed(f"Not found: {exc}", 404)
         except (ValueError, KeyError, TypeError, BadRequest) as exc:
-            return JSONResponse({"status": {"error": f"Bad request: {exc}"}, "time": 0}, 400)
+            return _failed(f"Bad request: {exc}")
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
         elif isinstance(result, list):
@@ -374,37 +374,43 @@ class StandIn:
     async def index(self, request: Request) -> Response:
         import qdrant_edge as qe
 
-        name = request.path_params["name"]
         kinds = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
 
         def create(body: dict[str, Any]) -> Any:
             schema = body["field_schema"]
             kind = schema if isinstance(schema, str) else schema["type"]
+            return qe.UpdateOperation.create_field_index(body["field_name"], kinds[kind])
+
+        return await self._update(request, create)
+
+    async def _update(
+        self, request: Request, operation: Callable[[dict[str, Any]], Any]
+    ) -> Response:
+        """A write route: the update `operation` makes of the body, applied to the collection's
+        shard and flushed before the answer."""
+        name = request.path_params["name"]
+
+        def apply(body: dict[str, Any]) -> Any:
             shard = self.collections.shard(name)
-            shard.update(qe.UpdateOperation.create_field_index(body["field_name"], kinds[kind]))
+            shard.update(operation(body))
             shard.flush()
             return _completed()
 
-        return await self._handle(request, create)
+        return await self._handle(request, apply)
 
     # Points ---------------------------------------------------------------------------------
 
     async def upsert(self, request: Request) -> Response:
         import qdrant_edge as qe
 
-        name = request.path_params["name"]
-
         def write(body: dict[str, Any]) -> Any:
-            shard = self.collections.shard(name)
             points = [
                 qe.Point(p["id"], _point_vectors(qe, p.get("vector") or {}), p.get("payload") or {})
                 for p in body["points"]
             ]
-            shard.update(qe.UpdateOperation.upsert_points(points))
-            shard.flush()
-            return _completed()
+            return qe.UpdateOperation.upsert_points(points)
 
-        return await self._handle(request, write)
+        return await self._update(request, write)
 
     async def retrieve(self, request: Request) -> Response:
         from qdrant_client.http import models
@@ -432,17 +438,12 @@ class StandIn:
     async def delete(self, request: Request) -> Response:
         import qdrant_edge as qe
 
-        name = request.path_params["name"]
-
         def remove(body: dict[str, Any]) -> Any:
             if "filter" not in body:
                 raise ValueError("only deletion by filter is supported")
-            shard = self.collections.shard(name)
-            shard.update(qe.UpdateOperation.delete_points_by_filter(_filter(qe, body["filter"])))
-            shard.flush()
-            return _completed()
+            return qe.UpdateOperation.delete_points_by_filter(_filter(qe, body["filter"]))
 
-        return await self._handle(request, remove)
+        return await self._update(request, remove)
 
     async def query(self, request: Request) -> Response:
         import qdrant_edge as qe
@@ -520,7 +521,7 @@ class StandIn:
         try:
             path = self.collections.snapshot_file(name, snapshot)
         except NotFoundError as exc:
-            return JSONResponse({"status": {"error": f"Not found: {exc}"}, "time": 0}, 404)
+            return _failed(f"Not found: {exc}", 404)
         return FileResponse(path, media_type="application/octet-stream", filename=snapshot)
 
     async def upload(self, request: Request) -> Response:
@@ -541,14 +542,8 @@ class StandIn:
                         while block := await sent.read(1 << 20):
                             out.write(block)
             if sent is None or isinstance(sent, str):
-                return JSONResponse(
-                    {"status": {"error": "Bad request: no snapshot file sent"}, "time": 0}, 400
-                )
-            return await self._handle(
-                request,
-                lambda body: self.collections.recover(name, Path(spooled), checksum),
-                read_body=False,
-            )
+                return _failed("Bad request: no snapshot file sent")
+            return await self._recover(request, name, Path(spooled), checksum)
         finally:
             _discard(spooled)
 
@@ -571,8 +566,7 @@ class StandIn:
                 read_body=False,
             )
         if not location.startswith(("http://", "https://")):
-            error = f"Bad request: unsupported snapshot location {location!r}"
-            return JSONResponse({"status": {"error": error}, "time": 0}, 400)
+            return _failed(f"Bad request: unsupported snapshot location {location!r}")
         folder = self.collections.root / SNAPSHOTS
         folder.mkdir(parents=True, exist_ok=True)
         fd, fetched = tempfile.mkstemp(prefix=".download-", dir=folder)
@@ -581,14 +575,20 @@ class StandIn:
             try:
                 await asyncio.to_thread(_download, location, body.get("api_key"), fd)
             except (ValueError, OSError) as exc:
-                return JSONResponse({"status": {"error": f"Bad request: {exc}"}, "time": 0}, 400)
-            return await self._handle(
-                request,
-                lambda _: self.collections.recover(name, Path(fetched), checksum),
-                read_body=False,
-            )
+                return _failed(f"Bad request: {exc}")
+            return await self._recover(request, name, Path(fetched), checksum)
         finally:
             _discard(fetched)
+
+    async def _recover(
+        self, request: Request, name: str, snapshot: Path, checksum: str | None
+    ) -> Response:
+        """Recover `name` from a snapshot file here (spooled or fetched: its caller removes it)."""
+        return await self._handle(
+            request,
+            lambda _: self.collections.recover(name, snapshot, checksum),
+            read_body=False,
+        )
 
     async def ready(self, request: Request) -> Response:
         return PlainTextResponse("all shards are ready")
@@ -644,6 +644,11 @@ def _download(url: str, api_key: str | None, fd: int) -> None:
 def _discard(path: str) -> None:
     with suppress(FileNotFoundError):
         os.remove(path)
+
+
+def _failed(error: str, status: int = 400) -> JSONResponse:
+    """An error answered as Qdrant answers one: `{"status": {"error": ...}, "time": 0}`."""
+    return JSONResponse({"status": {"error": error}, "time": 0}, status)
 
 
 def _completed() -> Any:
