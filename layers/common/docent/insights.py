@@ -732,7 +732,49 @@ def _pairs(reply: Any) -> list[tuple[Any, Any]]:
     return list(zip(reply[::2], reply[1::2], strict=True))
 
 
-class RedisInsights:
+class _RedisFamily:
+    """What the Redis and Upstash stores share: the layout, the clock, and every read and script
+    above two primitives each client does its own way (`_eval` a script, `_all` reads at once)."""
+
+    def __init__(
+        self, redis: Any, prefix: str, retention_days: int, clock: Callable[[], float]
+    ) -> None:
+        self._redis = redis
+        self.layout = RedisLayout(prefix, retention_days)
+        self._clock = clock
+
+    async def _eval(self, script: str, keys: list[str], args: list[str | int | float]) -> Any:
+        raise NotImplementedError
+
+    async def _all(self, commands: Sequence[Command]) -> list[Any]:
+        """Reads, in one round trip."""
+        raise NotImplementedError
+
+    async def record(self, answer: Answer) -> None:
+        await self._eval(RECORD_SCRIPT, *self.layout.record(answer, day_of(self._clock())))
+
+    async def rate(self, request_id: str, rating: Rating, comment: str | None) -> bool:
+        day = await self._redis.hget(self.layout.key("a", request_id), "day")
+        if day is None:
+            return False
+        keys, args = self.layout.rate(request_id, int(day), rating, comment, self._clock())
+        return bool(await self._eval(RATE_SCRIPT, keys, args))
+
+    async def tally(self, days: int) -> Tally:
+        span = self.layout.days(day_of(self._clock()), days)
+        tally, down = self.layout.tally_of(span, await self._all(self.layout.tally_reads(span)))
+        ids = [request_id for request_id, _ in down]
+        reads: list[Command] = [
+            ("HMGET", self.layout.key("a", i), "day", "question", "comment") for i in ids
+        ]
+        tally.rated_down = self.layout.rated_down(ids, await self._all(reads))
+        return tally
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+
+class RedisInsights(_RedisFamily):
     """`InsightsStore` on a TCP Redis."""
 
     def __init__(
@@ -746,40 +788,22 @@ class RedisInsights:
     ) -> None:
         from docent.redisstore import client
 
-        self._redis = client(url, timeout_s)
-        self.layout = RedisLayout(prefix, retention_days)
-        self._clock = clock
+        super().__init__(client(url, timeout_s), prefix, retention_days, clock)
 
-    async def record(self, answer: Answer) -> None:
-        keys, args = self.layout.record(answer, day_of(self._clock()))
-        await self._redis.eval(RECORD_SCRIPT, len(keys), *keys, *args)
+    async def _eval(self, script: str, keys: list[str], args: list[str | int | float]) -> Any:
+        return await self._redis.eval(script, len(keys), *keys, *args)
 
-    async def rate(self, request_id: str, rating: Rating, comment: str | None) -> bool:
-        day = await self._redis.hget(self.layout.key("a", request_id), "day")
-        if day is None:
-            return False
-        keys, args = self.layout.rate(request_id, int(day), rating, comment, self._clock())
-        return bool(await self._redis.eval(RATE_SCRIPT, len(keys), *keys, *args))
-
-    async def tally(self, days: int) -> Tally:
-        span = self.layout.days(day_of(self._clock()), days)
+    async def _all(self, commands: Sequence[Command]) -> list[Any]:
+        if not commands:
+            return []
         pipe = self._redis.pipeline(transaction=False)
-        for command in self.layout.tally_reads(span):
+        for command in commands:
             pipe.execute_command(*command)
-        tally, down = self.layout.tally_of(span, await pipe.execute())
-        ids = [request_id for request_id, _ in down]
-        pipe = self._redis.pipeline(transaction=False)
-        for request_id in ids:
-            pipe.hmget(self.layout.key("a", request_id), ["day", "question", "comment"])
-        tally.rated_down = self.layout.rated_down(ids, await pipe.execute() if ids else [])
-        return tally
+        return list(await pipe.execute())
 
     async def erase(self) -> None:
         async for keys in _batches(self._redis.scan_iter(match=f"{self.layout.prefix}:*")):
             await self._redis.delete(*keys)
-
-    async def ping(self) -> None:
-        await self._redis.ping()
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -796,7 +820,7 @@ async def _batches(keys: Any, size: int = 500) -> Any:
         yield batch
 
 
-class UpstashInsights:
+class UpstashInsights(_RedisFamily):
     """`InsightsStore` on Upstash's REST API (through upstash-redis, as the limiter and cache)."""
 
     def __init__(
@@ -811,41 +835,18 @@ class UpstashInsights:
         from docent.upstash import _client
 
         # Every call is bounded by its caller (`Recorder`, `rate_answer`, `read_report`, `erase`).
-        self._redis = _client(url, token)
-        self.layout = RedisLayout(prefix, retention_days)
-        self._clock = clock
+        super().__init__(_client(url, token), prefix, retention_days, clock)
+
+    async def _eval(self, script: str, keys: list[str], args: list[str | int | float]) -> Any:
+        return await self._redis.eval(script, keys, [_arg(a) for a in args])
 
     async def _all(self, commands: Sequence[Command]) -> list[Any]:
-        """Reads, in one round trip."""
         if not commands:
             return []
         pipe = self._redis.pipeline()
         for command in commands:
             pipe.execute([_arg(part) for part in command])
         return list(await pipe.exec())
-
-    async def record(self, answer: Answer) -> None:
-        keys, args = self.layout.record(answer, day_of(self._clock()))
-        await self._redis.eval(RECORD_SCRIPT, keys, [_arg(a) for a in args])
-
-    async def rate(self, request_id: str, rating: Rating, comment: str | None) -> bool:
-        day = await self._redis.hget(self.layout.key("a", request_id), "day")
-        if day is None:
-            return False
-        keys, args = self.layout.rate(request_id, int(day), rating, comment, self._clock())
-        done = await self._redis.eval(RATE_SCRIPT, keys, [_arg(a) for a in args])
-        return bool(done)
-
-    async def tally(self, days: int) -> Tally:
-        span = self.layout.days(day_of(self._clock()), days)
-        replies = await self._all(self.layout.tally_reads(span))
-        tally, down = self.layout.tally_of(span, replies)
-        ids = [request_id for request_id, _ in down]
-        reads: list[Command] = [
-            ("HMGET", self.layout.key("a", i), "day", "question", "comment") for i in ids
-        ]
-        tally.rated_down = self.layout.rated_down(ids, await self._all(reads))
-        return tally
 
     async def erase(self) -> None:
         cursor = 0
@@ -857,9 +858,6 @@ class UpstashInsights:
                 await self._redis.delete(*keys)
             if int(cursor) == 0:
                 return
-
-    async def ping(self) -> None:
-        await self._redis.ping()
 
     async def aclose(self) -> None:
         await self._redis.close()
