@@ -70,19 +70,13 @@ class CachedEmbedder:
     dimensions: int | None
 
     def __init__(
-        self,
-        kv: KeyValueStore | None,
-        *,
-        ttl_s: int,
-        store_timeout_s: float,
-        batch_size: int,
-        concurrency: int,
+        self, settings: Settings, kv: KeyValueStore | None, *, batch_size: int, concurrency: int
     ) -> None:
+        """The cache's lifetime and bound from `settings`; the batching from the subclass."""
         self.kv = kv
-        self.ttl_s = ttl_s
-        self.store_timeout_s = store_timeout_s
-        self.batch_size = batch_size
-        self.concurrency = concurrency
+        self.ttl_s = settings.embedding_cache_ttl_s
+        self.store_timeout_s = settings.store_timeout_s
+        self.batch_size, self.concurrency = batch_size, concurrency
         self.counters = EmbeddingCounters()
 
     def cache_key(self, text: str) -> str:
@@ -163,9 +157,8 @@ class OpenAIEmbedder(CachedEmbedder):
 
     def __init__(self, settings: Settings, kv: KeyValueStore | None) -> None:
         super().__init__(
+            settings,
             kv,
-            ttl_s=settings.embedding_cache_ttl_s,
-            store_timeout_s=settings.store_timeout_s,
             batch_size=min(settings.embedding_batch_size, MAX_REQUEST_INPUTS),
             concurrency=settings.embedding_concurrency,
         )
@@ -242,9 +235,8 @@ class LocalEmbedder(CachedEmbedder):
 
     def __init__(self, settings: Settings, kv: KeyValueStore | None) -> None:
         super().__init__(
+            settings,
             kv,
-            ttl_s=settings.embedding_cache_ttl_s,
-            store_timeout_s=settings.store_timeout_s,
             batch_size=min(settings.embedding_batch_size, 64),
             concurrency=1,  # one CPU-bound batch at a time; torch uses the cores itself
         )
