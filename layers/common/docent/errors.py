@@ -34,16 +34,39 @@ calls in `insights`).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 
 class DocentError(Exception):
-    """Base of every error Docent reports, rendered as `{"error": {code, message, request_id}}`."""
+    """Base of every error Docent reports, rendered as `{"error": {code, message, request_id}}`.
+
+    A subclass states what differs from its parent as class keywords. One that sets a `status`
+    is a new kind of failure, and its `code` is its name in snake case (`NotFound`: `not_found`)
+    unless it says `code=`; one that does not keeps its parent's status and code.
+    """
 
     status_code: int = 500
     code: str = "internal_error"
     default_message: str = "Internal error."
+
+    def __init_subclass__(
+        cls,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status_code = status
+            cls.code = _snake(cls.__name__)
+        if code is not None:
+            cls.code = code
+        if message is not None:
+            cls.default_message = message
 
     def __init__(self, message: str | None = None, *, headers: Mapping[str, str] | None = None):
         self.message = message or self.default_message
@@ -51,115 +74,87 @@ class DocentError(Exception):
         super().__init__(self.message)
 
 
-class ConfigurationError(DocentError):
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class ConfigurationError(DocentError, status=500, message="Invalid configuration."):
     """A setting is missing or contradicts another; raised at start, names the variable."""
 
-    code = "configuration_error"
-    default_message = "Invalid configuration."
+
+class BadRequest(DocentError, status=400, message="Bad request."):
+    """The request is not one Docent can act on: a malformed body or a contradictory field."""
 
 
-class BadRequest(DocentError):
-    status_code = 400
-    code = "bad_request"
-    default_message = "Bad request."
+class Unauthorized(DocentError, status=401, message="Missing or invalid API key."):
+    """No key, or not one this deployment knows."""
 
 
-class Unauthorized(DocentError):
-    status_code = 401
-    code = "unauthorized"
-    default_message = "Missing or invalid API key."
+class Forbidden(DocentError, status=403, message="This key may not use this route."):
+    """A known caller refused here: a chat key on an admin route, an origin MCP does not allow."""
 
 
-class Forbidden(DocentError):
-    status_code = 403
-    code = "forbidden"
-    default_message = "This key may not use this route."
+class NotFound(DocentError, status=404, message="Not found."):
+    """No such route (or a resource the route names does not exist)."""
 
 
-class NotFound(DocentError):
-    status_code = 404
-    code = "not_found"
-    default_message = "Not found."
+class MethodNotAllowed(DocentError, status=405, message="Method not allowed."):
+    """The route exists but not with this method."""
 
 
-class MethodNotAllowed(DocentError):
-    status_code = 405
-    code = "method_not_allowed"
-    default_message = "Method not allowed."
+class PayloadTooLarge(DocentError, status=413, message="Request body too large."):
+    """A body or an object to ingest is over its limit; nothing of it was stored."""
 
 
-class PayloadTooLarge(DocentError):
-    status_code = 413
-    code = "payload_too_large"
-    default_message = "Request body too large."
+class UnsupportedMediaType(
+    DocentError, status=415, message="Content-Type must be application/json."
+):
+    """A JSON route given another content type."""
 
 
-class UnsupportedMediaType(DocentError):
-    status_code = 415
-    code = "unsupported_media_type"
-    default_message = "Content-Type must be application/json."
+class RateLimited(DocentError, status=429, message="Too many requests."):
+    """The caller's sliding window is full; `Retry-After` says when it frees."""
 
 
-class RateLimited(DocentError):
-    status_code = 429
-    code = "rate_limited"
-    default_message = "Too many requests."
-
-
-class UpstreamError(DocentError):
+class UpstreamError(DocentError, status=502, message="A backend service failed."):
     """A dependency answered, but with an error we cannot recover from."""
 
-    status_code = 502
-    code = "upstream_error"
-    default_message = "A backend service failed."
 
-
-class AnswerFailed(UpstreamError):
+class AnswerFailed(UpstreamError, code="internal_error", message="The answer failed."):
     """The answer broke after its stream began, for a reason that is not a `DocentError`."""
 
-    code = "internal_error"
-    default_message = "The answer failed."
 
-
-class Unavailable(DocentError):
+class Unavailable(DocentError, status=503, message="A backend service is unavailable."):
     """A dependency is down or refusing work; worth retrying later."""
 
-    status_code = 503
-    code = "unavailable"
-    default_message = "A backend service is unavailable."
+
+class UpstreamTimeout(DocentError, status=504, message="A backend service did not answer in time."):
+    """A dependency did not answer within its bounded wait."""
 
 
-class UpstreamTimeout(DocentError):
-    status_code = 504
-    code = "upstream_timeout"
-    default_message = "A backend service did not answer in time."
-
-
-class InsufficientStorage(DocentError):
-    """The disk holding the embedded store lacks room for a write: refused, nothing written."""
-
-    status_code = 507
-    code = "insufficient_storage"
-    default_message = (
+class InsufficientStorage(
+    DocentError,
+    status=507,
+    message=(
         "The disk holding the vector store is too full for this write; nothing was written. "
         "Free disk space (or raise its size), then retry."
-    )
+    ),
+):
+    """The disk holding the embedded store lacks room for a write: refused, nothing written."""
 
 
-class StoreLocked(Unavailable):
-    """Another process holds the embedded store's folder (its OS lock): this one touches nothing."""
-
-    default_message = (
+class StoreLocked(
+    Unavailable,
+    message=(
         "The vector store is held by another process (a running `docent serve`?): stop it, "
         "or point DOCENT_URL at it."
-    )
+    ),
+):
+    """Another process holds the embedded store's folder (its OS lock): this one touches nothing."""
 
 
-class DocumentError(BadRequest):
+class DocumentError(BadRequest, code="invalid_document", message="The document could not be read."):
     """A document cannot be read or parsed (bad PDF, binary data, unsupported format)."""
-
-    code = "invalid_document"
-    default_message = "The document could not be read."
 
 
 @contextmanager
