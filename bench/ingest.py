@@ -18,10 +18,7 @@ async def timed_ingest(services: Any, docs: Sequence[Any], batch: int = 100) -> 
     total = IngestResult()
     started = time.perf_counter()
     for start in range(0, len(docs), batch):
-        result = await services.ingestor.ingest(docs[start : start + batch])
-        total.documents += result.documents
-        total.chunks += result.chunks
-        total.unchanged += result.unchanged
+        total.add(await services.ingestor.ingest(docs[start : start + batch]))
     return time.perf_counter() - started, total
 
 

@@ -100,6 +100,14 @@ async def test_reconnect_keeps_the_backends_it_was_given(tmp_path: Path) -> None
     await given.aclose()
 
 
+def test_a_misspelt_backend_is_refused_not_silently_built(tmp_path: Path) -> None:
+    """`Services(settings, answer=...)` would otherwise build the real answerer unnoticed."""
+    settings = load_settings(qdrant_path=str(tmp_path / "built"))
+    with pytest.raises(TypeError, match="no backend named answer"):
+        Services(settings, answer=object())  # type: ignore[call-arg]
+    assert Services(settings, answerer=None).answerer is not None  # None: build it
+
+
 def test_the_runtime_registry_holds_both_hooks_for_each_function() -> None:
     """What awslambdaric's hooks runner reads: snapshot_restore_py's registries."""
     code = (

@@ -72,6 +72,9 @@ async def test_sync_adds_changes_renames_and_deletes(services: Services, tmp_pat
     assert (first.added, first.changed, first.unchanged, first.deleted) == (3, 0, 0, 0)
     assert (again.added, again.changed, again.unchanged, again.deleted) == (0, 0, 3, 0)
     assert (after.added, after.changed, after.unchanged, after.deleted) == (1, 1, 0, 2)
+    # The ingest counts ride along: every document read, and chunks written only for new text.
+    assert (first.documents, again.documents, after.documents) == (3, 3, 2)
+    assert first.chunks >= 3 and again.chunks == 0 and after.chunks >= 2
     source = str(docs.resolve())
     assert set(await state(services)) == {"a.md", "c/e.md"}
     assert {s for s, _ in (await state(services)).values()} == {source}

@@ -176,7 +176,8 @@ async def _sync_url(url: str, client: Any, services: Any) -> Any:
             raise ServerError(response.status_code, response.text)
         body = response.json()
         counts = {k: body[k] for k in ("added", "changed", "unchanged", "deleted")}
-        return SyncResult(**counts, skipped=body.get("skipped", []))
+        read = counts["added"] + counts["changed"] + counts["unchanged"]
+        return SyncResult(**counts, documents=read, skipped=body.get("skipped", []))
     # The user named this host: it is allowed for this run, on top of SYNC_ALLOWED_HOSTS.
     policy = Policy.from_settings(get_settings(), [urlsplit(url).hostname or ""])
     return await sync_web(services, url, policy)
@@ -300,14 +301,11 @@ def run_sources(paths: Sequence[str], options: Any, *, delete: bool) -> int:
         print(f"docent: skipped {line}", file=sys.stderr)
     summary = SyncResult()
     for result in results:
-        for name in ("added", "changed", "unchanged", "deleted", "chunks", "deleted_chunks"):
-            setattr(summary, name, getattr(summary, name) + getattr(result, name))
-        summary.skipped += result.skipped
+        summary.add(result)
     for item in summary.skipped:
         print(f"docent: not ingested {item['id']}: {item['reason']}", file=sys.stderr)
     counts = summary.as_dict()
     del counts["skipped"]
-    counts["documents"] = summary.added + summary.changed + summary.unchanged
     if delete:
         print(json.dumps({k: counts[k] for k in ("added", "changed", "unchanged", "deleted")}))
     else:

@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 from docent import sparse
@@ -58,12 +58,19 @@ class DocumentIn:
 
 @dataclass
 class IngestResult:
+    """What an ingest did, counted; a sync's `SyncResult` counts more on top of these."""
+
     documents: int = 0
     chunks: int = 0
     unchanged: int = 0
     deleted_chunks: int = 0
 
-    def as_dict(self) -> dict[str, int]:
+    def add(self, other: IngestResult) -> None:
+        """Add another batch's counts to these (`other` is of this class or of a base of it)."""
+        for name in (f.name for f in fields(other)):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from docent.config import Settings, get_settings
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
     from docent.embeddings import Embedder
     from docent.generation import Answerer
     from docent.ingest import Ingestor
@@ -123,28 +125,31 @@ BACKENDS: dict[str, tuple[Callable[[Settings], str], dict[str, Callable[[Service
 }
 
 
+class Given(TypedDict, total=False):
+    """The backends a caller may hand to `Services` instead of having them built (None: build)."""
+
+    store: VectorStore | None
+    kv: KeyValueStore | None
+    limiter: Limiter | None
+    embedder: Embedder | None
+    answerer: Answerer | None
+
+
 class Services:
     """The process's backends; each built on first use from `BACKENDS`, unless given here.
 
     Tests pass the backends they replace (`Services(settings, answerer=...)`): the only seam.
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        store: VectorStore | None = None,
-        kv: KeyValueStore | None = None,
-        limiter: Limiter | None = None,
-        embedder: Embedder | None = None,
-        answerer: Answerer | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, **given: Unpack[Given]) -> None:
         self.settings = settings
-        given: dict[str, object] = {"store": store, "kv": kv, "limiter": limiter}
-        given.update(embedder=embedder, answerer=answerer)
-        self._given = frozenset(name for name, value in given.items() if value is not None)
+        unknown = given.keys() - Given.__annotations__.keys()
+        if unknown:
+            raise TypeError(f"Services() takes no backend named {', '.join(sorted(unknown))}")
+        chosen = {name: value for name, value in given.items() if value is not None}
+        self._given = frozenset(chosen)
         # cached_property reads the instance's dict first: a given backend is never built.
-        self.__dict__.update({name: given[name] for name in self._given})
+        self.__dict__.update(chosen)
 
     def _build(self, concern: str) -> Any:
         choose, builders = BACKENDS[concern]

@@ -15,11 +15,11 @@ The algorithm is written once against `SyncTarget`; `LocalTarget` drives the emb
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-from docent.ingest import DocumentIn
+from docent.ingest import DocumentIn, IngestResult
 
 if TYPE_CHECKING:
     import httpx
@@ -31,17 +31,14 @@ BATCH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
-class SyncResult:
+class SyncResult(IngestResult):
+    """An ingest's counts (`documents` is every document the source listed and could read),
+    split by what the sync found: new, changed or unchanged, and the documents it deleted."""
+
     added: int = 0
     changed: int = 0
-    unchanged: int = 0
     deleted: int = 0
-    chunks: int = 0
-    deleted_chunks: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class SyncTarget(Protocol):
@@ -49,8 +46,8 @@ class SyncTarget(Protocol):
         """Every stored document id with the source it came from (None: unknown)."""
         ...
 
-    async def ingest(self, documents: list[DocumentIn]) -> dict[str, int]:
-        """Ingest a batch; the ingest counts (`documents`, `chunks`, `unchanged`, ...)."""
+    async def ingest(self, documents: list[DocumentIn]) -> IngestResult:
+        """Ingest a batch; what the ingest did."""
         ...
 
     async def delete(self, document_id: str) -> None: ...
@@ -92,13 +89,11 @@ async def sync(
         nonlocal batch, size
         if not batch:
             return
-        counts = await target.ingest(batch)
+        done = await target.ingest(batch)
         known = sum(1 for d in batch if d.id in stored)
+        result.add(done)
         result.added += len(batch) - known
-        result.unchanged += counts["unchanged"]
-        result.changed += known - counts["unchanged"]
-        result.chunks += counts["chunks"]
-        result.deleted_chunks += counts.get("deleted_chunks", 0)
+        result.changed += known - done.unchanged
         if progress is not None:
             progress(len(batch), result)
         batch, size = [], 0
@@ -107,7 +102,7 @@ async def sync(
         if isinstance(item, Unchanged):
             if item.id in mine:
                 seen.add(item.id)
-                result.unchanged += 1
+                result.add(IngestResult(documents=1, unchanged=1))
             continue
         if isinstance(item, tuple):
             doc_id, reason = item
@@ -171,8 +166,8 @@ class LocalTarget:
             if offset is None:
                 return found
 
-    async def ingest(self, documents: list[DocumentIn]) -> dict[str, int]:
-        return (await self.services.ingestor.ingest(documents)).as_dict()
+    async def ingest(self, documents: list[DocumentIn]) -> IngestResult:
+        return await self.services.ingestor.ingest(documents)
 
     async def delete(self, document_id: str) -> None:
         await self.services.ingestor.delete(document_id)
@@ -197,12 +192,13 @@ class HttpTarget:
                 return found
             params["offset"] = body["next_offset"]
 
-    async def ingest(self, documents: list[DocumentIn]) -> dict[str, int]:
+    async def ingest(self, documents: list[DocumentIn]) -> IngestResult:
         response = await self.client.post(
             "/ingest", json={"documents": [as_json(d) for d in documents]}
         )
         _check(response)
-        return dict(response.json())
+        body = response.json()
+        return IngestResult(**{f.name: int(body.get(f.name, 0)) for f in fields(IngestResult)})
 
     async def delete(self, document_id: str) -> None:
         response = await self.client.delete(f"/documents/{quote(document_id, safe='/')}")
