@@ -4,6 +4,7 @@ the text is the model's text however its bytes were cut (mid-line, mid-character
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import json
 import time
@@ -44,6 +45,7 @@ class Plan:
     pieces: ClassVar[list[bytes]] = []
     gap_s: ClassVar[float] = 0.0
     peers: ClassVar[list[int]] = []  # the client port of each request
+    gzip: ClassVar[bool] = False  # the body compressed (`Content-Encoding: gzip`), in one piece
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,10 @@ def model_url() -> Iterator[str]:
         await request.body()
         Plan.peers.append(request.client.port if request.client else 0)
         pieces, gap = list(Plan.pieces), Plan.gap_s
+        if Plan.gzip:
+            headers = {"content-encoding": "gzip"}
+            packed = gzip.compress(b"".join(pieces))
+            return Response(packed, media_type="text/event-stream", headers=headers)
         if len(pieces) == 1:  # one write: every token in one read
             return Response(pieces[0], media_type="text/event-stream")
 
@@ -164,6 +170,20 @@ async def test_a_malformed_line_ends_the_answer_with_an_error(
     Plan.pieces, Plan.gap_s = [b'data: {"choices": [\n\n'], 0.0
     with pytest.raises(UpstreamError):
         await deltas(model_url, tmp_path)
+
+
+async def test_a_compressed_stream_is_read_through_its_decoder(
+    model_url: str, tmp_path: Path
+) -> None:
+    # The connection's raw body would be gzip's bytes: the reader must go through httpx's
+    # decoder for it, and the text is the model's all the same.
+    Plan.pieces, Plan.gap_s, Plan.gzip = [sse_body(TOKENS)], 0.0, True
+    try:
+        got, usage = await deltas(model_url, tmp_path)
+    finally:
+        Plan.gzip = False
+    assert "".join(got) == "".join(TOKENS)
+    assert (usage.prompt_tokens, usage.completion_tokens) == (7, 9)
 
 
 def test_a_response_whose_parser_cannot_be_seen_is_not_paced() -> None:

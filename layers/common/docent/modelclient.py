@@ -274,11 +274,18 @@ def _backend() -> Any:
                 handle.cancel()
 
     class Stream(httpcore2.AsyncNetworkStream):
+        """A connection whose small writes wait for the next read or a larger write: a request's
+        head and body leave in one send (one wake of the server), not two."""
+
         def __init__(self, transport: Any, protocol: Protocol) -> None:
             self.transport, self.protocol = transport, protocol
+            self.held: list[bytes] = []
+            self.held_bytes = 0
 
         async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
             protocol, transport = self.protocol, self.transport
+            if self.held:
+                self._flush()
             if not protocol.buffer and not protocol.ended:
                 protocol.waiter = asyncio.get_running_loop().create_future()
                 transport.resume_reading()
@@ -297,13 +304,24 @@ def _backend() -> Any:
                 raise httpcore2.ReadError(str(protocol.error))
             return b""
 
+        def _flush(self) -> None:
+            data = b"".join(self.held)
+            self.held.clear()
+            self.held_bytes = 0
+            if not self.transport.is_closing():  # else the read reports the lost connection
+                self.transport.write(data)
+
         async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
             if not buffer:
                 return
             protocol = self.protocol
             if protocol.ended or self.transport.is_closing():
                 raise httpcore2.WriteError("The connection is closed.")
-            self.transport.write(buffer)
+            self.held.append(buffer)
+            self.held_bytes += len(buffer)
+            if self.held_bytes < HOLD_WRITES_BYTES:
+                return  # httpcore reads the response next, and the read sends it
+            self._flush()
             if protocol.paused:
                 protocol.drained = asyncio.get_running_loop().create_future()
                 try:
@@ -314,6 +332,7 @@ def _backend() -> Any:
                     raise httpcore2.WriteError(str(protocol.error or "The connection closed."))
 
         async def aclose(self) -> None:
+            self.held.clear()  # a request given up before its response: nothing to send
             self.transport.close()
 
         async def start_tls(
@@ -387,6 +406,10 @@ def _backend() -> Any:
             await asyncio.sleep(seconds)
 
     return Backend()
+
+
+# Writes below this size wait for the connection's next read (see `_backend`'s `Stream`).
+HOLD_WRITES_BYTES = 64 * 1024
 
 
 def _expire(future: asyncio.Future[None]) -> None:
