@@ -128,6 +128,15 @@ def running_docent(tmp_path: Path, **overrides: Any) -> Iterator[Docent]:
         yield Docent(url, settings, services)
 
 
+@pytest.fixture(scope="session", autouse=True)
+async def _model_clients_closed() -> AsyncIterator[None]:
+    """The session loop's model clients (tests that ask a model directly), closed at its end."""
+    yield
+    from docent import modelclient
+
+    await modelclient.aclose_clients()
+
+
 @pytest.fixture
 def docent(tmp_path: Path) -> Iterator[Docent]:
     """A fresh bundled app on an empty embedded store."""

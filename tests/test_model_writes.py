@@ -1,5 +1,6 @@
-"""The model client's connections send a request's head and body in one write (one wake of the
-model server, one send on ours), and a large body still leaves whole, with flow control."""
+"""The model client's own connections (httpx's transport: `MODEL_HTTP_CLIENT=httpx`, and the
+Lambda layer's) send a request's head and body in one write (one wake of the model server, one
+send on ours), and a large body still leaves whole, with flow control."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ async def ask(
 
     settings = load_settings(openai_base_url=model_url, openai_api_key="k",
                              qdrant_path=str(tmp_path / "q"), sample_corpus="",
-                             model_timeout_s=timeout_s)  # fmt: skip
+                             model_timeout_s=timeout_s, model_http_client="httpx")  # fmt: skip
     client = modelclient.client_for(settings)
     loop.create_connection = counted  # type: ignore[method-assign]
     try:

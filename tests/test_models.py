@@ -99,10 +99,12 @@ def test_embedding_429_then_200_is_retried_after_retry_after(
     assert elapsed >= 0.3
 
 
-def test_embeddings_down_is_a_clear_503_and_nothing_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+def test_embeddings_down_is_a_clear_503_and_nothing_written(tmp_path: Path, transport: str) -> None:
+    # aiohttp's transport reports a refused connection as a connect *timeout*: still a 503.
     with (
         socket_closed_url() as url,
-        with_models(tmp_path, url, model_max_retries=0) as docent,
+        with_models(tmp_path, url, model_max_retries=0, model_http_client=transport) as docent,
         docent.admin() as admin,
     ):
         response = admin.post("/ingest", json={"documents": [{"id": "a", "text": "hello"}]})
@@ -383,3 +385,27 @@ async def test_the_model_connections_speak_tls_time_out_and_see_a_close(tmp_path
     plain.close()
     with pytest.raises(httpcore2.ConnectError):
         await backend.connect_tcp("127.0.0.1", port, timeout=5)  # nobody listens there now
+
+
+def test_serve_reads_the_model_through_aiohttp_when_installed(
+    tmp_path: Path, standin: tuple[str, StandIn], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`docent serve` (requirements-serve.txt) streams answers through the SDK's aiohttp
+    transport; without aiohttp, or with `MODEL_HTTP_CLIENT=httpx`, through httpx."""
+    import importlib.util
+
+    from docent import modelclient
+    from tests.support.servers import docent_server
+
+    url, state = standin
+    state.answer = "Anonymous visitors get ten questions a minute."
+    env = {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": "k", "EMBEDDING_PROVIDER": "none"}
+    with docent_server(env, str(tmp_path)) as (base, process):
+        with httpx.Client(base_url=base, timeout=30) as client:
+            events = ask(client, "How are anonymous visitors limited?")
+        maps = Path(f"/proc/{process.pid}/maps").read_text()
+    assert "".join(e["content"] for e in events if e["type"] == "chunk") == state.answer
+    assert "aiohttp/_http_parser" in maps  # aiohttp's C parser read the model's stream
+    assert modelclient.uses_aiohttp("auto") and not modelclient.uses_aiohttp("httpx")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # not installed
+    assert not modelclient.uses_aiohttp("auto")

@@ -48,6 +48,13 @@ class Plan:
     gzip: ClassVar[bool] = False  # the body compressed (`Content-Encoding: gzip`), in one piece
 
 
+@pytest.fixture(autouse=True, params=["httpx", "aiohttp"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test on both of the SDK's transports (`MODEL_HTTP_CLIENT`): paced the same."""
+    monkeypatch.setenv("MODEL_HTTP_CLIENT", request.param)
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def model_url() -> Iterator[str]:
     async def completions(request: Request) -> Response:

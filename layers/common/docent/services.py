@@ -199,9 +199,13 @@ class Services:
         )
 
     async def aclose(self) -> None:
-        """Release connections and the store's lock (server shutdown, tests)."""
+        """Release connections and the store's lock (server shutdown, tests); and the model
+        clients of this loop, which the answerer and the embedder share."""
+        from docent import modelclient
+
         for name in CLOSABLE:
             await _close(self.__dict__.get(name))
+        await modelclient.aclose_clients()
 
     async def reconnect(self) -> None:
         """Close every backend built here and forget it, so the next use builds it anew with
