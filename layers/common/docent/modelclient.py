@@ -30,15 +30,15 @@ T = TypeVar("T")
 # Per event loop: an httpx pool belongs to the loop that opened it (one loop per process on
 # Lambda and under uvicorn; tests and the CLI may run several in turn).
 _clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str | None, str | None, float, bool], AsyncOpenAI]
+    asyncio.AbstractEventLoop, dict[tuple[str | None, str | None, float, str], AsyncOpenAI]
 ] = weakref.WeakKeyDictionary()
 
 
 def client_for(settings: Settings) -> AsyncOpenAI:
     """One `AsyncOpenAI` per endpoint, timeout and transport, reused by every request of the
     process."""
-    transport = uses_aiohttp(settings.model_http_client)
-    key = (settings.openai_base_url, settings.openai_api_key, settings.model_timeout_s, transport)
+    choice = settings.model_http_client
+    key = (settings.openai_base_url, settings.openai_api_key, settings.model_timeout_s, choice)
     clients = _clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(key)
     if client is None:
@@ -50,7 +50,8 @@ def client_for(settings: Settings) -> AsyncOpenAI:
             base_url=settings.openai_base_url,
             max_retries=0,
             timeout=settings.model_timeout_s,
-            http_client=_aiohttp_client() if transport else _http_client(),
+            # Chosen once per client: `auto` looks for aiohttp on disk, not on every request.
+            http_client=_aiohttp_client() if uses_aiohttp(choice) else _http_client(),
         )
         clients[key] = client
     return client
