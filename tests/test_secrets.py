@@ -138,6 +138,29 @@ def test_a_silent_endpoint_is_an_error_within_the_bound(
     assert "QDRANT_API_KEY_PARAMETER" in message
 
 
+def test_the_wait_bounds_the_answer_not_the_loading_of_boto3(
+    environment: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    """On a slow cold start, importing boto3 and loading its service models took most of the
+    window (seen: both secrets "did not answer within 5 s" from a moto that was up). The clients
+    are now built before the clock starts; a silent endpoint is still bounded (test above)."""
+    import boto3
+
+    aws_client("ssm", endpoint).put_parameter(
+        Name="/docent/d/admin", Value="adm-slow", Type="SecureString"
+    )
+    build = boto3.session.Session.client
+
+    def slow_client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.8)  # a fault: a cold, busy machine loading botocore's models
+        return build(self, *args, **kwargs)
+
+    environment.setattr(boto3.session.Session, "client", slow_client)
+    environment.setattr(aws, "SECRETS_WAIT_S", 0.5)
+    environment.setenv("ADMIN_API_KEYS_PARAMETER", "/docent/d/admin")
+    assert load_settings().admin_api_keys == ("adm-slow",)
+
+
 def test_one_source_per_secret(environment: pytest.MonkeyPatch) -> None:
     environment.setenv("ADMIN_API_KEYS", "plain")
     environment.setenv("ADMIN_API_KEYS_PARAMETER", "/docent/d/admin")

@@ -307,6 +307,10 @@ def read_secrets(
     failures: dict[str, str] = {}
     if not references:
         return values, failures
+    # The clients first, here: importing boto3 and loading its service models is no network
+    # wait, and on a slow cold start took most of the window the calls themselves are given.
+    for kind, _ in references.values():
+        _provider(kind)
     pool = ThreadPoolExecutor(max_workers=len(references), thread_name_prefix="docent-secrets")
     futures = {
         key: pool.submit(_read_secret, kind, name) for key, (kind, name) in references.items()
