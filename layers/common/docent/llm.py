@@ -138,7 +138,7 @@ class OpenAIAnswerer:
         frame_s = self.settings.stream_frame_ms / 1000
         more = modelclient.buffered(response)
         if more is None:
-            frame_s, more = 0.0, _never
+            frame_s, more = 0.0, modelclient.nothing_more
         read_after = 0.0  # loop time before which the next read waits
         timeout_s = self.settings.model_timeout_s
         try:
@@ -263,10 +263,6 @@ async def _read(reads: AsyncIterator[bytes], deadline: float, read_timeout_s: fl
             raise UpstreamTimeout("The model stopped answering.") from exc
         log.warning("model stream broke: %s", type(exc).__name__)  # the connection dropped
         raise UpstreamError("The model server dropped the answer.") from exc
-
-
-def _never() -> bool:
-    return False
 
 
 def _chunk(data: bytes) -> dict[str, Any]:

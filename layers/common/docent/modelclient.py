@@ -145,7 +145,7 @@ def buffered(response: Any) -> Callable[[], bool] | None:
     read takes everything received). None when the response is on neither, so its reads cannot
     be paced."""
     if hasattr(getattr(response.stream, "_stream", None), "_aiohttp_response"):
-        return _nothing_more  # aiohttp's read hands over everything received: one read a frame
+        return nothing_more  # aiohttp's read hands over everything received: one read a frame
     parser = response.stream
     for name in ("_stream", "_httpcore_stream", "_stream", "_connection", "_h11_state"):
         parser = getattr(parser, name, None)
@@ -161,7 +161,9 @@ def buffered(response: Any) -> Callable[[], bool] | None:
     return more
 
 
-def _nothing_more() -> bool:
+def nothing_more() -> bool:
+    """A `buffered` check that never asks for another read: the read took all there was (aiohttp),
+    or the parser cannot be seen."""
     return False
 
 
