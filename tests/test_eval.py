@@ -86,26 +86,56 @@ def test_the_table_reports_held_out_sets_apart_from_the_tuning_sets() -> None:
             "drf": {"heldout": False},
             "python": {"heldout": False},
             "flask": {"heldout": True},
+            "aiohttp": {"heldout": True, "pool": "fresh"},
         },
         "systems": {
             "docent-bm25": {
-                "costs": {"drf": costs, "python": costs, "flask": costs | {"chunks": 7}},
+                "costs": {
+                    "drf": costs,
+                    "python": costs,
+                    "flask": costs | {"chunks": 7},
+                    "aiohttp": costs | {"chunks": 3},
+                },
                 "all": tuned,
                 "heldout": held,
+                "fresh": tuned,
             }
         },
     }
     # WHEN the table is written
     rows = table(results).splitlines()[2:]
-    # THEN the held-out row follows, with its own recall and its own ingest cost
+    # THEN the held-out row follows, then the fresh one, each with its own recall and ingest cost
     assert [r.split(" | ")[:3] for r in rows] == [
         ["| docent-bm25", "1.00", "1.00"],
         ["| docent-bm25, held out", "0.00", "1.00"],
+        ["| docent-bm25, fresh", "1.00", "1.00"],
     ]
-    assert "2.0 (20)" in rows[0] and "1.0 (7)" in rows[1]
+    assert "2.0 (20)" in rows[0] and "1.0 (7)" in rows[1] and "1.0 (3)" in rows[2]
     # AND the Flask and Click questions exist and name real pages' anchors (checked at run time)
-    assert {c.name for c in corpora.CORPORA if c.heldout} == {"flask", "click"}
+    pools = {c.name: c.pool for c in corpora.CORPORA}
+    assert pools == {"drf": "tuning", "python": "tuning", "flask": "held out",
+                     "click": "held out", "aiohttp": "fresh", "markdown": "fresh"}  # fmt: skip
     assert len(load_questions("flask")) + len(load_questions("click")) >= 40
+    fresh = load_questions("aiohttp") + load_questions("markdown")
+    assert len(fresh) >= 50 and sum(not q.answerable for q in fresh) >= 10
+
+
+def test_a_page_that_answers_as_fully_counts_as_a_hit() -> None:
+    # GIVEN a question whose answer is on its page and, as fully, on a FAQ page
+    q = Question("a", "keyword", "q", PAGE, (), (), also=("faq.html",))
+    # THEN a source from either page is a hit at its rank, any other page is not
+    assert Outcome(q, pages=["x", "faq.html", PAGE]).rank() == 2
+    assert Outcome(q, pages=["x", "y"]).rank() is None
+
+
+def test_an_mkdocs_site_with_directory_urls_links_each_page_as_its_folder() -> None:
+    site = corpora.by_name(["markdown"])[0]
+    assert site.url("extensions/toc.html") == "https://python-markdown.github.io/extensions/toc/"
+    assert site.url("index.html") == "https://python-markdown.github.io/"
+    sphinx = corpora.by_name(["aiohttp"])[0]
+    assert sphinx.url("testing.html") == "https://docs.aiohttp.org/en/v3.8.4/testing.html"
+    with pytest.raises(ValueError, match="pool"):
+        corpora.Corpus("x", "p", "r", (), (), "https://x/", pool="blind")
 
 
 @pytest.fixture(scope="module")

@@ -30,14 +30,32 @@ class Corpus:
     include: tuple[str, ...]  # globs under `root`
     exclude: tuple[str, ...]
     base_url: str
-    # Held out: its questions were written before any tuning and nothing is tuned on it; its
-    # figures are reported apart, as the check that the pooled ones hold on unseen questions.
-    heldout: bool = False
+    # Which pool its figures join (`POOLS`): the tuning sets, the first held-out pair (written
+    # before any tuning, but read question by question since), or the fresh sets (written blind
+    # by someone who never saw Docent's retrieval, and not read by its developers before their
+    # first figures were recorded). Each pool is reported apart.
+    pool: str = "tuning"
+    # The site serves `a/b.html` as `a/b/` (MkDocs' directory URLs), though the package's
+    # build wrote plain files.
+    directory_urls: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pool not in POOLS:
+            raise ValueError(f"{self.name}: pool {self.pool!r} is not one of {POOLS}")
+
+    @property
+    def heldout(self) -> bool:
+        return self.pool != "tuning"
 
     def url(self, page: str) -> str:
         """The page's public address (a folder's index.html is served as the folder)."""
         path = page.removesuffix("index.html")
+        if self.directory_urls and path.endswith(".html"):
+            path = path.removesuffix(".html") + "/"
         return self.base_url + path
+
+
+POOLS = ("tuning", "held out", "fresh")
 
 
 CORPORA = (
@@ -69,7 +87,7 @@ CORPORA = (
         ("*.html", "*/*.html"),
         ("genindex.html", "search.html", "py-modindex.html", "404.html"),
         "https://flask.palletsprojects.com/en/2.2.x/",
-        heldout=True,
+        pool="held out",
     ),
     # Click's Sphinx docs, held out too (written later, never looked at question by question).
     Corpus(
@@ -79,7 +97,29 @@ CORPORA = (
         ("*.html",),
         ("genindex.html", "search.html", "py-modindex.html", "404.html"),
         "https://click.palletsprojects.com/en/8.1.x/",
-        heldout=True,
+        pool="held out",
+    ),
+    # The fresh pair (2026-11-27), questions in `questions/aiohttp.jsonl` and `markdown.jsonl`:
+    # aiohttp's Sphinx docs (guides beside two large API reference pages) ...
+    Corpus(
+        "aiohttp",
+        "python-aiohttp-doc",
+        "usr/share/doc/python-aiohttp-doc/html",
+        ("*.html",),
+        ("genindex.html", "search.html", "py-modindex.html"),
+        "https://docs.aiohttp.org/en/v3.8.4/",
+        pool="fresh",
+    ),
+    # ... and Python-Markdown's MkDocs site (its extensions' pages and release notes).
+    Corpus(
+        "markdown",
+        "python-markdown-doc",
+        "usr/share/doc/python-markdown-doc/docs",
+        ("*.html", "extensions/*.html", "change_log/*.html"),
+        ("404.html", "search.html", "sitemap.html"),
+        "https://python-markdown.github.io/",
+        pool="fresh",
+        directory_urls=True,
     ),
 )
 

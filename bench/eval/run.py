@@ -36,6 +36,9 @@ TOP_K = 5
 INGEST_BATCH = 16
 BASELINE_VENV = corpora.CACHE / "venv-llamaindex"
 BASELINE = "llamaindex-bm25"
+# Where each pool's figures sit in a system's results ("all" and "heldout" as before the fresh
+# pool came).
+POOL_KEYS = {"tuning": "all", "held out": "heldout", "fresh": "fresh"}
 
 
 def load_questions(corpus: str) -> list[Question]:
@@ -53,8 +56,9 @@ def check_questions(questions: Sequence[Question], pages: dict[str, Path]) -> No
     for q in questions:
         if q.page is None:
             continue
-        if q.page not in pages:
-            raise SystemExit(f"{q.id}: no page {q.page}")
+        for page in (q.page, *q.also):
+            if page not in pages:
+                raise SystemExit(f"{q.id}: no page {page}")
         html = pages[q.page].read_text(errors="replace")
         for anchor in q.anchors:
             if f'id="{anchor}"' not in html:
@@ -232,7 +236,8 @@ def detail(outcome: Outcome) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The README's table: one row per system, the tuning sets pooled, then the held-out ones."""
+    """The README's table: one row per system and pool, the tuning sets first, then the
+    held-out pair, then the fresh one."""
 
     def cell(value: Any) -> str:
         return "–" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
@@ -242,17 +247,21 @@ def table(results: dict[str, Any]) -> str:
         "| answered P / R | expected in answer | faithful | ingest s (chunks) | query p50 ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    heldout = {name for name, s in results["sets"].items() if s.get("heldout")}
+
+    # Each pool's row, in POOLS' order: the tuning sets under the system's name, the others
+    # labelled. Older results files mark a held-out set with `heldout: true` and no pool.
+    def pool_of(figures: dict[str, Any]) -> str:
+        return str(figures.get("pool") or ("held out" if figures.get("heldout") else "tuning"))
+
+    pools = {name: pool_of(figures) for name, figures in results["sets"].items()}
     rows = [
-        (label, pool, system, sets)
+        (name if pool == "tuning" else f"{name}, {pool}", POOL_KEYS[pool], system,
+         [s for s in system["costs"] if pools.get(s) == pool])
+        for pool in corpora.POOLS
         for name, system in results["systems"].items()
-        for label, pool, sets in (
-            (name, "all", [s for s in system["costs"] if s not in heldout]),
-            (f"{name}, held out", "heldout", [s for s in system["costs"] if s in heldout]),
-        )
-        if pool in system
-    ]
-    for name, pool, system, sets in sorted(rows, key=lambda row: row[1] == "heldout"):
+        if POOL_KEYS[pool] in system
+    ]  # fmt: skip
+    for name, pool, system, sets in rows:
         pooled = system[pool]
         answered = pooled.get("answered") or {}
         check = pooled.get("answer_check") or {}
@@ -288,9 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         modes.remove("hybrid")
     started = time.perf_counter()
     systems: dict[str, dict[str, Any]] = {}
-    # The tuning sets pooled; the held-out sets pooled apart (never calibrated on).
-    all_outcomes: dict[str, list[Outcome]] = {}
-    heldout_outcomes: dict[str, list[Outcome]] = {}
+    # Each pool's outcomes per system: the tuning sets, and apart the sets never calibrated on.
+    pooled: dict[str, dict[str, list[Outcome]]] = {pool: {} for pool in corpora.POOLS}
+    all_outcomes = pooled["tuning"]
     sets: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="docent-eval-") as tmp:
         for corpus in corpora.by_name(args.corpora.split(",")):
@@ -308,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "pages_used": len(pages),
                 "questions": len(questions),
                 "heldout": corpus.heldout,
+                "pool": corpus.pool,
             }
             names = [f"docent-{m}" for m in modes]
             if not args.no_baseline:
@@ -324,12 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 system["costs"][corpus.name] = costs
                 system["sets"][corpus.name] = summarize(outcomes)
                 system["details"].extend(detail(o) for o in outcomes)
-                pool = heldout_outcomes if corpus.heldout else all_outcomes
-                pool.setdefault(name, []).extend(outcomes)
-    for name, outcomes in all_outcomes.items():
-        systems[name]["all"] = summarize(outcomes)
-    for name, outcomes in heldout_outcomes.items():
-        systems[name]["heldout"] = summarize(outcomes)
+                pooled[corpus.pool].setdefault(name, []).extend(outcomes)
+    for pool, by_system in pooled.items():
+        for name, outcomes in by_system.items():
+            systems[name][POOL_KEYS[pool]] = summarize(outcomes)
     from bench.machine import machine
     from docent.generation import ANSWER_COVERAGE
 

@@ -25,6 +25,7 @@ class Question:
     anchors: tuple[str, ...] = ()
     expect: tuple[str, ...] = ()
     near: str | None = None  # unanswerable, but the docs discuss something close: why
+    also: tuple[str, ...] = ()  # other pages that answer it as fully (a hit, like `page`)
 
     @property
     def answerable(self) -> bool:
@@ -40,6 +41,7 @@ class Question:
             tuple(data.get("anchors") or ()),
             tuple(data.get("expect") or ()),
             data.get("near"),
+            tuple(data.get("also") or ()),
         )
 
 
@@ -58,9 +60,9 @@ class Outcome:
     evidence: float | None = None  # the answerer's coverage of the question (answered's basis)
 
     def rank(self) -> int | None:
-        """1-based position of the first source from the expected page."""
+        """1-based position of the first source from the expected page (or one as good)."""
         for position, page in enumerate(self.pages, start=1):
-            if page == self.question.page:
+            if page == self.question.page or page in self.question.also:
                 return position
         return None
 
