@@ -17,6 +17,9 @@ from docent.display import imageless, plain_text, shown_source, web_url
         (" javascript:alert(1)", None),
         ("java\tscript:alert(1)", None),
         ("\x01javascript:alert(1)", None),
+        ("https://docs.example.com/a\u00a0b", None),  # Unicode whitespace: no url has it
+        ("https://docs.example.com/a\u2028b", None),
+        ("https://docs.example.com/a\x7fb", None),
         ("data:text/html,<script>alert(1)</script>", None),
         ("vbscript:msgbox", None),
         ("//evil.example/x", None),

@@ -30,6 +30,8 @@ _IMAGE = re.compile(r"!\[([^\]\n]*)\](?:\([^)\n]*\)|\[[^\]\n]*\])")
 # An image cut off by the snippet's length limit, or never closed.
 _OPEN_IMAGE = re.compile(r"!\[[^\]\n]*(\][(\[]?[^)\]\n]*)?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A control character or any whitespace (`\s` is `str.isspace`'s set): never inside a url.
+_NOT_IN_URL = re.compile(r"[\x00-\x1f\x7f\s]")
 
 
 def plain_text(value: str | None) -> str | None:
@@ -50,7 +52,7 @@ def _drop_tag(match: re.Match[str]) -> str:
 
 def web_url(value: str | None) -> str | None:
     """The url when it is an absolute http or https url, else None (`javascript:`, `data:`...)."""
-    if not value or _CONTROL.search(value) or any(c.isspace() for c in value):
+    if not value or _NOT_IN_URL.search(value):
         return None
     try:
         parts = urlsplit(value)
