@@ -79,6 +79,25 @@ def test_unanswerable_question_says_so_and_cites_nothing(docent_with_corpus: Doc
     assert "[S" not in text
 
 
+def test_a_question_about_something_the_docs_never_name_is_not_answered(
+    docent_with_corpus: Docent,
+) -> None:
+    # GIVEN docs that explain installing with pip and never mention Kubernetes
+    # WHEN a question covered word for word but for that name is asked
+    events = parse_sse(
+        ask(docent_with_corpus, "How do I install Acme with pip on Kubernetes?").text
+    )
+    # THEN it is not answered, though its sources are still listed
+    assert events[-1]["answered"] is False and events[0]["sources"]
+    # AND a name the docs use elsewhere (API, on the rate limits page) is no reason to refuse,
+    # even when the one source asked for does not hold it
+    events = parse_sse(
+        ask(docent_with_corpus, "How do I install Acme with pip for my API?", top_k=1).text
+    )
+    assert [s["document_id"] for s in events[0]["sources"]] == ["install.md"]
+    assert events[-1]["answered"] is True
+
+
 def test_json_mode_returns_the_same_answer_in_one_object(docent_with_corpus: Docent) -> None:
     with docent_with_corpus.client(headers={"Accept": "application/json"}) as client:
         response = client.post("/chat", json={"question": "How do I install Acme with pip?"})

@@ -13,7 +13,14 @@ import pytest
 
 from bench.eval import corpora
 from bench.eval.run import check_questions, load_questions, run_docent, table
-from bench.eval.score import Outcome, Question, summarize, unfaithful_pieces
+from bench.eval.score import (
+    Outcome,
+    Question,
+    calibration,
+    leave_one_out,
+    summarize,
+    unfaithful_pieces,
+)
 
 PAGE = "howto/sorting.html"
 
@@ -118,6 +125,26 @@ def test_the_table_reports_held_out_sets_apart_from_the_tuning_sets() -> None:
     assert len(load_questions("flask")) + len(load_questions("click")) >= 40
     fresh = load_questions("aiohttp") + load_questions("markdown")
     assert len(fresh) >= 50 and sum(not q.answerable for q in fresh) >= 10
+
+
+def test_a_threshold_chosen_on_the_other_pools_is_scored_on_the_one_left_out() -> None:
+    def found(evidence: float, answerable: bool, *unknown: str) -> Outcome:
+        q = question(f"q{evidence}{answerable}", PAGE if answerable else None)
+        return Outcome(q, pages=[], evidence=evidence, unknown_names=unknown)
+
+    # GIVEN two pools that agree answerable questions cover 0.3 or more, and a third whose
+    # answerable questions cover less
+    pools = {
+        "a": [found(0.5, True), found(0.3, True), found(0.2, False)],
+        "b": [found(0.4, True), found(0.25, False), found(0.6, False, "Heroku")],
+        "c": [found(0.22, True), found(0.5, True), found(0.1, False)],
+    }
+    # THEN a question naming what the docs never mention is unanswered at any threshold
+    assert calibration(pools["b"], [0.2]) == [{"threshold": 0.2, "precision": 0.5, "recall": 1.0}]
+    # AND each pool is scored at the threshold the other two choose (the best F1 there)
+    out = leave_one_out(pools, [0.2, 0.3, 0.4])
+    assert out["c"] == {"threshold": 0.3, "precision": 1.0, "recall": 0.5}
+    assert out["a"]["threshold"] == 0.2 and out["a"]["recall"] == 1.0
 
 
 def test_a_page_that_answers_as_fully_counts_as_a_hit() -> None:

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from docent.generation import (
+    ANSWER_COVERAGE,
     NOT_FOUND,
     AnswerRequest,
     CitationFilter,
@@ -14,6 +15,8 @@ from docent.generation import (
     LinkFilter,
     Passage,
     Usage,
+    proper_names,
+    unmentioned_names,
 )
 
 
@@ -387,3 +390,42 @@ async def test_a_literal_written_in_the_question_picks_the_sentence_that_holds_i
     assert text.startswith(
         "The syntax for a named group is one of the Python-specific extensions: (?P<name>...) ."
     )
+
+
+def test_the_names_a_question_asks_about_are_its_capitalised_words_and_acronyms() -> None:
+    assert proper_names("How do I add a GraphQL endpoint to a Flask app?") == ["GraphQL", "Flask"]
+    # A sentence's first word is capitalised by grammar; a one-letter word names nothing.
+    assert proper_names("Does it parse YAML? Then I want Kafka.") == ["YAML", "Kafka"]
+    assert proper_names("I want a callout box, like reStructuredText has.") == ["reStructuredText"]
+    assert proper_names("How do I write a custom permission class?") == []
+
+
+async def test_a_name_the_docs_never_mention_leaves_the_question_unanswered() -> None:
+    # GIVEN the throttling section, which covers most words of a question about another product
+    question = "How do I set the default throttle rates in Kong?"
+    excerpt = ExtractiveAnswerer().excerpt(question, [THROTTLING])
+    assert excerpt is not None and excerpt.coverage >= ANSWER_COVERAGE
+    assert unmentioned_names(question, [THROTTLING.text, THROTTLING.title]) == ["Kong"]
+    # WHEN retrieval found the docs never name it
+    request = AnswerRequest(question, [], [THROTTLING], Usage(), time.monotonic() + 5, ("Kong",))
+    text = "".join([p async for p in ExtractiveAnswerer().stream(request)])
+    # THEN the question is not answered
+    assert text == NOT_FOUND
+    # AND the same question without the name is
+    text, _ = await answer("How do I set the default throttle rates?", [THROTTLING])
+    assert text.startswith("The default throttling policy may be set globally")
+
+
+async def test_a_word_no_passage_holds_weighs_as_the_commonest() -> None:
+    # GIVEN a paraphrase in the asker's own words ("gadget", "choking", "roughly") around the
+    # docs' terms
+    question = (
+        "My little gadget keeps choking: roughly how many requests per minute is each token "
+        "allowed?"
+    )
+    excerpt = ExtractiveAnswerer().excerpt(question, PASSAGES)
+    # THEN the words no passage holds count once each, not as the rarest terms (which left
+    # 0.29 of the question covered): the sentence holding the rest answers it
+    assert excerpt is not None and excerpt.coverage > 0.5
+    text, _ = await answer(question, PASSAGES)
+    assert text.startswith("Every token gets sixty requests per minute.")

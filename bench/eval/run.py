@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.eval import corpora
-from bench.eval.score import Outcome, Question, calibration, summarize
+from bench.eval.score import Outcome, Question, calibration, leave_one_out, summarize
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -152,6 +152,7 @@ async def run_docent(
                     latency_s=latency,
                     top_score=sources[0]["score"] if sources else None,
                     evidence=round(excerpt.coverage, 3) if excerpt else 0.0,
+                    unknown_names=prepared.unknown_names,
                 )
             )
         ordered = sorted(retrieval_s)
@@ -228,6 +229,7 @@ def detail(outcome: Outcome) -> dict[str, Any]:
         "answered": outcome.answered,
         "top_score": outcome.top_score,
         "evidence": outcome.evidence,
+        "unknown_names": list(outcome.unknown_names),
         "expected_in_answer": outcome.has_expected() if outcome.answer is not None else None,
         "unfaithful": outcome.unfaithful() if outcome.answer is not None else None,
         "answer": outcome.answer,
@@ -297,9 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         modes.remove("hybrid")
     started = time.perf_counter()
     systems: dict[str, dict[str, Any]] = {}
-    # Each pool's outcomes per system: the tuning sets, and apart the sets never calibrated on.
+    # Each pool's outcomes per system: the tuning sets, the held-out pair and the fresh pair.
     pooled: dict[str, dict[str, list[Outcome]]] = {pool: {} for pool in corpora.POOLS}
-    all_outcomes = pooled["tuning"]
     sets: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="docent-eval-") as tmp:
         for corpus in corpora.by_name(args.corpora.split(",")):
@@ -341,7 +342,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.machine import machine
     from docent.generation import ANSWER_COVERAGE
 
-    docent = [o for n, found in all_outcomes.items() if n.startswith("docent") for o in found]
+    # ANSWER_COVERAGE's basis: every Docent mode on every pool; and, per mode, how a threshold
+    # chosen on two pools does on the third.
+    thresholds = [t / 100 for t in range(20, 62, 2)]
+    modes_found = {
+        name: {pool: pooled[pool].get(name, []) for pool in corpora.POOLS}
+        for name in systems
+        if name.startswith("docent")
+    }
+    every = [o for by_pool in modes_found.values() for found in by_pool.values() for o in found]
 
     results = {
         "machine": machine(),
@@ -352,11 +361,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # How ANSWER_COVERAGE was chosen: answered P/R over every Docent mode, per threshold.
         "calibration": {
             "answer_coverage": ANSWER_COVERAGE,
-            "sweep": calibration(docent, [t / 20 for t in range(4, 17)]),
+            "sweep": calibration(every, thresholds),
             "by_mode": {
-                n: calibration(found, [t / 20 for t in range(4, 17)])
-                for n, found in all_outcomes.items()
-                if n.startswith("docent")
+                name: calibration([o for found in by_pool.values() for o in found], thresholds)
+                for name, by_pool in modes_found.items()
+            },
+            "leave_one_pool_out": {
+                name: leave_one_out(by_pool, thresholds) for name, by_pool in modes_found.items()
             },
         },
     }

@@ -58,6 +58,7 @@ class Outcome:
     latency_s: float = 0.0
     top_score: float | None = None
     evidence: float | None = None  # the answerer's coverage of the question (answered's basis)
+    unknown_names: tuple[str, ...] = ()  # names it asks about that the docs never mention
 
     def rank(self) -> int | None:
         """1-based position of the first source from the expected page (or one as good)."""
@@ -179,10 +180,15 @@ def summarize(outcomes: Sequence[Outcome]) -> dict[str, Any]:
 
 
 def calibration(outcomes: Sequence[Outcome], thresholds: Iterable[float]) -> list[dict[str, Any]]:
-    """`answered` precision and recall if it were `evidence >= threshold`, for each threshold."""
+    """`answered` precision and recall if it were `evidence >= threshold`, for each threshold (a
+    question naming what the docs never mention stays unanswered at any threshold)."""
     rows = []
     for threshold in thresholds:
-        said = [o for o in outcomes if o.evidence is not None and o.evidence >= threshold]
+        said = [
+            o
+            for o in outcomes
+            if o.evidence is not None and o.evidence >= threshold and not o.unknown_names
+        ]
         right = sum(o.question.answerable for o in said)
         rows.append(
             {
@@ -192,3 +198,23 @@ def calibration(outcomes: Sequence[Outcome], thresholds: Iterable[float]) -> lis
             }
         )
     return rows
+
+
+def _f1(row: dict[str, Any]) -> float:
+    p, r = row["precision"] or 0.0, row["recall"] or 0.0
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def leave_one_out(
+    pools: Mapping[str, Sequence[Outcome]], thresholds: Sequence[float]
+) -> dict[str, dict[str, Any]]:
+    """For each pool: the threshold with the best answered F1 on the other pools, and the
+    precision and recall it gives on this one: how a threshold carries to docs it never saw."""
+    out = {}
+    for pool, held in pools.items():
+        rest = [o for other, found in pools.items() if other != pool for o in found]
+        if not held or not rest:
+            continue
+        chosen = max(calibration(rest, thresholds), key=_f1)["threshold"]
+        out[pool] = calibration(held, [chosen])[0]
+    return out

@@ -28,7 +28,7 @@ from docent.generation import (
     Usage,
 )
 from docent.logs import current_request_id
-from docent.retrieval import Source, fit_budget, retrieve
+from docent.retrieval import Source, fit_budget, retrieve, unknown_names
 from docent.vectors import SearchFilter, VectorStore
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class Prepared:
     request_id: str = field(default_factory=current_request_id)
     recorder: insights.Recorder | None = None  # where the answer is recorded for insights
     frame_s: float = 0.0  # text that arrives within this of the last frame waits to join the next
+    unknown_names: tuple[str, ...] = ()  # asked-about names the docs never mention
 
 
 def deadline_for(scope: Mapping[str, Any], timeout_s: float) -> float:
@@ -87,6 +88,10 @@ async def prepare(
     started = time.monotonic()
     usage = Usage()
     query = question.question
+    unknown: tuple[str, ...] = ()
+    # The extractive answerer answers only about what the docs name; a model reads the passages
+    # itself and says what they lack.
+    extractive = isinstance(answerer, ExtractiveAnswerer)
     try:
         async with asyncio.timeout_at(deadline):
             if question.history:
@@ -101,12 +106,13 @@ async def prepare(
                 search_filter=question.filter,
                 usage=usage,
             )
+            if extractive:
+                unknown = await unknown_names(store, question.question, sources, question.filter)
     except TimeoutError as exc:
         raise UpstreamTimeout("Retrieval did not finish in time.") from exc
     # The extractive answerer reads the passages without a model: no context window to respect
     # exactly, so its budget is estimated and no encoding is built for it.
-    estimate = isinstance(answerer, ExtractiveAnswerer)
-    passages = fit_budget(sources, max_context_tokens, token_model, estimate=estimate)
+    passages = fit_budget(sources, max_context_tokens, token_model, estimate=extractive)
     used = {p.id for p in passages}
     return Prepared(
         question,
@@ -117,6 +123,7 @@ async def prepare(
         answerer,
         embedder.model if embedder is not None else None,
         started,
+        unknown_names=unknown,
     )
 
 
@@ -168,6 +175,7 @@ async def _events(prepared: Prepared, outcome: dict[str, Any]) -> AsyncIterator[
                 prepared.passages,
                 prepared.usage,
                 prepared.deadline,
+                prepared.unknown_names,
             )
         )
         if not getattr(answerer, "paced", False):

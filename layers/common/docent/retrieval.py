@@ -183,6 +183,23 @@ def group_sections(
     return sources
 
 
+async def unknown_names(
+    store: VectorStore, question: str, sources: Sequence[Source], search_filter: SearchFilter
+) -> tuple[str, ...]:
+    """The names the question asks about (`generation.proper_names`) that the documentation
+    never mentions. Only a name no source holds is searched for, alone: a common name (API,
+    HTTP) can miss the sources and still be all over the docs, which then may answer."""
+    from docent.generation import unmentioned_names
+
+    texts = [" ".join(filter(None, [s.title, s.heading, s.text])) for s in sources]
+    unknown = []
+    for name in unmentioned_names(question, texts):
+        query = Query(sparse=sparse.encode_query(name), filter=search_filter, limit=1)
+        if not await store.search_current(query):
+            unknown.append(name)
+    return tuple(unknown)
+
+
 async def retrieve(
     store: VectorStore,
     embedder: Embedder | None,

@@ -76,3 +76,6 @@ class AnswerRequest:
     passages: Sequence[Passage]
     usage: Usage
     deadline: float
+    # Names the question asks about that the documentation never mentions (searched for when
+    # no passage held them): the extractive answerer does not answer such a question.
+    unknown_names: tuple[str, ...] = ()
