@@ -416,7 +416,7 @@ async def test_a_name_the_docs_never_mention_leaves_the_question_unanswered() ->
     assert text.startswith("The default throttling policy may be set globally")
 
 
-async def test_a_word_no_passage_holds_weighs_as_the_commonest() -> None:
+async def test_a_word_no_passage_holds_loses_most_of_its_weight() -> None:
     # GIVEN a paraphrase in the asker's own words ("gadget", "choking", "roughly") around the
     # docs' terms
     question = (
@@ -424,8 +424,8 @@ async def test_a_word_no_passage_holds_weighs_as_the_commonest() -> None:
         "allowed?"
     )
     excerpt = ExtractiveAnswerer().excerpt(question, PASSAGES)
-    # THEN the words no passage holds count once each, not as the rarest terms (which left
-    # 0.29 of the question covered): the sentence holding the rest answers it
-    assert excerpt is not None and excerpt.coverage > 0.5
+    # THEN the words no passage holds count little more than the commonest, not as the rarest
+    # terms (which left 0.29 of the question covered): the sentence holding the rest answers it
+    assert excerpt is not None and excerpt.coverage >= ANSWER_COVERAGE
     text, _ = await answer(question, PASSAGES)
     assert text.startswith("Every token gets sixty requests per minute.")
