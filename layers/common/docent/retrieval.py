@@ -30,10 +30,14 @@ CHUNKS_PER_SOURCE = 3
 # page for 6 of 45 Django REST framework questions (BM25; 4 with hybrid), none after. Their
 # sections rank at this share of their score.
 HISTORY_WEIGHT = 0.5
-# An API reference page (Sphinx autodoc's `api.html`, a "Reference" index) holds every name in
-# a few huge sections, so it matches a question about any of them ahead of the guide page that
-# explains it. It ranks like a history page.
+# An API reference page (Sphinx autodoc's `api.html`, a "Reference" index, aiohttp's
+# `client_reference.html`) holds every name in a few huge sections, so it matches a question
+# about any of them ahead of the guide page that explains it. It ranks like a history page.
 REFERENCE_WEIGHT = 0.5
+# A page about the project rather than its use (how to contribute, its authors, its license)
+# shares the guides' words: Python-Markdown's contributing guide led for 2 of 20 questions of
+# `make eval`'s fresh set, its authors page for 1. It ranks like a history page too.
+META_WEIGHT = 0.5
 # A page with several matching sections is more likely the page about the question than a page
 # that mentions its words once: a section gains this share of the best other section of its page
 # among the candidates. On `make eval` (BM25) it put the expected page first for 3 more of 89
@@ -45,7 +49,8 @@ PAGE_EVIDENCE = 0.2
 _HISTORY = re.compile(r"release[-_ ]?notes|change[-_ ]?log|announcement|what'?s[-_ ]new", re.I)
 # Whole page names (the file's stem, or its folder's for an index page, or the title).
 _HISTORY_PAGE = re.compile(r"changes|changelog|history|news|releases", re.I)
-_REFERENCE_PAGE = re.compile(r"api|api[-_ ]reference|reference", re.I)
+_REFERENCE_PAGE = re.compile(r"api|(?:\w+[-_ ])?(?:api[-_ ])?reference", re.I)
+_META_PAGE = re.compile(r"contributing|authors|license|code[-_ ]of[-_ ]conduct", re.I)
 
 
 def page_name(document_id: str) -> str:
@@ -57,7 +62,8 @@ def page_name(document_id: str) -> str:
 
 
 def rank_weight(payload: ChunkPayload) -> float:
-    """HISTORY_WEIGHT for a changelog-like page, REFERENCE_WEIGHT for an API reference, else 1."""
+    """HISTORY_WEIGHT for a changelog-like page, REFERENCE_WEIGHT for an API reference,
+    META_WEIGHT for a page about the project (contributing, authors, license), else 1."""
     return _page_weight(str(payload.get("document_id", "")), str(payload.get("title") or ""))
 
 
@@ -71,6 +77,8 @@ def _page_weight(document: str, title: str) -> float:
         return HISTORY_WEIGHT
     if any(_REFERENCE_PAGE.fullmatch(n) for n in names):
         return REFERENCE_WEIGHT
+    if any(_META_PAGE.fullmatch(n) for n in names):
+        return META_WEIGHT
     return 1.0
 
 
