@@ -168,14 +168,25 @@ def proper_names(question: str) -> list[str]:
 
 
 def unmentioned_names(question: str, texts: Sequence[str]) -> list[str]:
-    """The question's `proper_names` that none of `texts` holds (as BM25 reads them)."""
-    from docent import sparse
-
+    """The question's `proper_names` that none of `texts` holds as a word (any case)."""
     names = proper_names(question)
     if not names:
         return []
-    held = set().union(*(sparse.terms(text) for text in texts))
-    return [name for name in names if (terms := sparse.terms(name)) and not terms & held]
+    text = "\n".join(texts).lower()
+    return [name for name in names if not _holds_word(text, name.lower())]
+
+
+def _holds_word(text: str, word: str) -> bool:
+    """`word` is in `text` with no word character either side (str.find runs in C)."""
+    at = text.find(word)
+    while at >= 0:
+        end = at + len(word)
+        before = text[at - 1] if at else " "
+        after = text[end] if end < len(text) else " "
+        if not (before.isalnum() or before == "_" or after.isalnum() or after == "_"):
+            return True
+        at = text.find(word, at + 1)
+    return False
 
 
 def literals(question: str) -> list[str]:
