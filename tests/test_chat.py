@@ -96,6 +96,9 @@ def test_a_question_about_something_the_docs_never_name_is_not_answered(
     )
     assert [s["document_id"] for s in events[0]["sources"]] == ["install.md"]
     assert events[-1]["answered"] is True
+    # AND neither are capitals that name nothing: a shouted question, a stopword in capitals
+    for shouted in ("HOW DO I INSTALL ACME WITH PIP, PLEASE?", "How do I install Acme With Pip?"):
+        assert parse_sse(ask(docent_with_corpus, shouted).text)[-1]["answered"] is True, shouted
 
 
 def test_json_mode_returns_the_same_answer_in_one_object(docent_with_corpus: Docent) -> None:

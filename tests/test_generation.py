@@ -398,6 +398,8 @@ def test_the_names_a_question_asks_about_are_its_capitalised_words_and_acronyms(
     assert proper_names("Does it parse YAML? Then I want Kafka.") == ["YAML", "Kafka"]
     assert proper_names("I want a callout box, like reStructuredText has.") == ["reStructuredText"]
     assert proper_names("How do I write a custom permission class?") == []
+    # A question typed in capitals names nothing by its case
+    assert proper_names("HOW DO I INSTALL ACME WITH PIP, PLEASE?") == []
     # A name is held as a whole word, in any case: "overwhelm" does not hold Helm
     texts = ["Do not overwhelm the server.", "The helm_chart setting; see YAML-based configs."]
     assert unmentioned_names("Can Helm install it with YAML?", texts) == ["Helm"]

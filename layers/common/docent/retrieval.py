@@ -193,6 +193,10 @@ def group_sections(
     return sources
 
 
+# At most this many names are searched for per question (one search each).
+MAX_NAME_SEARCHES = 4
+
+
 async def unknown_names(
     store: VectorStore, question: str, sources: Sequence[Source], search_filter: SearchFilter
 ) -> tuple[str, ...]:
@@ -203,9 +207,11 @@ async def unknown_names(
 
     texts = [" ".join(filter(None, [s.title, s.heading, s.text])) for s in sources]
     unknown = []
-    for name in unmentioned_names(question, texts):
-        query = Query(sparse=sparse.encode_query(name), filter=search_filter, limit=1)
-        if not await store.search_current(query):
+    for name in unmentioned_names(question, texts)[:MAX_NAME_SEARCHES]:
+        vector = sparse.encode_query(name)
+        if not vector.indices:
+            continue  # a stopword in capitals ("What Is ..."): BM25 cannot look for it
+        if not await store.search_current(Query(sparse=vector, filter=search_filter, limit=1)):
             unknown.append(name)
     return tuple(unknown)
 
