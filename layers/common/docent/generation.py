@@ -282,10 +282,10 @@ class ExtractiveAnswerer:
                     frequency[term] = frequency.get(term, 0) + 1
         total = sum(len(us) for us in parsed) + 1
         weight = {t: 1.0 + math.log(total / (1 + frequency.get(t, 0))) for t in asked}
-        # The asked terms some passage holds, in its text or in its title and headings.
-        mentioned = set(frequency).union(
-            *(sparse.terms(" ".join(filter(None, [p.title, p.heading]))) for p in passages)
-        )
+        # Each passage's title and heading path, and the asked terms some passage holds there or
+        # in its text.
+        contexts = [sparse.terms(" ".join(filter(None, [p.title, p.heading]))) for p in passages]
+        mentioned = set(frequency).union(*contexts)
         # A word no passage holds is mostly the asker's own word for what the docs say otherwise
         # ("talkative" for verbose, "explodes" for memory use): weighed as the rarest, it kept
         # paraphrased questions from counting as answered, so it keeps UNHELD_SHARE of its
@@ -303,8 +303,9 @@ class ExtractiveAnswerer:
 
         best: tuple[float, int, int, int] | None = None  # (score, passage, first, last)
         best_cover = 0.0
-        for p_index, (passage, us) in enumerate(zip(passages, parsed, strict=True)):
-            context = sparse.terms(" ".join(filter(None, [passage.title, passage.heading])))
+        for p_index, (passage, us, context) in enumerate(
+            zip(passages, parsed, contexts, strict=True)
+        ):
             heading_terms = sparse.terms(passage.heading or "")
             heading = heading_terms & asked
             titled = bool(heading)
