@@ -43,10 +43,6 @@ class Corpus:
         if self.pool not in POOLS:
             raise ValueError(f"{self.name}: pool {self.pool!r} is not one of {POOLS}")
 
-    @property
-    def heldout(self) -> bool:
-        return self.pool != "tuning"
-
     def url(self, page: str) -> str:
         """The page's public address (a folder's index.html is served as the folder)."""
         path = page.removesuffix("index.html")

@@ -251,11 +251,8 @@ def table(results: dict[str, Any]) -> str:
     ]
 
     # Each pool's row, in POOLS' order: the tuning sets under the system's name, the others
-    # labelled. Older results files mark a held-out set with `heldout: true` and no pool.
-    def pool_of(figures: dict[str, Any]) -> str:
-        return str(figures.get("pool") or ("held out" if figures.get("heldout") else "tuning"))
-
-    pools = {name: pool_of(figures) for name, figures in results["sets"].items()}
+    # labelled.
+    pools = {name: figures["pool"] for name, figures in results["sets"].items()}
     rows = [
         (name if pool == "tuning" else f"{name}, {pool}", POOL_KEYS[pool], system,
          [s for s in system["costs"] if pools.get(s) == pool])
@@ -317,7 +314,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             sets[corpus.name] = corpora.manifest(corpus) | {
                 "pages_used": len(pages),
                 "questions": len(questions),
-                "heldout": corpus.heldout,
                 "pool": corpus.pool,
             }
             names = [f"docent-{m}" for m in modes]
