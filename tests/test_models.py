@@ -114,6 +114,51 @@ def test_embeddings_down_is_a_clear_503_and_nothing_written(tmp_path: Path, tran
     assert listed["documents"] == []
 
 
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+def test_the_answer_carries_the_sdk_clients_headers_on_either_transport(
+    tmp_path: Path, standin: tuple[str, StandIn], transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through aiohttp the answer goes out without the SDK's request layers (`post_stream`), with
+    # the SDK client's URL and headers: its key, and what it reads from the environment.
+    url, state = standin
+    state.answer = "Ten a minute [S1]."
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-docent")
+    with with_models(tmp_path, url, openai_api_key="sk-answer", model_http_client=transport,
+                     embedding_provider="none") as docent:  # fmt: skip
+        docent.ingest(corpus_documents())
+        with docent.client() as client:
+            events = ask(client, "How are anonymous visitors limited?")
+    assert events[-1]["type"] == "done", events[-1]
+    headers = state.chat_headers[-1]
+    assert headers["authorization"] == "Bearer sk-answer"
+    assert headers["openai-organization"] == "org-docent"
+    assert headers["content-type"] == "application/json"
+    assert headers["user-agent"].startswith("AsyncOpenAI/Python")
+    # The SDK's request layers add a per-request retry count; the direct request has none.
+    assert ("x-stainless-retry-count" in headers) == (transport == "httpx")
+
+
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+def test_a_model_server_that_refuses_connections_is_an_unavailable_error_event(
+    tmp_path: Path, transport: str
+) -> None:
+    with (
+        socket_closed_url() as url,
+        with_models(
+            tmp_path,
+            url,
+            model_max_retries=1,
+            model_http_client=transport,
+            embedding_provider="none",
+        ) as docent,  # fmt: skip
+    ):
+        docent.ingest(corpus_documents())
+        with docent.client() as client:
+            events = ask(client, "How are anonymous visitors limited?")
+    assert events[0]["type"] == "sources"
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "unavailable", events[-1]
+
+
 class socket_closed_url:
     def __enter__(self) -> str:
         from tests.support.servers import free_port
@@ -320,6 +365,62 @@ async def test_the_model_pool_reads_on_asyncio_transports_not_anyio_streams(
     await response.aclose()
     server.close()
     assert body == b"data: one\n\ndata: two\n\n"
+
+
+async def test_the_direct_answer_stream_speaks_tls_with_the_sdks_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`post_stream` (aiohttp without the SDK's layers) trusts what the SDK's transport trusts:
+    a server whose certificate is in `SSL_CERT_FILE` answers; without it, the certificate is
+    refused and the failure is the model server being unreachable."""
+    import asyncio
+    import ssl
+
+    from docent import modelclient
+    from docent.config import Settings
+
+    cert, key = _certificate(tmp_path)
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ssl.load_cert_chain(cert, key)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (await reader.readline()) not in (b"\r\n", b""):
+                pass
+            await reader.readexactly(2)  # the body: {}
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\ndata: one\n\n")
+            await writer.drain()
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass  # the refused handshake
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ssl)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        for trusted in (True, False):
+            if trusted:
+                monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+            else:
+                monkeypatch.delenv("SSL_CERT_FILE")
+            settings = Settings(
+                openai_base_url=f"https://127.0.0.1:{port}/v1", model_timeout_s=5 + trusted
+            )  # fmt: skip  (a client each)
+            if trusted:
+                stream = await modelclient.post_stream(settings, "/chat/completions", {})
+                body = b"".join([chunk async for chunk in stream.aiter_bytes()])
+                await stream.aclose()
+                assert body == b"data: one\n\n"
+            else:
+                with pytest.raises(Exception) as failure:
+                    await modelclient.post_stream(settings, "/chat/completions", {})
+                retryable, _, error = modelclient.classify(failure.value)
+                assert retryable  # a later attempt may find the server fixed
+                assert "certificate" in str(failure.value).lower()
+                assert error.code == "unavailable"
+    finally:
+        await modelclient.aclose_clients()
+        server.close()
 
 
 def _certificate(folder: Path) -> tuple[Path, Path]:

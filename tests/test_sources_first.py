@@ -131,5 +131,5 @@ def test_sources_reach_the_client_before_the_model_call_reaches_the_model(
         assert b'"type":"sources"' in stream, (tag, waiting[:400])
         assert b'"type":"chunk"' not in stream  # nothing of the answer yet: it was not asked for
         events = [json.loads(line[5:]) for line in body.split(b"\r\n") if line.startswith(b"data:")]
-        assert events[0]["type"] == "sources" and events[-1]["type"] == "done"
+        assert events[0]["type"] == "sources" and events[-1]["type"] == "done", events[-1]
         assert events[0]["sources"], "the probe question matches the corpus"

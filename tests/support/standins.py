@@ -50,6 +50,7 @@ class StandIn:
 
     embedding_requests: list[list[str]] = field(default_factory=list)
     chat_requests: list[dict[str, Any]] = field(default_factory=list)
+    chat_headers: list[dict[str, str]] = field(default_factory=list)  # each request's headers
     faults: list[Fault] = field(default_factory=list)  # for the next chat requests
     embedding_faults: list[Fault] = field(default_factory=list)
     mode: str = "ok"  # ok | hang | drop
@@ -97,6 +98,7 @@ class StandIn:
     async def chat(self, request: Request) -> Response:
         body = await request.json()
         self.chat_requests.append(body)
+        self.chat_headers.append(dict(request.headers))
         fault = self._fault(self.faults)
         if fault is not None:
             return fault
