@@ -33,7 +33,8 @@ class Corpus:
     # Which pool its figures join (`POOLS`): the tuning sets, the first held-out pair (written
     # before any tuning, but read question by question since), or the fresh sets (written blind
     # by someone who never saw Docent's retrieval, and not read by its developers before their
-    # first figures were recorded). Each pool is reported apart.
+    # first figures were recorded): the fresh pair of the morning of 2026-11-27, read and tuned
+    # on since, and the third pair of its evening. Each pool is reported apart.
     pool: str = "tuning"
     # The site serves `a/b.html` as `a/b/` (MkDocs' directory URLs), though the package's
     # build wrote plain files.
@@ -51,7 +52,7 @@ class Corpus:
         return self.base_url + path
 
 
-POOLS = ("tuning", "held out", "fresh")
+POOLS = ("tuning", "held out", "fresh", "third pair")
 
 
 CORPORA = (
@@ -116,6 +117,29 @@ CORPORA = (
         ("404.html", "search.html", "sitemap.html"),
         "https://python-markdown.github.io/",
         pool="fresh",
+        directory_urls=True,
+    ),
+    # The third pair (2026-11-27 evening), written blind like the fresh pair, after every change
+    # the fresh pair was read for: coverage.py's Sphinx docs (its changelog among them) ...
+    Corpus(
+        "coverage",
+        "python-coverage-doc",
+        "usr/share/doc/python-coverage-doc/html",
+        ("*.html",),
+        ("genindex.html", "search.html", "py-modindex.html", "404.html"),
+        "https://coverage.readthedocs.io/en/6.5.0/",
+        pool="third pair",
+    ),
+    # ... and MkDocs' own MkDocs site (three "Redirecting..." stubs of moved pages left out).
+    Corpus(
+        "mkdocs",
+        "mkdocs-doc",
+        "usr/share/doc/mkdocs/html",
+        ("*.html", "*/*.html"),
+        ("404.html", "search.html", "user-guide/custom-themes.html",
+         "user-guide/plugins.html", "user-guide/styling-your-docs.html"),  # fmt: skip
+        "https://www.mkdocs.org/",
+        pool="third pair",
         directory_urls=True,
     ),
 )
