@@ -121,10 +121,12 @@ def test_the_table_reports_held_out_sets_apart_from_the_tuning_sets() -> None:
     # AND the Flask and Click questions exist and name real pages' anchors (checked at run time)
     pools = {c.name: c.pool for c in corpora.CORPORA}
     assert pools == {"drf": "tuning", "python": "tuning", "flask": "held out",
-                     "click": "held out", "aiohttp": "fresh", "markdown": "fresh"}  # fmt: skip
+                     "click": "held out", "aiohttp": "fresh", "markdown": "fresh",
+                     "coverage": "third pair", "mkdocs": "third pair"}  # fmt: skip
     assert len(load_questions("flask")) + len(load_questions("click")) >= 40
-    fresh = load_questions("aiohttp") + load_questions("markdown")
-    assert len(fresh) >= 50 and sum(not q.answerable for q in fresh) >= 10
+    for pair in (("aiohttp", "markdown"), ("coverage", "mkdocs")):
+        fresh = load_questions(pair[0]) + load_questions(pair[1])
+        assert len(fresh) >= 50 and sum(not q.answerable for q in fresh) >= 10
 
 
 def test_a_threshold_chosen_on_the_other_pools_is_scored_on_the_one_left_out() -> None:

@@ -395,7 +395,11 @@ async def test_a_literal_written_in_the_question_picks_the_sentence_that_holds_i
 def test_the_names_a_question_asks_about_are_its_capitalised_words_and_acronyms() -> None:
     assert proper_names("How do I add a GraphQL endpoint to a Flask app?") == ["GraphQL", "Flask"]
     # A sentence's first word is capitalised by grammar; a one-letter word names nothing.
-    assert proper_names("Does it parse YAML? Then I want Kafka.") == ["YAML", "Kafka"]
+    assert proper_names("Does it parse YAML? Then what of Kafka?") == ["YAML", "Kafka"]
+    # A sentence that does not ask sets the scene: what it names is not what is asked about
+    assert proper_names("On our Ubuntu box it is slow. How do I speed it up?") == []
+    assert proper_names("Our readers are in France. Can the labels be in French?") == ["French"]
+    assert proper_names("Does it parse YAML? I use Kafka.") == ["YAML"]
     assert proper_names("I want a callout box, like reStructuredText has.") == ["reStructuredText"]
     assert proper_names("How do I write a custom permission class?") == []
     # A question typed in capitals names nothing by its case

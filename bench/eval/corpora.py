@@ -136,8 +136,13 @@ CORPORA = (
         "mkdocs-doc",
         "usr/share/doc/mkdocs/html",
         ("*.html", "*/*.html"),
-        ("404.html", "search.html", "user-guide/custom-themes.html",
-         "user-guide/plugins.html", "user-guide/styling-your-docs.html"),  # fmt: skip
+        (
+            "404.html",
+            "search.html",
+            "user-guide/custom-themes.html",
+            "user-guide/plugins.html",
+            "user-guide/styling-your-docs.html",
+        ),
         "https://www.mkdocs.org/",
         pool="third pair",
         directory_urls=True,
