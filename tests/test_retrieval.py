@@ -65,6 +65,20 @@ def test_chunks_of_one_section_become_one_source() -> None:
     assert len(group_sections(hits, top_k=1)) == 1
 
 
+def test_sections_with_equal_scores_keep_one_order_whatever_order_the_engine_returns() -> None:
+    # GIVEN fused scores that tie (first in one list and absent from the other, both ways), as
+    # the engine returns them in one process and in another
+    tied = [hit("b.html", 2, 0, "x", 1 / 61), hit("a.html", 5, 0, "y", 1 / 61),
+            hit("a.html", 1, 0, "z", 1 / 61), hit("c.html", 0, 0, "w", 1 / 62)]  # fmt: skip
+    orders = [tied, list(reversed(tied)), [tied[2], tied[0], tied[3], tied[1]]]
+    # THEN the sources come out in the same order each time: by score, then page and section
+    listed = {
+        tuple((s.document_id, s.text) for s in group_sections(o, 4, page_evidence=0.0))
+        for o in orders
+    }
+    assert listed == {(("a.html", "z"), ("a.html", "y"), ("b.html", "x"), ("c.html", "w"))}
+
+
 def test_deep_links_replace_an_existing_fragment() -> None:
     assert deep_link("https://x/a#old", "new") == "https://x/a#new"
     assert deep_link("https://x/a", None) == "https://x/a"

@@ -171,10 +171,14 @@ def group_sections(
     for key, group in groups.items():
         others = sorted(runner_up[key[0]], reverse=True)
         others.remove(best[key])
-        scored.append((best[key] + page_evidence * (others[0] if others else 0.0), group))
-    scored.sort(key=lambda item: item[0], reverse=True)
+        scored.append((best[key] + page_evidence * (others[0] if others else 0.0), key, group))
+    # Equal scores are common with hybrid retrieval (RRF scores are ranks: first in one list and
+    # absent from the other ties with the converse), and the engine returns tied points in no
+    # fixed order: the same question could list its sources in another order in another
+    # process. Ties go to the page and section that sort first.
+    scored.sort(key=lambda item: (-item[0], item[1]))
     sources = []
-    for number, (score, group) in enumerate(scored[:top_k], start=1):
+    for number, (score, _, group) in enumerate(scored[:top_k], start=1):
         first = group[0].chunk
         headings = first.get("headings") or []
         sources.append(
