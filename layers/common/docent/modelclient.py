@@ -164,12 +164,11 @@ async def post_stream(settings: Settings, path: str, body: dict[str, Any]) -> Di
     """
     import orjson
 
-    client = client_for(settings)
     key = (settings.openai_base_url, settings.openai_api_key, settings.model_timeout_s)
     directs = _direct.setdefault(asyncio.get_running_loop(), {})
     direct = directs.get(key)
-    if direct is None:
-        direct = directs[key] = _Direct(client, settings.model_timeout_s)
+    if direct is None:  # the SDK client is asked for its URL and headers once
+        direct = directs[key] = _Direct(client_for(settings), settings.model_timeout_s)
     answer = await direct.session.post(
         direct.base + path, data=orjson.dumps(body), headers=direct.headers, timeout=direct.timeout
     )
@@ -256,7 +255,7 @@ def buffered(response: Any) -> Callable[[], bool] | None:
     return more
 
 
-def reading_switch(response: Any) -> tuple[Callable[[], bool], Callable[[], None]] | None:
+def reading_switch(response: Any) -> tuple[Callable[[], None], Callable[[], None]] | None:
     """(pause, resume) for the socket under a streamed response read through aiohttp, else None.
 
     aiohttp reads its socket as data arrives, whether or not anyone waits: each token of the
@@ -265,21 +264,20 @@ def reading_switch(response: Any) -> tuple[Callable[[], bool], Callable[[], None
     its reader uses when its buffer fills), the tokens wait in the kernel and come in with one
     receive. httpx's connections read only while a reader waits: nothing to switch.
 
-    `pause` says whether it paused: once the body has ended, aiohttp hands the connection back to
-    its pool (another request's, soon) and the response no longer has one to pause."""
+    `pause` leaves alone a connection the response no longer has: once the body has ended,
+    aiohttp hands it back to its pool (another request's, soon)."""
     answer = _aiohttp_answer(response)
     if answer is None or not hasattr(answer, "connection"):
         return None
     paused: list[Any] = []
 
-    def pause() -> bool:
+    def pause() -> None:
         connection = answer.connection  # None once released to the pool
         protocol = getattr(connection, "protocol", None)
         if protocol is None or getattr(protocol, "_reading_paused", True):
-            return False  # released, or paused already by aiohttp's own flow control
+            return  # released, or paused already by aiohttp's own flow control
         protocol.pause_reading()
         paused.append(protocol)
-        return True
 
     def resume() -> None:
         while paused:
