@@ -29,6 +29,7 @@ from tests.conftest import (
 )
 from tests.support.servers import background_process, docent_server, free_port
 from tests.support.standins import StandIn
+from tests.support.windows import clear_of_window_roll
 from tests.test_web import error_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +54,7 @@ def test_forwarded_for_lines_are_combined_in_order_before_counting_hops(tmp_path
         response = client.post("/chat", json={"question": "q"}, headers=[*lines, *headers.items()])
         return response.status_code
 
+    clear_of_window_roll(3600)
     with (
         running_docent(
             tmp_path, rate_limit_anon="1/3600s", rate_limit_bad_key="2/3600s", trusted_proxy_hops=1
@@ -124,6 +126,7 @@ def test_admin_routes_check_the_key_before_parsing_the_body(docent: Docent) -> N
 
 
 def test_the_ingest_limit_is_checked_before_the_body(tmp_path: Path) -> None:
+    clear_of_window_roll(3600)
     with running_docent(tmp_path, rate_limit_key="1/3600s") as docent, docent.admin() as client:
         first = client.post("/ingest", json={"documents": [{"id": "a", "text": "alpha"}]})
         second = client.post(

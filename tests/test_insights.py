@@ -46,6 +46,7 @@ from tests.conftest import (
     running_docent,
 )
 from tests.support.servers import GATEWAY_TOKEN
+from tests.support.windows import clear_of_window_roll
 
 # Redis and the Upstash gateway are servers the test setup starts: marked as such.
 STORES = [
@@ -613,6 +614,7 @@ def test_feedback_validation_and_keys(site: Docent) -> None:
 
 
 def test_feedback_is_rate_limited_like_chat(tmp_path: Path) -> None:
+    clear_of_window_roll(3600)
     with running_docent(tmp_path, rate_limit_anon="3/3600s") as docent, docent.client() as client:
         codes = [
             client.post("/feedback", json={"request_id": f"r{i}", "rating": "up"}).status_code

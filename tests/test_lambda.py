@@ -17,6 +17,7 @@ from tests.conftest import parse_sse
 from tests.support.interpreter import fresh_python
 from tests.support.protocols import LambdaContext
 from tests.support.servers import free_port
+from tests.support.windows import clear_of_window_roll
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -100,7 +101,8 @@ def test_function_url_event_gets_the_sse_body_buffered(lambda_env: Path) -> None
 def test_the_event_source_ip_is_the_client(
     lambda_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RATE_LIMIT_ANON", "1/60s")
+    monkeypatch.setenv("RATE_LIMIT_ANON", "1/3600s")
+    clear_of_window_roll(3600)
     from docent.config import get_settings
 
     get_settings.cache_clear()

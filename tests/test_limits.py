@@ -16,6 +16,7 @@ from docent.limits import Decision, Limiter, LimiterUnavailable, MemoryLimiter, 
 from docent.redisstore import RedisLimiter, RedisStore
 from docent.upstash import UpstashLimiter, UpstashStore
 from tests.support.servers import GATEWAY_TOKEN, free_port, silent_server
+from tests.support.windows import clear_of_window_roll
 
 
 def test_memory_window_weights_the_previous_window() -> None:
@@ -64,6 +65,7 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
 @pytest.mark.services
 async def test_every_store_admits_exactly_the_limit_under_concurrency(limiter: Limiter) -> None:
     rule = RateRule(10, 3600)
+    clear_of_window_roll(3600, margin_s=10)
     decisions = await asyncio.gather(*(limiter.hit("client", rule) for _ in range(100)))
     allowed = [d for d in decisions if d.allowed]
     assert len(allowed) == 10
@@ -82,6 +84,7 @@ async def test_stores_agree_decision_by_decision(redis_url: str, gateway_url: st
         UpstashLimiter(gateway_url, GATEWAY_TOKEN, prefix=prefix + "u"),
     ]
     rule = RateRule(5, 3600)
+    clear_of_window_roll(3600, margin_s=10)
     sequences = []
     for store in stores:
         sequences.append(
@@ -127,6 +130,7 @@ async def test_a_burst_beyond_the_redis_pool_waits_and_is_counted_exactly(redis_
     # 101st with MaxConnectionsError, and chat would admit it unchecked (fail open).
     redis = RedisLimiter(redis_url, prefix=f"p{uuid.uuid4().hex}", timeout_s=5)
     rule = RateRule(120, 3600)
+    clear_of_window_roll(3600, margin_s=10)
     decisions = await asyncio.gather(
         *(check(redis, "burst", rule, timeout_s=10) for _ in range(250))
     )
@@ -283,3 +287,23 @@ async def test_bursts_cut_off_by_their_bounds_leave_the_upstash_client_whole(
     finally:
         await limiter.aclose()
         await store.aclose()
+
+
+def test_the_tests_window_guard_sleeps_past_a_near_roll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard the rate-limit tests start with: one request just before a roll and one just
+    after are both admitted under a limit of 1 (the previous window weighs floor(0.99) = 0)."""
+    now = [7200.0 - 5]  # 5 s before an hour's roll
+    slept: list[float] = []
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", slept.append)
+    assert clear_of_window_roll(3600, margin_s=30) == pytest.approx(5.05)
+    assert slept == [pytest.approx(5.05)]
+    now[0] = 7200.0 + 100  # well inside a window: no wait
+    assert clear_of_window_roll(3600, margin_s=30) == 0.0
+
+    limiter = MemoryLimiter(clock=lambda: now[0])
+    rule = RateRule(1, 3600)
+    now[0] = 7200.0 - 0.5
+    first = asyncio.run(limiter.hit("k", rule)).allowed
+    now[0] = 7200.0 + 0.5
+    assert (first, asyncio.run(limiter.hit("k", rule)).allowed) == (True, True)

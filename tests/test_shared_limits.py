@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import ADMIN_KEY, running_docent
 from tests.support.servers import GATEWAY_TOKEN, docent_process, free_port, silent_server
+from tests.support.windows import clear_of_window_roll
 
 
 @pytest.mark.services
@@ -37,6 +38,7 @@ async def test_two_processes_sharing_the_store_admit_exactly_the_limit(
         "KEY_PREFIX": tmp_path.name,
         "STORE_TIMEOUT_S": "5",
     }
+    clear_of_window_roll(3600)
     with (
         docent_process(env, str(tmp_path / "a")) as first,
         docent_process(env, str(tmp_path / "b")) as second,

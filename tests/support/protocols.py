@@ -2,7 +2,8 @@
 
 - `protocol_docent`: `docent serve` with the test corpus, generous limits.
 - `limited_docent`: the same with tight limits (each test takes its own key, so windows do
-  not mix; the anonymous window is one per server, used by one test).
+  not mix; the anonymous window is one per server, used by one test), each test started
+  clear of a window roll.
 - `down_docent`: `docent serve` whose vector store is a closed loopback port.
 - `lambda_url`: a loopback HTTP server that turns each request into an API Gateway v2 event for
   `functions.chat.app.handler`, as API Gateway would, and returns the handler's response.
@@ -26,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.conftest import ADMIN_KEY, USER_KEY, corpus_documents, serve
 from tests.support.servers import docent_server, free_port
+from tests.support.windows import clear_of_window_roll
 
 # Keys for the limited server: one per test that runs a window dry.
 LIMITED_KEYS = (
@@ -62,11 +64,11 @@ def protocol_docent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def limited_docent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {
         "ADMIN_API_KEYS": ADMIN_KEY,
         "API_KEYS": ",".join(LIMITED_KEYS),
-        # An hour's window: a test's few requests never straddle a window boundary, where the
+        # An hour's window, and `limited_docent` starts each test clear of its roll, where the
         # sliding window's weighting of the previous window could admit one more.
         "RATE_LIMIT_ANON": f"{LIMIT}/{WINDOW_S}s",
         "RATE_LIMIT_KEY": f"{LIMIT}/{WINDOW_S}s",
@@ -74,6 +76,13 @@ def limited_docent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with docent_server(env, str(tmp_path_factory.mktemp("limited"))) as (url, _):
         _ingest(url)
         yield url
+
+
+@pytest.fixture
+def limited_docent(limited_server: str) -> str:
+    """The limited server, for a test that runs a window dry: started clear of a window roll."""
+    clear_of_window_roll(WINDOW_S, margin_s=60)
+    return limited_server
 
 
 @pytest.fixture(scope="session")
