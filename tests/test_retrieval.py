@@ -15,6 +15,7 @@ from docent.retrieval import (
     rank_weight,
 )
 from docent.vectors import Hit
+from tests.conftest import Docent, corpus_documents
 
 
 def hit(doc: str, section: int, start: int, text: str, score: float, **payload: object) -> Hit:
@@ -237,3 +238,40 @@ def test_a_snippet_of_a_text_that_starts_with_a_long_whitespace_run_reads_on() -
     text = "Intro" + " \n" * 2000 + "the rest of the section " * 20
     assert snippet(text).startswith("Intro the rest of the section the rest")
     assert snippet(text).endswith("…")
+
+
+def test_ingest_counts_each_chunk_and_the_budget_reads_that_count(
+    docent: Docent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk's payload holds its tiktoken count in the chat's encoding, counted once at
+    ingest; a section of one chunk is then not encoded again for every question's budget."""
+    from docent import tokens
+    from docent.ingest import DocumentIn
+
+    model = docent.services.token_model
+    text = "\n\n".join(d["text"] for d in corpus_documents())
+    prepared = docent.services.ingestor._prepare(DocumentIn("all.md", text), "digest", 0)
+    payloads = [p.payload for p in prepared.points]
+    assert len(payloads) > 3
+    for payload in payloads:
+        assert payload["encoding"] == tokens.encoding_name(model)
+        assert payload["tokens"] == tokens.count_tokens(payload["text"], model)
+
+    # One section of one chunk, one of two: only the merged one's text is counted here.
+    one, (a, b) = payloads[0], payloads[1:3]
+    hits = [Hit("1", 2.0, {**one, "section": 100}),
+            Hit("2", 1.0, {**a, "section": 200}), Hit("3", 0.9, {**b, "section": 200})]  # fmt: skip
+    sources = group_sections(hits, top_k=5)
+    assert sources[0].counted == (payload["encoding"], one["tokens"])
+    assert sources[1].counted is None
+    counted: list[str] = []
+    real = tokens.count_tokens
+    monkeypatch.setattr(tokens, "count_tokens", lambda t, m=None: counted.append(t) or real(t, m))
+    passages = fit_budget(sources, 100_000, model)
+    assert [p.text for p in passages] == [s.text for s in sources]
+    assert sources[1].text in counted and sources[0].text not in counted
+
+    # A count in another encoding (the chat model changed since) is not trusted.
+    other = Source("S1", "d", None, None, None, 1.0, one["text"], counted=("r50k_base", 1))
+    fit_budget([other], 100_000, model)
+    assert one["text"] in counted

@@ -141,3 +141,28 @@ async def test_open_streams_end_when_the_server_exits(monkeypatch: pytest.Monkey
 
     assert frames.stopped_at is not None and not frames.finished
     assert client.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def test_the_last_frame_leaves_with_the_end_in_one_message() -> None:
+    """`done` (or `error`) ends the response in the same message: one write less per answer."""
+
+    async def events() -> AsyncGenerator[dict[str, Any], None]:
+        yield {"type": "chunk", "content": "Hi"}
+        yield {"type": "done", "answered": False}
+
+    client = Client()
+    await sse.event_stream(events(), ping_s=5)(SCOPE, client.receive, client.send)
+
+    bodies = [(m["body"], m["more_body"]) for m in client.sent[1:]]
+    assert bodies == [
+        (b'data: {"type":"chunk","content":"Hi"}\r\n\r\n', True),
+        (b'data: {"type":"done","answered":false}\r\n\r\n', False),
+    ]
+
+
+async def test_a_frame_after_the_last_is_refused_not_sent() -> None:
+    client, frames = Client(), Frames(sse.Last(b"data: end\r\n\r\n"), b"data: more\r\n\r\n")
+    with pytest.raises(RuntimeError, match="after the stream's last"):
+        await sse.EventStream(frames(), ping_s=5)(SCOPE, client.receive, client.send)
+    assert client.body == b"data: end\r\n\r\n"
+    assert [m.get("more_body") for m in client.sent[1:]] == [False]

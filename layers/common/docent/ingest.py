@@ -210,6 +210,7 @@ class Ingestor:
     def _prepare(self, doc: DocumentIn, digest: str, current: int) -> _Prepared:
         from docent.chunking import chunk_document
         from docent.parsing import parse
+        from docent.tokens import encoding_name
 
         try:
             parsed = parse(doc.text, doc.format, doc.metadata.get("anchors"))
@@ -221,6 +222,7 @@ class Ingestor:
             overlap_tokens=self.overlap_tokens,
             model=self.model,
         )
+        encoding = encoding_name(self.model)  # the one `chunk_document` counted `tokens` in
         title = doc.title or parsed.title
         url = doc.url or _metadata_url(parsed.metadata)
         tags = sorted(set(doc.tags) | set(_metadata_tags(parsed.metadata)))
@@ -242,6 +244,8 @@ class Ingestor:
                 "content_hash": digest,
                 "chunk_count": len(chunks),
                 "ingested_at": now,
+                "tokens": chunk.tokens,
+                "encoding": encoding,
             }
             if chunk.position == 0:
                 payload["metadata"] = doc.metadata

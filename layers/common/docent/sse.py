@@ -49,10 +49,19 @@ def data_frame(payload: str) -> bytes:
     return b"data: " + payload.encode() + b"\r\n\r\n"
 
 
+class Last(bytes):
+    """A stream's last frame: it leaves with the response's end, in one write."""
+
+
+# The contract's stream ends with `done` or `error`: nothing follows either.
+_FINAL = frozenset({"done", "error"})
+
+
 async def _frames(events: AsyncIterator[dict[str, Any]]) -> AsyncGenerator[bytes, None]:
     # Bytes go out as they are: no event object to build and encode again for every token.
     async for event in events:
-        yield frame(event)
+        data = frame(event)
+        yield Last(data) if event.get("type") in _FINAL else data
 
 
 class EventStream(Response):
@@ -86,13 +95,18 @@ class EventStream(Response):
         try:
             try:
                 async for chunk in frames:
+                    if self._ended:
+                        raise RuntimeError("a frame after the stream's last one")
                     self._sending = True
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    last = type(chunk) is Last
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not last})
                     self._sending = False
                     self._written = loop.time()
+                    self._ended = last  # the response has ended: the rest is clean-up
             finally:
-                self._ended = True
-            await send(_END)
+                ended, self._ended = self._ended, True
+            if not ended:
+                await send(_END)
         except asyncio.CancelledError:
             # Our own cancellation (the client left, the server exits) ends the response here;
             # any other (the server cancelling the request) goes on up.

@@ -32,6 +32,10 @@ class ChunkPayload(TypedDict, total=False):
     chunk_count: int
     ingested_at: int
     metadata: dict[str, Any]
+    # `text`'s length in tokens of tiktoken's `encoding`, counted when it was chunked: the chat's
+    # context budget reads it instead of encoding the text again for every question.
+    tokens: int
+    encoding: str
 
 
 @dataclass(frozen=True)
