@@ -261,3 +261,39 @@ async def test_edge_searches_with_one_pool_thread(tmp_path: Path) -> None:
     assert found["top"] == TEXTS["install"][1]
     assert json.loads(config_file.read_text())["max_search_threads"] == SEARCH_THREADS == 1
     assert found["pool"] == SEARCH_THREADS
+
+
+async def test_edge_looks_each_head_up_once_between_writes(tmp_path: Path) -> None:
+    """Edge keeps the head hashes a search looked up until the next write (this process alone
+    writes its shard): a second question on the same pages asks the shard for no heads."""
+    store = EdgeStore(str(tmp_path / "edge"))
+    await store.ensure(DIM)
+    await store.upsert(points("billing", TEXTS["billing"]))
+    looked_up: list[list[object]] = []
+
+    class Counting:
+        def __init__(self, shard: object) -> None:
+            self.shard = shard
+
+        def retrieve(self, ids: list[object], *args: object) -> object:
+            looked_up.append(ids)
+            return self.shard.retrieve(ids, *args)  # type: ignore[attr-defined]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.shard, name)
+
+    store._shard = Counting(await store.engine())  # type: ignore[assignment]
+    refunds = query("refunds for cards, processed", document_id="billing")  # no head among hits
+    first = await store.search_current(refunds)
+    second = await store.search_current(refunds)
+    assert [h.payload["position"] for h in first] == [1] and second == first
+    assert looked_up == [[point_id("billing", 0)]]
+
+    # A write in between: the head is looked up anew, and the new version holds.
+    await store.upsert(points("billing", TEXTS["billing"][:1], digest="h2"))
+    n = len(looked_up)  # the upsert's own lookups counted
+    assert await store.search_current(refunds) == []
+    assert looked_up[n:] == [[point_id("billing", 0)]]
+    # Searches read no metadata or tags: only what sources are made of.
+    assert "tags" not in first[0].payload and first[0].payload["text"]
+    await store.aclose()

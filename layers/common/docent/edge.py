@@ -88,6 +88,13 @@ WAL_SEGMENT_BYTES = 128 * 1024
 WAL_OPTIONS = {"segment_capacity": WAL_SEGMENT_BYTES, "segment_queue_len": 0, "retain_closed": 1}
 
 
+# At most this many documents' head hashes kept between writes (then they are looked up anew).
+HEADS_KEPT = 10_000
+# Payload fields no search reads: a document's metadata (a crawled page's anchors among them)
+# rides on its head chunk, and copying it out with every hit cost CPU per question.
+UNSEARCHED_FIELDS = ["metadata", "tags", "format", "chunk_count", "ingested_at"]
+
+
 class FolderLock:
     """An exclusive, non-blocking `flock` on one file: held while the shard is open."""
 
@@ -174,6 +181,11 @@ class EdgeStore:
         self._dense_size: int | None = None
         self._open_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
+        # Head hashes searches looked up (document id -> its head's hash; None: no head). This
+        # process alone writes the shard (it holds the folder's lock), and every write clears
+        # them before and after it runs: a search meanwhile may keep what it read mid-write
+        # only until the write ends.
+        self._heads: dict[str, str | None] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgeStore:
@@ -271,6 +283,7 @@ class EdgeStore:
                 if self._shard is None:
                     self._shard = await self._run(self._open)
                     self._dense_size = shard_dense_size(self.path)
+                    self._heads.clear()
         return self._shard
 
     async def engine(self) -> qe.EdgeShard:
@@ -381,7 +394,11 @@ class EdgeStore:
         """`change` (which returns how many points it overwrote or removed) under the write
         lock, then a vacuum if the dead points it left make one due."""
         async with self._write_lock:
-            changed = await self._run(change)
+            self._heads.clear()
+            try:
+                changed = await self._run(change)
+            finally:
+                self._heads.clear()
             await self._maybe_optimize(changed)
             return changed
 
@@ -431,11 +448,16 @@ class EdgeStore:
             points = shard.query(request)
             hits = [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
             heads, missing = heads_among(hits)
-            if missing:
-                ids: list[qe.PointId] = [point_id(d, 0) for d in missing]
-                heads.update(
-                    head_hashes([r.payload for r in shard.retrieve(ids, HEAD_FIELDS, False)])
-                )
+            known = self._heads
+            if unknown := [d for d in missing if d not in known]:
+                ids: list[qe.PointId] = [point_id(d, 0) for d in unknown]
+                found = head_hashes([r.payload for r in shard.retrieve(ids, HEAD_FIELDS, False)])
+                if len(known) + len(unknown) > HEADS_KEPT:
+                    known.clear()
+                known.update((d, found.get(d)) for d in unknown)
+            for document_id in missing:
+                if (head := known.get(document_id)) is not None:
+                    heads[document_id] = head
             return current_hits(hits, heads)
 
         return self._inline(run)
@@ -451,7 +473,7 @@ class EdgeStore:
                 limit=query.limit,
                 query=qe.Query.Nearest(sparse, using=SPARSE),
                 filter=flt,
-                with_payload=True,
+                with_payload=qe.PayloadSelector.Exclude(UNSEARCHED_FIELDS),
             )
         depth = query.limit * PREFETCH_FACTOR
         return qe.QueryRequest(
@@ -462,7 +484,7 @@ class EdgeStore:
             ],
             query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # stub omits nested classes
             filter=flt,
-            with_payload=True,
+            with_payload=qe.PayloadSelector.Exclude(UNSEARCHED_FIELDS),
         )
 
     async def documents(self, limit: int, offset: str | None) -> tuple[list[Hit], str | None]:
@@ -522,6 +544,7 @@ class EdgeStore:
                 return await self._run(backup.unpack, source, self.path)
             finally:
                 self._dense_size = None
+                self._heads.clear()
 
     async def aclose(self) -> None:
         if self._shard is not None:
