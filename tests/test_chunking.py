@@ -84,3 +84,27 @@ def test_a_code_block_larger_than_the_limit_splits_on_lines() -> None:
     assert len(chunks) > 5
     assert all(c.tokens <= 50 for c in chunks)
     assert all(c.text.splitlines()[-1].startswith(("line_", "```")) for c in chunks)
+
+
+@pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
+def test_token_offsets_are_tiktokens_own(name: str) -> None:
+    """`token_offsets` gives what tiktoken's `decode_with_offsets` gives, characters split
+    across tokens (emoji, CJK, accents) included."""
+    from docent.chunking import token_offsets
+    from docent.tokens import _encoding
+
+    encoding = _encoding(name)
+    texts = [
+        "",
+        "plain ASCII text, with code: `pip install acme-server`\n\n```py\nx = 1\n```",
+        "Café naïve façade — “quoted” and déjà vu",
+        "日本語のテキストと English mixed 中文字符",
+        "emoji 👩‍👩‍👧‍👦 and 🇫🇷 flags, 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math, e\u0301 combining",
+        "ünïcödé " * 50 + "🙂" * 30,
+    ]
+    split = 0  # tokens that start inside a character: the case the offsets must round down
+    for text in texts:
+        tokens = encoding.encode(text, disallowed_special=())
+        assert token_offsets(encoding, tokens) == encoding.decode_with_offsets(tokens)[1], text
+        split += sum(0x80 <= b[0] < 0xC0 for b in encoding.decode_tokens_bytes(tokens))
+    assert split >= 10

@@ -10,6 +10,8 @@ can later be merged back by their character offsets.
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 import re
 from dataclasses import dataclass
 
@@ -81,7 +83,7 @@ def chunk_section(
         stripped = text.strip()
         count = len(tokens) if stripped == text else _count(enc, stripped)
         return [(len(text) - len(text.lstrip()), stripped, count)]
-    _, offsets = enc.decode_with_offsets(tokens)  # type: ignore[attr-defined]
+    offsets = token_offsets(enc, tokens)
     offsets = [*offsets, len(text)]
     n = len(tokens)
     breaks, whole = _breaks(section, text)
@@ -158,6 +160,32 @@ def _overlap_start(
         after = bisect.bisect_left(offsets, inside[1])
         return after if after < end else end
     return start
+
+
+# UTF-8 continuation bytes: the second to fourth byte of a character.
+_CONTINUATION_BYTES = bytes(range(0x80, 0xC0))
+_CONTINUATION = re.compile(b"[\\x80-\\xbf]")
+_WHOLE_CHARACTERS = operator.methodcaller("translate", None, _CONTINUATION_BYTES)
+
+
+def token_offsets(encoding: object, tokens: list[int]) -> list[int]:
+    """Where each token starts in the decoded text, in characters: tiktoken's
+    `decode_with_offsets` (a token that starts inside a character starts at that character),
+    without its loop in Python over every byte of every token (3.5 times the time on ASCII)."""
+    pieces: list[bytes] = encoding.decode_tokens_bytes(tokens)  # type: ignore[attr-defined]
+    starts = list(itertools.accumulate(map(len, pieces), initial=0))
+    starts.pop()
+    data = b"".join(pieces)
+    if data.isascii():
+        return starts  # every byte a character: byte and character offsets agree
+    # Characters before each token: the bytes before it that start a character.
+    offsets = list(itertools.accumulate(map(len, map(_WHOLE_CHARACTERS, pieces)), initial=0))
+    index = dict(zip(starts, range(len(pieces)), strict=False))
+    for inside in index.keys() & {m.start() for m in _CONTINUATION.finditer(data)}:
+        i = index[inside]  # a token that starts inside a character starts at that character
+        offsets[i] = max(0, offsets[i] - 1)
+    offsets.pop()
+    return offsets
 
 
 def _count(encoding: object, text: str) -> int:
