@@ -214,3 +214,18 @@ def test_the_real_python_tutorial_index_keeps_its_prose_but_not_its_toctree() ->
     assert "Python is an easy to learn, powerful programming language." in text
     assert "Whetting Your Appetite" in html and "Whetting Your Appetite" not in text
     assert "More Control Flow Tools" not in text
+
+
+def test_heading_markup_is_read_though_paragraphs_are_not_parsed_inline() -> None:
+    """Only headings get their inline markup parsed (chunks are source slices); a reference
+    link in a heading still resolves against the document's link definitions."""
+    doc = parse(
+        "# Title *em*\n\n## See [the guide][g] and `code`\n\nText with [a link][g].\n\n"
+        "[g]: https://x.test\n",
+        "markdown",
+        None,
+    )
+    assert doc.title == "Title em"
+    assert doc.sections[-1].headings == ("Title em", "See the guide and code")
+    assert doc.sections[-1].anchor == "see-the-guide-and-code"
+    assert doc.sections[-1].blocks[0].text == "Text with [a link][g]."
