@@ -143,7 +143,7 @@ class EventStream(Response):
         now = loop.time()
         due = self._written + self.ping_s
         if now >= due:
-            if not self._sending:
+            if not self._sending and not self._ended:  # never after the response's end
                 self._written = now
                 _tasks.add(ping := loop.create_task(self._ping(send)))
                 ping.add_done_callback(_tasks.discard)
