@@ -183,8 +183,7 @@ class EdgeStore:
         self._write_lock = asyncio.Lock()
         # Head hashes searches looked up (document id -> its head's hash; None: no head). This
         # process alone writes the shard (it holds the folder's lock), and every write clears
-        # them before and after it runs: a search meanwhile may keep what it read mid-write
-        # only until the write ends.
+        # them when it ends: what a search kept before or during a write lasts until then.
         self._heads: dict[str, str | None] = {}
 
     @classmethod
@@ -394,7 +393,6 @@ class EdgeStore:
         """`change` (which returns how many points it overwrote or removed) under the write
         lock, then a vacuum if the dead points it left make one due."""
         async with self._write_lock:
-            self._heads.clear()
             try:
                 changed = await self._run(change)
             finally:
