@@ -262,7 +262,7 @@ def test_ingest_counts_each_chunk_and_the_budget_reads_that_count(
     hits = [Hit("1", 2.0, {**one, "section": 100}),
             Hit("2", 1.0, {**a, "section": 200}), Hit("3", 0.9, {**b, "section": 200})]  # fmt: skip
     sources = group_sections(hits, top_k=5)
-    assert sources[0].counted == (payload["encoding"], one["tokens"])
+    assert sources[0].counted == (tokens.encoding_name(model), one["tokens"])
     assert sources[1].counted is None
     counted: list[str] = []
     real = tokens.count_tokens
