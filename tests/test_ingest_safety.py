@@ -165,3 +165,98 @@ def test_a_killed_ingest_process_then_a_retry_ends_with_the_exact_count(tmp_path
     assert crashed_total == fresh_total == expected["chunks"]
     assert retried["documents"] == expected["documents"] == 1500
     assert 0 < retried["unchanged"] < 1500  # the killed run had committed some, not all
+
+
+class CountingShard:
+    """The real Edge shard, its flushes counted."""
+
+    def __init__(self, shard: Any) -> None:
+        self._shard = shard
+        self.flushes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._shard, name)
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self._shard.flush()
+
+
+async def test_an_ingest_flushes_the_shard_once_however_many_writes_it_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush writes out every segment: an ingest's writes (several upserts, a delete per
+    changed document) share one, at its end; a write of its own still flushes at once."""
+    import docent.ingest
+
+    monkeypatch.setattr(docent.ingest, "WRITE_BATCH", 40)
+    store = EdgeStore(str(tmp_path / "edge"))
+    ingestor = Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
+    await ingestor.ingest([DocumentIn(id="warm.md", text="# Warm\n\nThe collection is made.")])
+    shard = CountingShard(store._shard)
+    store._shard = shard
+    documents = [DocumentIn(id=d["id"], text=d["text"]) for d in corpus(12)]
+    first = await ingestor.ingest(documents)
+    assert first.chunks > 3 * 40  # several upserts of 40
+    assert shard.flushes == 1
+    # A new version of each: upserts, then one delete (with points to remove) per document.
+    changed = [DocumentIn(id=d.id, text=d.text.replace("sentence", "line")) for d in documents]
+    second = await ingestor.ingest(changed)
+    assert second.chunks == first.chunks and shard.flushes == 2
+    assert await store.total() == first.chunks + 1  # the old versions are gone
+    assert await ingestor.delete("warm.md") == 1
+    assert shard.flushes == 3  # a delete of its own
+    await store.aclose()
+
+
+CHILD = """
+import asyncio, json, os, signal, sys
+from docent.edge import EdgeStore
+from docent.ingest import DocumentIn, Ingestor
+
+async def main() -> None:
+    store = EdgeStore(sys.argv[1])
+    ingestor = Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
+    await ingestor.ingest([DocumentIn(id="warm.md", text="# Warm\\n\\nThe collection is made.")])
+
+    async def killed() -> None:  # the batch's end, its flush not made: the process dies there
+        print(json.dumps({"unflushed": store._unflushed}), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    store._flush_batched = killed
+    documents = [DocumentIn(id=d["id"], text=d["text"]) for d in json.loads(sys.argv[2])]
+    await ingestor.ingest(documents)
+
+asyncio.run(main())
+"""
+
+
+def test_an_ingest_killed_before_its_flush_is_whole_on_the_next_open(tmp_path: Path) -> None:
+    """The batch's writes are in Edge's write-ahead log before each returns: a process killed
+    with them all unflushed leaves every one to the next open, which replays the log."""
+    path = tmp_path / "edge"
+    documents = corpus(12)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), json.dumps(documents)],
+        capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+    )  # fmt: skip
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert json.loads(child.stdout) == {"unflushed": True}
+
+    def ingestor(store: EdgeStore) -> Ingestor:
+        return Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
+
+    async def reopened() -> None:
+        store = EdgeStore(str(path))
+        reference = ingestor(EdgeStore(str(tmp_path / "reference")))
+        inputs = [DocumentIn(id=d["id"], text=d["text"]) for d in documents]
+        expected = await reference.ingest(inputs)
+        assert await store.total() == expected.chunks + 1
+        heads, _ = await store.documents(100, None)
+        assert len(heads) == 13
+        again = await ingestor(store).ingest(inputs)
+        assert again.unchanged == 12 and again.chunks == 0  # each version whole, as written
+        await store.aclose()
+        await reference.store.aclose()
+
+    asyncio.run(reopened())

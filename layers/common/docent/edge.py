@@ -1,7 +1,11 @@
 """Qdrant Edge: the embedded default vector store, in-process and on disk at QDRANT_PATH.
 
 Edge is synchronous; each call runs in a worker thread so the event loop never blocks. Writes
-are serialised by one lock (Edge has a single writer) and flushed before they return.
+are serialised by one lock (Edge has a single writer) and flushed before they return, or, inside
+`EdgeStore.batch()` (an ingest's upserts and deletes), once when the batch ends: a flush writes
+out every segment Edge holds, so it cost more than a small write itself (a fifth of an ingest's
+CPU). Edge logs each write in its write-ahead log first and replays the log when it opens, so a
+write left unflushed by a killed process is still there on the next open.
 
 Three guards keep the files whole:
 - One process at a time: an exclusive OS lock (`flock`) on `<collection>.lock` beside the shard
@@ -30,7 +34,9 @@ import fcntl
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -87,6 +93,9 @@ VACUUM_FLOOR = 100
 WAL_SEGMENT_BYTES = 128 * 1024
 WAL_OPTIONS = {"segment_capacity": WAL_SEGMENT_BYTES, "segment_queue_len": 0, "retain_closed": 1}
 
+
+# Set inside `EdgeStore.batch()`: a write there leaves its flush to the batch's end.
+_BATCHED: ContextVar[bool] = ContextVar("docent_edge_batched", default=False)
 
 # At most this many documents' head hashes kept between writes (then they are looked up anew).
 HEADS_KEPT = 10_000
@@ -185,6 +194,7 @@ class EdgeStore:
         # process alone writes the shard (it holds the folder's lock), and every write clears
         # them when it ends: what a search kept before or during a write lasts until then.
         self._heads: dict[str, str | None] = {}
+        self._unflushed = False  # a batched write is not flushed yet
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgeStore:
@@ -283,6 +293,7 @@ class EdgeStore:
                     self._shard = await self._run(self._open)
                     self._dense_size = shard_dense_size(self.path)
                     self._heads.clear()
+                    self._unflushed = False
         return self._shard
 
     async def engine(self) -> qe.EdgeShard:
@@ -323,13 +334,14 @@ class EdgeStore:
         shard = await self._get()
         built = [qe.Point(p.id, _vectors(qe, p), p.payload) for p in points]
         size = points_bytes(points)
+        batched = _BATCHED.get()
 
         def write() -> int:
             self.check_room(size)
             # Points that already exist are overwritten: their old versions are dead until a vacuum.
             replaced = len(shard.retrieve([p.id for p in points], False, False))
             shard.update(qe.UpdateOperation.upsert_points(built))
-            shard.flush()
+            self._flush_unless(batched, shard)
             return replaced
 
         await self._write(write)
@@ -378,16 +390,47 @@ class EdgeStore:
 
         shard = await self._get()
         flt = _document_filter(qe, document_id, other_than_hash)
+        batched = _BATCHED.get()
 
         def remove() -> int:
             n = shard.count(qe.CountRequest(exact=True, filter=flt))
             if n:
                 self.check_room(0)
                 shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
-                shard.flush()
+                self._flush_unless(batched, shard)
             return n
 
         return await self._write(remove)
+
+    def _flush_unless(self, batched: bool, shard: qe.EdgeShard) -> None:
+        """After a write, in its worker thread: flush now, or mark it for its batch's end."""
+        if batched:
+            self._unflushed = True
+        else:
+            shard.flush()
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """The writes made inside (by this task and the tasks it starts) are flushed once, when
+        it ends, even by an error; each is in the write-ahead log and searchable meanwhile."""
+        token = _BATCHED.set(True)
+        try:
+            yield
+        finally:
+            _BATCHED.reset(token)
+            await self._flush_batched()
+
+    async def _flush_batched(self) -> None:
+        async with self._write_lock:
+            shard = self._shard
+            if not self._unflushed or shard is None:
+                return
+            self._unflushed = False
+            try:
+                await self._run(shard.flush)
+            except BaseException:
+                self._unflushed = True
+                raise
 
     async def _write(self, change: Callable[[], int]) -> int:
         """`change` (which returns how many points it overwrote or removed) under the write
@@ -546,6 +589,7 @@ class EdgeStore:
 
     async def aclose(self) -> None:
         if self._shard is not None:
+            await self._flush_batched()  # a batch cut short by the close (a cancelled ingest)
             shard, self._shard = self._shard, None
             async with self._write_lock:
                 await self._run(shard.close)

@@ -275,7 +275,7 @@ class Ingestor:
     async def _write(self, prepared: list[_Prepared], result: IngestResult) -> None:
         if not prepared:
             return
-        async with self._gate.writing():
+        async with self._gate.writing(), self.store.batch():
             await self._switch(prepared, result)
 
     async def _switch(self, prepared: list[_Prepared], result: IngestResult) -> None:

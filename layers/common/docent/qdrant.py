@@ -14,6 +14,7 @@ server's pool of 100 that wedged every later call within a few bursts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -171,6 +172,10 @@ class QdrantStore:
                 await self._call(lambda c: c.delete_collection(self.collection))
                 self._ready = False
                 await self._create(dense_size)
+
+    def batch(self) -> contextlib.nullcontext[None]:
+        """Nothing to gather: each write waits until the server has applied it (`wait=True`)."""
+        return contextlib.nullcontext()
 
     async def upsert(self, points: Sequence[ChunkPoint]) -> None:
         if not points:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol, cast
@@ -142,6 +143,11 @@ class VectorStore(Protocol):
 
     async def upsert(self, points: Sequence[ChunkPoint]) -> None:
         """Write points and wait until they are durable and searchable."""
+        ...
+
+    def batch(self) -> AbstractAsyncContextManager[None]:
+        """Writes made inside are made durable together when it ends (Edge flushes its segments
+        once, not after each write; a server's writes each already are): an ingest's writes."""
         ...
 
     async def retrieve(self, ids: Sequence[str]) -> list[Hit]:
