@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from docent import sparse
+from docent.edge import EdgeStore
+from docent.ingest import DocumentIn, Ingestor
+from docent.vectors import Query, SearchFilter, chunk_point_id
 from tests.conftest import Docent, corpus_documents, parse_sse
 
 
@@ -86,3 +92,35 @@ def test_a_bad_document_fails_the_request_and_writes_nothing(docent: Docent) -> 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_document"
     assert listing["documents"] == []
+
+
+async def test_a_documents_own_fields_ride_on_its_head_alone(tmp_path: Path) -> None:
+    """`format`, `chunk_count`, `ingested_at` and `metadata` are on the head (the listing reads
+    them there), not on the other chunks (Edge converts each payload value, a string for
+    several µs); the fields searches read and filter on stay on every chunk."""
+    store = EdgeStore(str(tmp_path / "edge"))
+    ingestor = Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
+    text = "# Walrus\n\n" + "\n\n".join(f"## Part {i}\n\n" + "Tusks and whiskers. " * 30
+                                        for i in range(4))  # fmt: skip
+    document = DocumentIn(id="walrus.md", text=text, format="markdown", tags=("zoo",),
+                          metadata={"owner": "keeper"})  # fmt: skip
+    result = await ingestor.ingest([document])
+    ids = [chunk_point_id("walrus.md", h, p) for h in [ingestor.content_hash(document)]
+           for p in range(result.chunks)]  # fmt: skip
+    points = {int(h.payload["position"]): h.payload for h in await store.retrieve(ids)}
+    assert len(points) == result.chunks > 3
+    own = {"format", "chunk_count", "ingested_at", "metadata"}
+    head = points.pop(0)
+    assert own <= set(head) and head["chunk_count"] == result.chunks
+    assert head["format"] == "markdown" and head["metadata"] == {"owner": "keeper"}
+    for payload in points.values():
+        assert not own & set(payload)
+        assert {"document_id", "text", "title", "tags", "content_hash", "section"} <= set(payload)
+    # A tag filter still reaches the body chunks, and the listing still shows the document.
+    hits = await store.search(
+        Query(sparse.encode_query("tusks whiskers"), filter=SearchFilter(tags=("zoo",)), limit=20)
+    )
+    assert {int(h.payload["position"]) for h in hits} == set(range(result.chunks))
+    (listed,), _ = await store.documents(10, None)
+    assert listed.payload["chunk_count"] == result.chunks
+    await store.aclose()

@@ -240,14 +240,16 @@ class Ingestor:
                 "headings": list(chunk.headings),
                 "anchor": chunk.anchor,
                 "tags": tags,
-                "format": doc.format,
                 "content_hash": digest,
-                "chunk_count": len(chunks),
-                "ingested_at": now,
                 "tokens": chunk.tokens,
                 "encoding": encoding,
             }
             if chunk.position == 0:
+                # What the listing shows of a document rides on its head alone: Edge converts a
+                # payload value by value, a string for several µs, and no search reads these.
+                payload["format"] = doc.format
+                payload["chunk_count"] = len(chunks)
+                payload["ingested_at"] = now
                 payload["metadata"] = doc.metadata
             points.append(
                 ChunkPoint(

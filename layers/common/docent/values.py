@@ -12,9 +12,10 @@ from typing import Any, Literal, TypedDict
 class ChunkPayload(TypedDict, total=False):
     """What the vector store keeps beside each chunk's vectors (`vectors.ChunkPoint.payload`).
 
-    Every chunk carries all the keys but `metadata`, which only a document's first chunk (its
-    head, position 0) holds; chunks written by older versions may lack the newer keys, so
-    readers use `.get` for all but `document_id` and `text`.
+    Every chunk carries all the keys but the document's own (`metadata`, `format`,
+    `chunk_count`, `ingested_at`), which only its first chunk (its head, position 0) holds;
+    chunks written by older versions may lack the newer keys (or hold the document's own on
+    every chunk), so readers use `.get` for all but `document_id` and `text`.
     """
 
     document_id: str
