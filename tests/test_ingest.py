@@ -105,8 +105,8 @@ async def test_a_documents_own_fields_ride_on_its_head_alone(tmp_path: Path) -> 
     document = DocumentIn(id="walrus.md", text=text, format="markdown", tags=("zoo",),
                           metadata={"owner": "keeper"})  # fmt: skip
     result = await ingestor.ingest([document])
-    ids = [chunk_point_id("walrus.md", h, p) for h in [ingestor.content_hash(document)]
-           for p in range(result.chunks)]  # fmt: skip
+    digest = ingestor.content_hash(document)
+    ids = [chunk_point_id("walrus.md", digest, p) for p in range(result.chunks)]
     points = {int(h.payload["position"]): h.payload for h in await store.retrieve(ids)}
     assert len(points) == result.chunks > 3
     own = {"format", "chunk_count", "ingested_at", "metadata"}

@@ -37,6 +37,11 @@ def corpus(n: int, sections: int = 6) -> list[dict[str, Any]]:
     ]
 
 
+def small_chunks(store: Any) -> Ingestor:
+    """An ingestor of small chunks, so a few documents make several writes."""
+    return Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
+
+
 def listing(docent: Docent) -> dict[str, int]:
     with docent.admin() as client:
         return {d["id"]: d["chunks"] for d in client.get("/documents").json()["documents"]}
@@ -83,21 +88,17 @@ async def test_a_crash_mid_ingest_then_a_retry_ends_with_the_exact_count(
     documents = [DocumentIn(id=d["id"], text=d["text"]) for d in corpus(12)]
     store = EdgeStore(str(tmp_path / "edge"))
 
-    def ingestor(backend: Any) -> Ingestor:
-        # Small batches so there are several writes to crash between.
-        return Ingestor(backend, None, chunk_tokens=64, overlap_tokens=8, model=None)
-
     import docent.ingest
 
     original = docent.ingest.WRITE_BATCH
     docent.ingest.WRITE_BATCH = 40
     try:
         with pytest.raises(ConnectionError):
-            await ingestor(CrashingStore(store, fail_on)).ingest(documents)
-        retried = await ingestor(store).ingest(documents)
-        again = await ingestor(store).ingest(documents)
+            await small_chunks(CrashingStore(store, fail_on)).ingest(documents)
+        retried = await small_chunks(store).ingest(documents)
+        again = await small_chunks(store).ingest(documents)
         reference_store = EdgeStore(str(tmp_path / "reference"))
-        reference = await ingestor(reference_store).ingest(documents)
+        reference = await small_chunks(reference_store).ingest(documents)
     finally:
         docent.ingest.WRITE_BATCH = original
 
@@ -191,7 +192,7 @@ async def test_an_ingest_flushes_the_shard_once_however_many_writes_it_makes(
 
     monkeypatch.setattr(docent.ingest, "WRITE_BATCH", 40)
     store = EdgeStore(str(tmp_path / "edge"))
-    ingestor = Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
+    ingestor = small_chunks(store)
     await ingestor.ingest([DocumentIn(id="warm.md", text="# Warm\n\nThe collection is made.")])
     shard = CountingShard(store._shard)
     store._shard = shard
@@ -243,18 +244,15 @@ def test_an_ingest_killed_before_its_flush_is_whole_on_the_next_open(tmp_path: P
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert json.loads(child.stdout) == {"unflushed": True}
 
-    def ingestor(store: EdgeStore) -> Ingestor:
-        return Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
-
     async def reopened() -> None:
         store = EdgeStore(str(path))
-        reference = ingestor(EdgeStore(str(tmp_path / "reference")))
+        reference = small_chunks(EdgeStore(str(tmp_path / "reference")))
         inputs = [DocumentIn(id=d["id"], text=d["text"]) for d in documents]
         expected = await reference.ingest(inputs)
         assert await store.total() == expected.chunks + 1
         heads, _ = await store.documents(100, None)
         assert len(heads) == 13
-        again = await ingestor(store).ingest(inputs)
+        again = await small_chunks(store).ingest(inputs)
         assert again.unchanged == 12 and again.chunks == 0  # each version whole, as written
         await store.aclose()
         await reference.store.aclose()
