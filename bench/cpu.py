@@ -42,6 +42,7 @@ import httpx
 
 from bench.figures import quantiles_ms
 from bench.fixtures import (
+    ADMIN_KEY,
     ROOT,
     control,
     docent_env,
@@ -101,6 +102,14 @@ def calibrate(runs: int = 5) -> float:
 
 
 # ---------------------------------------------------------------- one stream
+
+
+def gc_runs(url: str) -> dict[str, int]:
+    """The server's garbage collections so far by generation (`python_gc_collections_total` at
+    /metrics): a full collection pauses every open stream."""
+    text = httpx.get(f"{url}/metrics", headers={"X-API-Key": ADMIN_KEY}, timeout=10).text
+    found = re.findall(r'^python_gc_collections_total\{generation="(\d)"\} (\S+)$', text, re.M)
+    return {generation: int(float(count)) for generation, count in found}
 
 
 def received_at(sock: Any) -> float | None:
@@ -258,6 +267,7 @@ async def chat_levels(
         stream_s_long = FIRST_TOKEN_S + tokens[0] * TOKEN_INTERVAL_S
         for concurrency, count in levels.items():
             runs: dict[str, Phase] = {}
+            collected = gc_runs(url)
             for kind, stream_s in each_answer(model):
                 # Warm both paths (connections, first-use imports) before the clocks start.
                 await at_concurrency(docent, [next(tagged)], 1, 0)
@@ -265,6 +275,7 @@ async def chat_levels(
                 for name, once in (("direct", straight), ("docent", docent)):
                     batch = [next(tagged) for _ in range(count)]
                     runs[f"{name}_{kind}"] = await phase(pids, once, batch, concurrency, stream_s)
+            collected = {g: n - collected.get(g, 0) for g, n in gc_runs(url).items()}
             # Unmeasured (its requests would weigh on the CPU figures): the long answers' load
             # again, with a client apart from it asking beside (bench/probe.py).
             control(model, answer=LONG_ANSWER)
@@ -312,6 +323,7 @@ async def chat_levels(
                     sum(s.frames for s in runs["docent_long"].streams) / count, 1
                 ),
                 "docent": split(runs, "docent", "docent", count, tokens),
+                "docent_gc_collections_by_generation": collected,
                 "standin_direct": split(runs, "direct", "standin", count, tokens),
                 "standin_serving_docent_cpu_ms_per_request_long": round(
                     runs["docent_long"].cpu["standin"] / count * 1000, 3
@@ -644,6 +656,15 @@ def details(results: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
             )
         )
         first = f["first_chunk_ms"]
+        if "docent_gc_collections_by_generation" in f:
+            runs = f["docent_gc_collections_by_generation"]
+            rows.append(
+                (
+                    f"Garbage collections in Docent's server at {level} streams (all four "
+                    "phases), young / middle / full",
+                    " / ".join(str(runs.get(g, "?")) for g in ("0", "1", "2")),
+                )
+            )
         rows.append(
             (
                 f"Wall at {level} streams: first chunk p50/p95/p99 (ms), Docent vs direct; "

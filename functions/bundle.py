@@ -39,19 +39,26 @@ async def ingest_sample_corpus(services: Services) -> int:
 
 
 def _lifespan(
-    services: Callable[[], Services],
+    services: Callable[[], Services], settle: bool
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ingest_sample_corpus(services())
+        if settle:
+            from docent.serving import settle_heap
+
+            settle_heap(services().settings)
         yield
         await services().aclose()
 
     return lifespan
 
 
-def build_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
-    """The bundled app; tests pass their own settings and services."""
+def build_app(
+    settings: Settings | None = None, services: Services | None = None, *, settle: bool = False
+) -> FastAPI:
+    """The bundled app; tests pass their own settings and services. With `settle`, the server's
+    start-up ends with `settle_heap` (the process is the server's own: not a test's)."""
     app = create_app(
         chat_router, openai_router, mcp_router, ingest_router, health_router, web_router,
         settings=settings, services=services,
@@ -59,8 +66,8 @@ def build_app(settings: Settings | None = None, services: Services | None = None
     # JSON lines on stdout for every `docent.*` logger (Lambda's handlers do the same), so a
     # server (`docent serve`, the Spaces image) logs as the README says.
     get_logger((settings or get_settings()).log_level)
-    app.router.lifespan_context = _lifespan(lambda: services or get_services())
+    app.router.lifespan_context = _lifespan(lambda: services or get_services(), settle)
     return app
 
 
-app = build_app()
+app = build_app(settle=True)

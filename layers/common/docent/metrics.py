@@ -34,10 +34,21 @@ class _Registry:
     """The Prometheus collectors, created on first use (nothing imported at cold start)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            GCCollector,
+            Histogram,
+            ProcessCollector,
+        )
 
         self.registry = CollectorRegistry()
         r = self.registry
+        # The process's CPU seconds and memory (`process_*`) and the collector's runs by
+        # generation (`python_gc_*`): CPU per request is the figure that travels between machines.
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
         self.requests = Counter(
             "docent_requests", "HTTP requests by route and status", ["route", "status"], registry=r
         )

@@ -19,7 +19,10 @@ import logging
 import os
 import random
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from docent.config import Settings
 
 log = logging.getLogger("docent.snapstart")
 
@@ -37,10 +40,7 @@ FIRST_REQUEST_MODULES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _backend_modules() -> list[str]:
-    from docent.config import get_settings
-
-    settings = get_settings()
+def _backend_modules(settings: Settings) -> list[str]:
     modules = ["docent.qdrant", "qdrant_client"] if settings.qdrant_url else ["docent.edge"]
     if settings.store_backend == "upstash":
         modules += ["docent.upstash", "upstash_redis", "upstash_ratelimit"]
@@ -51,21 +51,23 @@ def _backend_modules() -> list[str]:
     return modules
 
 
-def warm(function: str) -> list[str]:
-    """Import what `function`'s first request needs and build its token encoding (no network);
-    returns the modules imported."""
+def warm(function: str, settings: Settings | None = None, *, encoding: bool = True) -> list[str]:
+    """Import what `function`'s first request needs under `settings` (the process's by default)
+    and (`encoding`) build its token encoding (no network); returns the modules imported."""
+    from docent.config import get_settings
+
+    settings = settings or get_settings()
     imported = []
-    for name in (*FIRST_REQUEST_MODULES.get(function, ()), *_backend_modules()):
+    for name in (*FIRST_REQUEST_MODULES.get(function, ()), *_backend_modules(settings)):
         try:
             importlib.import_module(name)
             imported.append(name)
         except ImportError:  # an optional backend absent from this layer: the request says so
             log.warning("snapstart: %s not importable", name)
-    if function != "health":
-        from docent.config import get_settings
+    if encoding and function != "health":
         from docent.tokens import encoding_for
 
-        encoding_for(get_settings().token_model)
+        encoding_for(settings.token_model)
     return imported
 
 
