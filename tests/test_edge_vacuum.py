@@ -102,3 +102,32 @@ async def test_a_shard_made_with_edges_default_log_takes_docents_on_open(tmp_pat
     await new.aclose()
     files = {p.name: p.stat().st_size for p in (tmp_path / "new" / "wal").iterdir()}
     assert files["open-1"] == WAL_SEGMENT_BYTES, files
+
+
+async def test_dead_points_add_up_across_processes_to_a_vacuum(tmp_path: Path) -> None:
+    """Each run (a CLI `docent ingest` in a process of its own; here a store opened, used and
+    closed, which is all a process keeps) leaves fewer dead points than a vacuum waits for; the
+    runs together reach it, and the count starts again after it."""
+    from docent.edge import dead_path
+
+    path = str(tmp_path / "shard")
+
+    async def run(documents: list[DocumentIn]) -> tuple[int, int]:
+        store = EdgeStore(path, optimize_after=60)  # 60 dead points at the most
+        try:
+            ingestor = Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
+            result = await ingestor.ingest(documents)
+            return result.chunks, store.optimizations
+        finally:
+            await store.aclose()
+
+    await run([document(n) for n in range(10)])
+    counted, runs = [], []
+    for revision in range(1, 5):  # one document changed per run: its old chunks go dead
+        chunks, optimized = await run([document(0, revision)])
+        runs.append(optimized)
+        counted.append(int(dead_path(path).read_text()))
+    per_run = chunks
+    assert 20 <= per_run < 30, per_run  # so the third run reaches 60, not the second
+    assert runs == [0, 0, 1, 0], (runs, counted)
+    assert counted == [per_run, 2 * per_run, 0, per_run], counted

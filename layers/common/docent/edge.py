@@ -21,12 +21,13 @@ Three guards keep the files whole:
   so a restart on a full disk serves reads instead of dying.
 - Flat under churn: Edge runs its optimiser only when asked, so once the points deleted or
   overwritten reach a fifth of the live ones (at least VACUUM_FLOOR, at most
-  QDRANT_OPTIMIZE_DELETES) the shard is optimised (vacuumed). And its write-ahead log is a ring
-  of WAL_SEGMENT_BYTES files, not Edge's default 32 MB: Edge maps the open WAL file and frees a
-  file only when the next one is full, so with 32 MB files every write added its bytes to the
-  store and to resident memory until 64 MB were reached (the creep the soak saw, about 2 kB per
-  ingest/delete cycle). Every write is flushed before it returns, so the log holds little that
-  the segments do not already hold.
+  QDRANT_OPTIMIZE_DELETES) the shard is optimised (vacuumed); the count is kept beside the
+  shard (`<collection>.dead`), so runs of the CLI add up to a vacuum as a server's ingests
+  do. And its write-ahead log is a ring of WAL_SEGMENT_BYTES files, not Edge's default 32 MB:
+  Edge maps the open WAL file and frees a file only when the next one is full, so with 32 MB
+  files every write added its bytes to the store and to resident memory until 64 MB were
+  reached (the creep the soak saw, about 2 kB per ingest/delete cycle). Every write is flushed
+  before it returns, so the log holds little that the segments do not already hold.
 """
 
 from __future__ import annotations
@@ -187,7 +188,9 @@ class EdgeStore:
         self.optimize_after = optimize_after
         self.lock = FolderLock(lock_path(path))
         self.optimizations = 0
-        self._changed = 0  # points deleted or overwritten since the last optimisation
+        # Points deleted or overwritten since the last optimisation: read from `<collection>.dead`
+        # when the shard opens, kept there as it changes (see `dead_path`).
+        self._changed = 0
         self._shard: qe.EdgeShard | None = None
         self._dense_size: int | None = None
         self._open_lock = asyncio.Lock()
@@ -275,6 +278,7 @@ class EdgeStore:
         except BaseException:
             self.lock.release()
             raise
+        self._changed = read_dead(self.path)
         existing = shard.info()
         for name in KEYWORD_FIELDS:
             if name not in existing.payload_schema:
@@ -448,15 +452,22 @@ class EdgeStore:
     async def _maybe_optimize(self, changed: int) -> None:
         """Count dead points; past the threshold, vacuum them (caller holds the write lock)."""
         self._changed += changed
+        if await self._vacuum_due():
+            self._changed = 0
+            write_dead(self.path, 0)
+            await self._run(self._optimize)
+        elif changed:
+            write_dead(self.path, self._changed)
+
+    async def _vacuum_due(self) -> bool:
         if not self.optimize_after or self._changed < min(self.optimize_after, VACUUM_FLOOR):
-            return
+            return False
         if self._changed < self.optimize_after:
             shard = self._shard
             live = 0 if shard is None else (await self._run(shard.info)).points_count
             if self._changed < DEAD_SHARE * live:
-                return
-        self._changed = 0
-        await self._run(self._optimize)
+                return False
+        return True
 
     def _optimize(self) -> bool:
         shard = self._shard
@@ -476,6 +487,7 @@ class EdgeStore:
         await self._get()
         async with self._write_lock:
             self._changed = 0
+            write_dead(self.path, 0)
             return await self._run(self._optimize)
 
     async def search(self, query: Query) -> list[Hit]:
@@ -602,6 +614,36 @@ def lock_path(path: str) -> Path:
     """The lock file of the shard at `path`: beside it, so the shard's folder holds only Edge's."""
     shard = Path(path)
     return shard.parent / f"{shard.name}.lock"
+
+
+def dead_path(path: str) -> Path:
+    """Where the shard at `path` keeps its count of dead points between processes, beside it.
+
+    Edge does not report the points it holds dead. Counted in memory alone, a CLI re-ingest's
+    dead points were forgotten when it exited: runs of a few changed documents each never
+    reached a vacuum, and the shard grew without end."""
+    shard = Path(path)
+    return shard.parent / f"{shard.name}.dead"
+
+
+def read_dead(path: str) -> int:
+    """The dead points counted so far (0 when nothing was recorded or the record is unreadable:
+    a vacuum then comes later, never wrongly)."""
+    try:
+        return max(0, int(dead_path(path).read_text()))
+    except (OSError, ValueError):
+        return 0
+
+
+def write_dead(path: str, count: int) -> None:
+    """Record the count (replaced whole, never half-written); a failure only delays a vacuum."""
+    target = dead_path(path)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        partial.write_text(str(count))
+        os.replace(partial, target)
+    except OSError as exc:
+        log.warning("could not record the dead points: %s", type(exc).__name__)
 
 
 def set_open_options(path: str) -> None:
