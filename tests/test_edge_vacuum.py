@@ -10,11 +10,13 @@ as a slow creep).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from docent.edge import WAL_OPTIONS, WAL_SEGMENT_BYTES, EdgeStore, folder_bytes
+from docent.edge import WAL_OPTIONS, WAL_SEGMENT_BYTES, EdgeStore, dead_path, folder_bytes
 from docent.ingest import DocumentIn, Ingestor
 
 pytestmark = pytest.mark.slow
@@ -108,8 +110,6 @@ async def test_dead_points_add_up_across_processes_to_a_vacuum(tmp_path: Path) -
     """Each run (a CLI `docent ingest` in a process of its own; here a store opened, used and
     closed, which is all a process keeps) leaves fewer dead points than a vacuum waits for; the
     runs together reach it, and the count starts again after it."""
-    from docent.edge import dead_path
-
     path = str(tmp_path / "shard")
 
     async def run(documents: list[DocumentIn]) -> tuple[int, int]:
@@ -131,3 +131,106 @@ async def test_dead_points_add_up_across_processes_to_a_vacuum(tmp_path: Path) -
     assert 20 <= per_run < 30, per_run  # so the third run reaches 60, not the second
     assert runs == [0, 0, 1, 0], (runs, counted)
     assert counted == [per_run, 2 * per_run, 0, per_run], counted
+
+
+async def until(check: Callable[[], bool], seconds: float) -> bool:
+    """Whether `check` holds within `seconds` (asked every 50 ms)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def test_a_due_vacuum_waits_for_the_streams_to_end(tmp_path: Path) -> None:
+    """A vacuum pauses the loop (Edge holds the GIL): due while answers stream, it waits for the
+    last one to end, then runs once; the writes meanwhile go on."""
+    streaming = [True]
+    store = EdgeStore(str(tmp_path / "shard"), optimize_after=60, quiet=lambda: not streaming[0])
+    ingestor = Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
+    try:
+        await ingestor.ingest([document(n) for n in range(4)])
+        for revision in range(1, 4):  # 3 x 21 dead points: due at the third
+            await ingestor.ingest([document(0, revision)])
+        await ingestor.ingest([document(1, 1)])  # a write while the vacuum waits
+        await asyncio.sleep(0.6)
+        assert store.optimizations == 0
+        live = await store.total()
+        streaming[0] = False
+        assert await until(lambda: store.optimizations == 1, 5)
+        assert int(dead_path(store.path).read_text()) == 0
+        assert await store.total() == live
+    finally:
+        await store.aclose()
+
+
+async def test_a_waiting_vacuum_runs_at_its_deadline_or_after_the_next_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers that never stop streaming hold a vacuum back VACUUM_WAIT_S at most; a store closed
+    while one waits keeps its count, and the next write after it opens again vacuums."""
+    from docent import edge
+
+    monkeypatch.setattr(edge, "VACUUM_WAIT_S", 0.5)
+    path = str(tmp_path / "shard")
+    store = EdgeStore(path, optimize_after=60, quiet=lambda: False)
+    ingestor = Ingestor(store, None, chunk_tokens=64, overlap_tokens=8, model=None)
+    await ingestor.ingest([document(n) for n in range(4)])
+    for revision in range(1, 4):
+        await ingestor.ingest([document(0, revision)])
+    assert store.optimizations == 0
+    assert await until(lambda: store.optimizations == 1, 5)  # the deadline, not quiet
+
+    monkeypatch.setattr(edge, "VACUUM_WAIT_S", 60.0)
+    for revision in range(4, 7):
+        await ingestor.ingest([document(0, revision)])
+    await store.aclose()  # with a vacuum waiting
+    assert store.optimizations == 1 and int(dead_path(path).read_text()) >= 60
+
+    reopened = EdgeStore(path, optimize_after=60)  # the CLI: nothing streams
+    try:
+        await Ingestor(reopened, None, chunk_tokens=64, overlap_tokens=8, model=None).ingest(
+            [document(1, 1)]
+        )
+        assert reopened.optimizations == 1
+    finally:
+        await reopened.aclose()
+
+
+def test_the_server_vacuums_when_its_last_stream_ends(tmp_path: Path) -> None:
+    """Through `docent serve`'s app: a re-ingest that makes a vacuum due while an answer streams
+    returns without it; the vacuum runs once that stream has ended."""
+    import threading
+    import time
+
+    from tests.conftest import running_docent
+
+    with running_docent(tmp_path, qdrant_optimize_deletes=1, extractive_pace_ms=60) as docent:
+        store = docent.services.store
+        assert isinstance(store, EdgeStore)
+        docent.ingest([{"id": f"note-{n}.md", "text": document(n).text} for n in range(3)])
+        opened, ended = threading.Event(), threading.Event()
+
+        def stream() -> None:
+            with (
+                docent.client() as client,
+                client.stream(
+                    "POST", "/chat", json={"question": "How many notches does dial 1 turn?"}
+                ) as response,
+            ):
+                for _ in response.iter_bytes():
+                    opened.set()
+            ended.set()
+
+        reader = threading.Thread(target=stream)
+        reader.start()
+        assert opened.wait(10)
+        docent.ingest([{"id": "note-0.md", "text": document(0, 1).text}])  # its old chunks dead
+        assert not ended.is_set(), "the answer ended before the re-ingest: pace it slower"
+        assert store.optimizations == 0 and int(dead_path(store.path).read_text()) > 0
+        reader.join(30)
+        deadline = time.monotonic() + 5
+        while store.optimizations == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.optimizations == 1

@@ -23,11 +23,13 @@ Three guards keep the files whole:
   overwritten reach a fifth of the live ones (at least VACUUM_FLOOR, at most
   QDRANT_OPTIMIZE_DELETES) the shard is optimised (vacuumed); the count is kept beside the
   shard (`<collection>.dead`), so runs of the CLI add up to a vacuum as a server's ingests
-  do. And its write-ahead log is a ring of WAL_SEGMENT_BYTES files, not Edge's default 32 MB:
-  Edge maps the open WAL file and frees a file only when the next one is full, so with 32 MB
-  files every write added its bytes to the store and to resident memory until 64 MB were
-  reached (the creep the soak saw, about 2 kB per ingest/delete cycle). Every write is flushed
-  before it returns, so the log holds little that the segments do not already hold.
+  do. A vacuum holds the GIL for about half a second, so in a server a due one waits until no
+  answer is streaming (at most VACUUM_WAIT_S). And its write-ahead log is a ring of
+  WAL_SEGMENT_BYTES files, not Edge's default 32 MB: Edge maps the open WAL file and frees a
+  file only when the next one is full, so with 32 MB files every write added its bytes to the
+  store and to resident memory until 64 MB were reached (the creep the soak saw, about 2 kB per
+  ingest/delete cycle). Every write (or batch of writes) is flushed when it ends, so the log
+  holds little that the segments do not already hold.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import logging
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -90,6 +92,8 @@ SEARCH_THREADS = 1
 # fifth of the live ones, and at least this many (a vacuum of a small shard takes milliseconds).
 DEAD_SHARE = 0.2
 VACUUM_FLOOR = 100
+VACUUM_WAIT_S = 30.0  # the longest a due vacuum waits for no answer to be streaming
+QUIET_POLL_S = 0.25
 # The write-ahead log's file size. Edge reads `wal_options` from `edge_config.json` (qdrant-edge-py
 # 0.9.0; its Python config does not expose it), keeps one closed file besides the open one, and
 # gives a write larger than this a file of its own size. Edge's default is 32 MB.
@@ -182,8 +186,12 @@ class EdgeStore:
         *,
         reserve_bytes: int | None = None,
         optimize_after: int = 1000,
+        quiet: Callable[[], bool] | None = None,
     ) -> None:
         self.path = path
+        # Whether no answer is streaming now: a vacuum holds the GIL for about half a second,
+        # so a due one waits for a quiet moment (at most VACUUM_WAIT_S). None: always quiet.
+        self.quiet = quiet
         self.reserve_bytes = DEFAULT_RESERVE if reserve_bytes is None else reserve_bytes
         self.optimize_after = optimize_after
         self.lock = FolderLock(lock_path(path))
@@ -191,6 +199,7 @@ class EdgeStore:
         # Points deleted or overwritten since the last optimisation: read from `<collection>.dead`
         # when the shard opens, kept there as it changes (see `dead_path`).
         self._changed = 0
+        self._waiting: asyncio.Task[None] | None = None  # a due vacuum waiting for quiet
         self._shard: qe.EdgeShard | None = None
         self._dense_size: int | None = None
         self._open_lock = asyncio.Lock()
@@ -450,14 +459,36 @@ class EdgeStore:
             return changed
 
     async def _maybe_optimize(self, changed: int) -> None:
-        """Count dead points; past the threshold, vacuum them (caller holds the write lock)."""
+        """Count dead points; past the threshold, vacuum them now if no answer is streaming, else
+        once none is or VACUUM_WAIT_S have passed (caller holds the write lock)."""
         self._changed += changed
-        if await self._vacuum_due():
-            self._changed = 0
-            write_dead(self.path, 0)
-            await self._run(self._optimize)
-        elif changed:
+        if changed:
             write_dead(self.path, self._changed)
+        if not await self._vacuum_due():
+            return
+        if self.quiet is None or self.quiet():
+            await self._vacuum()
+        elif self._waiting is None or self._waiting.done():
+            self._waiting = asyncio.get_running_loop().create_task(self._vacuum_when_quiet())
+
+    async def _vacuum(self) -> None:
+        self._changed = 0
+        write_dead(self.path, 0)
+        await self._run(self._optimize)
+
+    async def _vacuum_when_quiet(self) -> None:
+        """Wait for no answer to be streaming (or the deadline), then vacuum if still due."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + VACUUM_WAIT_S
+        # A poll, only while a vacuum waits: the store knows a predicate, not the streams.
+        while self.quiet is not None and not self.quiet() and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(QUIET_POLL_S)
+        async with self._write_lock:
+            try:
+                if self._shard is not None and await self._vacuum_due():
+                    await self._vacuum()
+            except Exception as exc:  # upkeep: the next write that leaves dead points retries
+                log.warning("vacuum failed: %s", type(exc).__name__)
 
     async def _vacuum_due(self) -> bool:
         if not self.optimize_after or self._changed < min(self.optimize_after, VACUUM_FLOOR):
@@ -602,6 +633,11 @@ class EdgeStore:
                 self._heads.clear()
 
     async def aclose(self) -> None:
+        if self._waiting is not None:  # its count is on disk: a later write vacuums instead
+            self._waiting.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._waiting
+            self._waiting = None
         if self._shard is not None:
             await self._flush_batched()  # a batch cut short by the close (a cancelled ingest)
             shard, self._shard = self._shard, None

@@ -34,9 +34,12 @@ def _qdrant(services: Services) -> VectorStore:
 
 
 def _edge(services: Services) -> VectorStore:
+    from docent import sse
     from docent.edge import EdgeStore
 
-    return EdgeStore.from_settings(services.settings)
+    store = EdgeStore.from_settings(services.settings)
+    store.quiet = sse.quiet  # a vacuum waits for the streams open in this process to end
+    return store
 
 
 def _shared(kind: str, backend: str) -> Callable[[Services], Any]:

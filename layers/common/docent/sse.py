@@ -177,6 +177,11 @@ def _open_on(loop: asyncio.AbstractEventLoop) -> dict[asyncio.Task[Any], EventSt
     return streams
 
 
+def quiet() -> bool:
+    """No answer is streaming on this loop now (upkeep that pauses the loop waits for this)."""
+    return not _open.get(asyncio.get_running_loop())
+
+
 def _server_exiting() -> bool:
     """uvicorn's server (its SIGTERM handler is a bound method of it) has been told to exit."""
     handler = signal.getsignal(signal.SIGTERM)
