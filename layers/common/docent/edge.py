@@ -462,8 +462,8 @@ class EdgeStore:
         """Count dead points; past the threshold, vacuum them now if no answer is streaming, else
         once none is or VACUUM_WAIT_S have passed (caller holds the write lock)."""
         self._changed += changed
-        if changed:
-            write_dead(self.path, self._changed)
+        if changed:  # off the loop: a rename can wait on a busy disk
+            await self._run(write_dead, self.path, self._changed)
         if not await self._vacuum_due():
             return
         if self.quiet is None or self.quiet():
@@ -473,7 +473,6 @@ class EdgeStore:
 
     async def _vacuum(self) -> None:
         self._changed = 0
-        write_dead(self.path, 0)
         await self._run(self._optimize)
 
     async def _vacuum_when_quiet(self) -> None:
@@ -501,6 +500,7 @@ class EdgeStore:
         return True
 
     def _optimize(self) -> bool:
+        write_dead(self.path, 0)  # counted anew from here, whatever this vacuum does
         shard = self._shard
         if shard is None:
             return False
@@ -518,7 +518,6 @@ class EdgeStore:
         await self._get()
         async with self._write_lock:
             self._changed = 0
-            write_dead(self.path, 0)
             return await self._run(self._optimize)
 
     async def search(self, query: Query) -> list[Hit]:
