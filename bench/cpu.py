@@ -1,9 +1,12 @@
-"""The `cpu` section: CPU time per unit of work, the figure that travels between machines.
+"""The `cpu` section: CPU time per unit of work.
 
-Wall-time targets pass on a fast machine and fail on a slow one; the CPU a process spends on a
-streamed token does not depend on how fast or how busy the machine is. This section reads the
-CPU time (user + system, from /proc) of the `docent serve` process and of the model stand-in
-around each phase of work, and divides by the work done:
+Wall-time targets pass on a fast machine and fail on a slow one, because a saturated server
+makes every stream wait. CPU time per unit of work does not depend on how busy the machine is,
+but it does on how fast: on this machine kind it has ranged over more than twice (67 to 162 µs
+per streamed token, same code, calibration 28 to 87 ms), which is why every figure carries the
+machine's calibration. This section reads the CPU time (user + system, from /proc) of the
+`docent serve` process and of the model stand-in around each phase of work, and divides by the
+work done:
 
 - chat, at 1, 10, 50 and 200 concurrent streams: each level runs a long and a short answer
   (same prompt path, different token counts), so the CPU splits into a cost per streamed token
@@ -430,6 +433,9 @@ async def retrieval_cpu(work: Path, paths: Sequence[Path], count: int) -> dict[s
 # ---------------------------------------------------------------- before and after
 
 BASELINE_ENV = "BENCH_CPU_BASELINE"  # a git revision to measure beside this tree, in this run
+# A folder of packages the baseline imports and this tree no longer installs (an older revision
+# needs pydantic-settings, say: `pip install --no-deps --target DIR ...`), on its path alone.
+BASELINE_SITE_ENV = "BENCH_CPU_BASELINE_SITE"
 
 
 def baseline_tree(revision: str, work: Path) -> Path:
@@ -460,9 +466,10 @@ async def one_server(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     root = tree or ROOT
+    site = [os.environ[BASELINE_SITE_ENV]] if tree and os.environ.get(BASELINE_SITE_ENV) else []
     env = {**os.environ, **docent_env(model), "SAMPLE_CORPUS": "",
            "QDRANT_PATH": str(work / f"ab-{port}"),
-           "PYTHONPATH": f"{root}/layers/common{os.pathsep}{root}"}  # fmt: skip
+           "PYTHONPATH": os.pathsep.join([f"{root}/layers/common", str(root), *site])}  # fmt: skip
     command = [sys.executable, "-m", "docent.cli", "serve", "--host", "127.0.0.1", "--port",
                str(port)]  # fmt: skip
     ready = lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200  # noqa: E731

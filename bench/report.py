@@ -167,7 +167,7 @@ def summary(results: dict[str, dict[str, Any]], about: dict[str, Any], smoke: bo
         "",
         f"{about['date']} on {about['cores']} cores ({about['cpu']}), {about['memory_gib']} GiB, "
         f"Python {about['python']}. CPU calibration: {about['calibration_ms']} ms for a fixed "
-        "pure-Python workload (wall figures scale with it; CPU figures travel).",
+        "pure-Python workload (wall and CPU figures both scale with it).",
         "",
         "| Measure | Figure | Target | Met |",
         "|---|---|---|---|",

@@ -80,10 +80,20 @@ def test_every_bench_section_runs_and_writes_its_figures(tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.services
 def test_the_cpu_section_counts_its_work_and_tabulates_it(tmp_path: Path) -> None:
+    # The baseline's own packages (BENCH_CPU_BASELINE_SITE): a module every process that has the
+    # folder on its path runs at start-up, noting its pid.
+    site = tmp_path / "baseline-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import os\n"
+        "with open(os.path.join(os.path.dirname(__file__), 'started'), 'a') as f:\n"
+        "    f.write(f'{os.getpid()}\\n')\n"
+    )
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--only", "cpu", "--out", str(tmp_path)],
         cwd=ROOT,
-        env={**os.environ, "BENCH_CPU_BASELINE": "HEAD"},  # before and after, in one run
+        # before and after, in one run
+        env={**os.environ, "BENCH_CPU_BASELINE": "HEAD", "BENCH_CPU_BASELINE_SITE": str(site)},
         capture_output=True,
         text=True,
         timeout=600,
@@ -121,6 +131,8 @@ def test_the_cpu_section_counts_its_work_and_tabulates_it(tmp_path: Path) -> Non
     ab = cpu["before_and_after"]
     assert ab["revision"] == "HEAD" and set(ab["levels"]) == {str(n) for n in SMOKE.cpu_streams}
     assert [f["errors"] for f in ab["levels"].values()] == [0] * len(SMOKE.cpu_streams)
+    # The baseline's two servers, and no other process, had the folder on their path.
+    assert len((site / "started").read_text().split()) == len(ab["runs"]["before"]) == 2
     top = ab["levels"][str(max(SMOKE.cpu_streams))]  # enough tokens for /proc's clock ticks
     assert top["before_cpu_us_per_token"] > 0 and top["after_cpu_us_per_token"] > 0
     assert cpu["ingest"]["chunks"] > cpu["ingest"]["documents"] > 0
