@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 GATEWAY_TOKEN = "gateway-test-token"
+STARTUP_ERROR_BYTES = 4000  # of a failed start's standard error, in the error raised
 
 
 def free_port() -> int:
@@ -48,20 +49,33 @@ def background_process(
     command: list[str], ready: object, what: str, **popen: Any
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`command` in its own process, yielded once `ready()` holds; stopped on exit (killed if
-    it does not stop). Output is discarded unless `stdout`/`stderr` say otherwise."""
+    it does not stop). Standard output is discarded and standard error kept in a temporary file
+    for a process that fails to start, whose error then ends with it (unless `stdout`/`stderr`
+    say otherwise)."""
     popen.setdefault("stdout", subprocess.DEVNULL)
-    popen.setdefault("stderr", subprocess.DEVNULL)
-    process = subprocess.Popen(command, **popen)
-    try:
-        _wait(ready, what, process)
-        yield process
-    finally:
-        process.terminate()
+    with ExitStack() as stack:
+        errors = None
+        if "stderr" not in popen:
+            errors = popen["stderr"] = stack.enter_context(tempfile.TemporaryFile())
+        process = subprocess.Popen(command, **popen)
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+            try:
+                _wait(ready, what, process)
+            except RuntimeError as exc:
+                if errors is None:
+                    raise
+                errors.seek(0, os.SEEK_END)
+                errors.seek(max(0, errors.tell() - STARTUP_ERROR_BYTES))
+                tail = errors.read().decode(errors="replace").strip()
+                raise RuntimeError(f"{exc}; its standard error ends:\n{tail}") from None
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
 
 
 def ensure_redis_server() -> str:
