@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.support.servers import stop
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("DOCENT_CACHE", Path.home() / ".cache" / "docent"))
 # What Lambda's Python 3.13 runtime provides beside the function (pinned like the rest).
@@ -286,12 +288,7 @@ def lambda_function(
                 raise RuntimeError(f"{name} did not start: {api.init_errors} {instance.output()}")
         yield instance
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)
         api.close()
         after = listing(task) | {f"opt/{p}" for p in listing(opt)}
         make_writable(task)

@@ -70,12 +70,17 @@ def background_process(
                 raise RuntimeError(f"{exc}; its standard error ends:\n{tail}") from None
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate `process` and wait for it; killed if it has not ended within 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def ensure_redis_server() -> str:
