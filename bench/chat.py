@@ -61,11 +61,9 @@ class Direct:
         )
         vector = embedded.json()["data"][0]["embedding"]
         shard = await self.store.engine()
-        request = self.store.request(
-            Query(sparse.encode_query(question), vector, SearchFilter(), 5 * CHUNKS_PER_SOURCE)
-        )
-        points = await asyncio.to_thread(shard.query, request)
-        context = "\n\n".join(str((p.payload or {}).get("text", "")) for p in points)
+        query = Query(sparse.encode_query(question), vector, SearchFilter(), 5 * CHUNKS_PER_SOURCE)
+        hits = await asyncio.to_thread(self.store.query_shard, shard, query)
+        context = "\n\n".join(str(h.payload.get("text", "")) for h in hits)
         body = {
             "model": "gpt-4o-mini",
             "stream": True,

@@ -16,7 +16,16 @@ import pytest
 from docent import sparse
 from docent.edge import EdgeStore
 from docent.qdrant import QdrantStore
-from docent.vectors import ChunkPoint, Hit, Query, SearchFilter, VectorStore, point_id
+from docent.vectors import (
+    SPARSE_SHARE,
+    ChunkPoint,
+    Hit,
+    Query,
+    SearchFilter,
+    VectorStore,
+    fuse,
+    point_id,
+)
 
 DIM = 128
 TEXTS = {
@@ -199,14 +208,56 @@ async def test_edge_and_server_api_rank_alike(tmp_path: Path, text: str) -> None
         await backend.aclose()
     (edge_bm25, edge_hybrid), (local_bm25, local_hybrid) = rankings
     assert edge_bm25 == local_bm25
-    assert [score for score, _ in edge_hybrid] == [score for score, _ in local_hybrid]
-    assert edge_hybrid[0] == local_hybrid[0]
+    assert edge_hybrid == local_hybrid
 
 
-def fused(hits: list[Hit]) -> list[tuple[float, str | None]]:
-    """Fused scores with the id where the score is unique (equal RRF scores may swap places)."""
-    scores = [round(h.score, 5) for h in hits]
-    return [(s, h.id if scores.count(s) == 1 else None) for s, h in zip(scores, hits, strict=True)]
+def fused(hits: list[Hit]) -> list[tuple[str, float]]:
+    """Fused hits as (id, score): both engines' arms go through `vectors.fuse`, whose ties go to
+    the id that sorts first, so the order is the same to the id."""
+    return [(h.id, round(h.score, 4)) for h in hits]
+
+
+def test_fusion_weighs_scores_not_ranks() -> None:
+    # GIVEN "a" first by BM25 and "b" a close second, while the dense arm puts "c" far ahead and
+    # "a" and "b" nearly level at its bottom
+    bm25 = [("a", 10.0), ("b", 9.5), ("c", 1.0)]
+    dense = [("c", 0.9), ("a", 0.5), ("b", 0.49)]
+    # WHEN they are fused
+    ranked = fuse(bm25, dense, 3)
+    # THEN "c" leads: reciprocal rank fusion (k = 60) would put "a" first (1/61 + 1/62 against
+    # c's 1/63 + 1/61), a rank's worth of difference whatever the scores' gaps
+    assert [point for point, _ in ranked] == ["c", "a", "b"]
+    share = SPARSE_SHARE
+    expected = [share * 0.1 + (1 - share), share + (1 - share) * 0.01 / 0.41, share * 0.95]
+    assert [score for _, score in ranked] == pytest.approx(expected)
+    # AND one arm alone ranks by itself, ties to the id that sorts first, the limit holds
+    alone = fuse([], dense, 2)
+    assert alone == [
+        ("c", pytest.approx(1 - share)),
+        ("a", pytest.approx((1 - share) * 0.01 / 0.41)),
+    ]
+    assert fuse([("y", 2.0), ("x", 2.0)], [], 5) == [("x", share), ("y", share)]
+    assert fuse([], [], 5) == []
+
+
+async def test_hybrid_search_ranks_by_the_fused_scores(store: VectorStore) -> None:
+    """Every backend (Edge, the server API in-process and over HTTP) returns `fuse` of its two
+    arms: BM25's scores, and the cosine of the question's vector with each chunk's."""
+    text = "refunds for card payments and invoices"
+    bm25 = await store.search(Query(sparse.encode_query(text), None, SearchFilter(), 20))
+    asked = embed(text)
+    cosine = {
+        point_id(d, i): sum(a * b for a, b in zip(asked, embed(t), strict=True))
+        for d, texts in TEXTS.items()
+        for i, t in enumerate(texts)
+    }
+    dense = sorted(cosine.items(), key=lambda item: -item[1])
+    expected = fuse([(h.id, h.score) for h in bm25], dense, 5)
+    hits = await store.search(query(text, dense=True))
+    assert [h.id for h in hits] == [point for point, _ in expected]
+    assert [h.score for h in hits] == pytest.approx([score for _, score in expected], abs=1e-4)
+    assert hits[0].payload["text"].startswith("Refunds for card payments")
+    assert all(h.payload["text"] for h in hits)  # the winners come with their payloads
 
 
 # Run in a fresh interpreter, so that no other test's Edge threads (still exiting) are counted.

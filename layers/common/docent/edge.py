@@ -53,15 +53,16 @@ from docent.vectors import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     PREFETCH_FACTOR,
-    RRF_K,
     SPARSE,
     ChunkPoint,
     Hit,
     Query,
     SearchFilter,
     current_hits,
+    fuse,
     head_hashes,
     heads_among,
+    in_order,
     point_id,
     points_bytes,
 )
@@ -522,16 +523,13 @@ class EdgeStore:
 
     async def search(self, query: Query) -> list[Hit]:
         shard = await self._get()
-        points = self._inline(shard.query, self.request(query))
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+        return self._inline(self.query_shard, shard, query)
 
     async def search_current(self, query: Query) -> list[Hit]:
         shard = await self._get()
-        request = self.request(query)
 
         def run() -> list[Hit]:
-            points = shard.query(request)
-            hits = [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+            hits = self.query_shard(shard, query)
             heads, missing = heads_among(hits)
             known = self._heads
             if unknown := [d for d in missing if d not in known]:
@@ -547,30 +545,37 @@ class EdgeStore:
 
         return self._inline(run)
 
-    def request(self, query: Query) -> qe.QueryRequest:
-        """The engine's request for `query`: BM25 alone, or BM25 and dense fused by RRF."""
+    def query_shard(self, shard: qe.EdgeShard, query: Query) -> list[Hit]:
+        """The engine's hits for `query` on `shard` (blocking): BM25 alone in one request; or
+        each arm's candidates (ids and scores), fused (`vectors.fuse`), then the winners'
+        payloads."""
         import qdrant_edge as qe
 
         flt = _search_filter(qe, query.filter)
         sparse = qe.SparseVector(query.sparse.indices, query.sparse.values)
+        payload = qe.PayloadSelector.Exclude(UNSEARCHED_FIELDS)
         if query.dense is None or self._dense_size is None:
-            return qe.QueryRequest(
+            request = qe.QueryRequest(
                 limit=query.limit,
                 query=qe.Query.Nearest(sparse, using=SPARSE),
                 filter=flt,
-                with_payload=qe.PayloadSelector.Exclude(UNSEARCHED_FIELDS),
+                with_payload=payload,
             )
+            return [
+                Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in shard.query(request)
+            ]
         depth = query.limit * PREFETCH_FACTOR
-        return qe.QueryRequest(
-            limit=query.limit,
-            prefetches=[
-                qe.Prefetch(depth, query=qe.Query.Nearest(sparse, using=SPARSE), filter=flt),
-                qe.Prefetch(depth, query=qe.Query.Nearest(query.dense, using=DENSE), filter=flt),
-            ],
-            query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # stub omits nested classes
-            filter=flt,
-            with_payload=qe.PayloadSelector.Exclude(UNSEARCHED_FIELDS),
-        )
+
+        def arm(nearest: qe.Query) -> list[tuple[str, float]]:
+            request = qe.QueryRequest(limit=depth, query=nearest, filter=flt, with_payload=False)
+            return [(str(p.id), float(p.score)) for p in shard.query(request)]
+
+        # A question of stopwords alone has no BM25 terms: the dense arm answers by itself.
+        bm25 = arm(qe.Query.Nearest(sparse, using=SPARSE)) if query.sparse.indices else []
+        ranked = fuse(bm25, arm(qe.Query.Nearest(query.dense, using=DENSE)), query.limit)
+        ids: list[qe.PointId] = [point for point, _ in ranked]
+        records = shard.retrieve(ids, payload, False) if ids else []
+        return in_order([Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records], ranked)
 
     async def documents(self, limit: int, offset: str | None) -> tuple[list[Hit], str | None]:
         import qdrant_edge as qe

@@ -256,22 +256,26 @@ class QdrantStore:
                     with_payload=True,
                 )
             )
-        else:
-            depth = query.limit * vectors.PREFETCH_FACTOR
-            response = await self._call(
-                lambda c: c.query_points(
-                    self.collection,
-                    prefetch=[
-                        models.Prefetch(query=sparse, using=SPARSE, filter=flt, limit=depth),
-                        models.Prefetch(query=query.dense, using=DENSE, filter=flt, limit=depth),
-                    ],
-                    query=models.RrfQuery(rrf=models.Rrf(k=vectors.RRF_K)),
-                    query_filter=flt,
-                    limit=query.limit,
-                    with_payload=True,
-                )
+            return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+        # Hybrid: each arm's candidates (ids and scores) in one round trip, fused here as Edge
+        # fuses them (`vectors.fuse`), then the winners' payloads.
+        depth = query.limit * vectors.PREFETCH_FACTOR
+        arms = [models.QueryRequest(query=query.dense, using=DENSE, filter=flt, limit=depth)]
+        if query.sparse.indices:
+            arms.insert(0, models.QueryRequest(query=sparse, using=SPARSE, filter=flt, limit=depth))
+        responses = await self._call(lambda c: c.query_batch_points(self.collection, arms))
+        found = [[(str(p.id), float(p.score)) for p in r.points] for r in responses]
+        ranked = vectors.fuse(found[0] if len(found) == 2 else [], found[-1], query.limit)
+        if not ranked:
+            return []
+        records = await self._call(
+            lambda c: c.retrieve(
+                self.collection, ids=[point for point, _ in ranked], with_payload=True
             )
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+        )
+        return vectors.in_order(
+            [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records], ranked
+        )
 
     async def documents(self, limit: int, offset: str | None) -> tuple[list[Hit], str | None]:
         from qdrant_client import models

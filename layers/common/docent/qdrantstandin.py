@@ -3,7 +3,8 @@
 Lambda functions share their index through a Qdrant server (`QDRANT_URL`); locally there is
 none. This serves the subset of Qdrant's REST API that Docent's `QdrantStore` calls through
 qdrant-client (collections: exists, create, info, delete, payload index; points: upsert,
-retrieve, count, delete by filter, query with sparse, dense and RRF prefetch, scroll;
+retrieve, count, delete by filter, query (one or a batch) with sparse, dense and RRF prefetch,
+scroll;
 collection snapshots: create, list, download, delete, recover from an upload or a location),
 over one Qdrant Edge shard per collection on disk. So ingest and chat running in separate
 processes share one store exactly as on Lambda, and qdrant-client's real HTTP transport
@@ -445,38 +446,45 @@ class StandIn:
 
         return await self._update(request, remove)
 
-    async def query(self, request: Request) -> Response:
+    def _search(self, name: str, body: dict[str, Any]) -> Any:
+        """One query request (`POST .../points/query`'s body) on the collection's shard."""
         import qdrant_edge as qe
         from qdrant_client.http import models
 
+        prefetches = [
+            qe.Prefetch(
+                p.get("limit", 10), query=_query(qe, p), filter=_filter(qe, p.get("filter"))
+            )
+            for p in body.get("prefetch") or []
+        ]
+        query = qe.QueryRequest(
+            limit=body.get("limit", 10),
+            query=_query(qe, body),
+            prefetches=prefetches or None,
+            filter=_filter(qe, body.get("filter")),
+            with_payload=bool(body.get("with_payload", False)),
+        )
+        points = self.collections.shard(name).query(query)
+        return models.QueryResponse(
+            points=[
+                models.ScoredPoint(
+                    id=str(p.id), version=0, score=float(p.score), payload=dict(p.payload or {})
+                )
+                for p in points
+            ]
+        )
+
+    async def query(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        return await self._handle(request, lambda body: self._search(name, body))
+
+    async def query_batch(self, request: Request) -> Response:
         name = request.path_params["name"]
 
-        def search(body: dict[str, Any]) -> Any:
-            flt = _filter(qe, body.get("filter"))
-            prefetches = [
-                qe.Prefetch(
-                    p.get("limit", 10), query=_query(qe, p), filter=_filter(qe, p.get("filter"))
-                )
-                for p in body.get("prefetch") or []
-            ]
-            query = qe.QueryRequest(
-                limit=body.get("limit", 10),
-                query=_query(qe, body),
-                prefetches=prefetches or None,
-                filter=flt,
-                with_payload=bool(body.get("with_payload", False)),
-            )
-            points = self.collections.shard(name).query(query)
-            return models.QueryResponse(
-                points=[
-                    models.ScoredPoint(
-                        id=str(p.id), version=0, score=float(p.score), payload=dict(p.payload or {})
-                    )
-                    for p in points
-                ]
-            )
+        def searches(body: dict[str, Any]) -> Any:
+            return [self._search(name, one) for one in body["searches"]]
 
-        return await self._handle(request, search)
+        return await self._handle(request, searches)
 
     async def scroll(self, request: Request) -> Response:
         import qdrant_edge as qe
@@ -607,6 +615,7 @@ class StandIn:
                 on(f"{prefix}/points/count", self.count, "POST"),
                 on(f"{prefix}/points/delete", self.delete, "POST"),
                 on(f"{prefix}/points/query", self.query, "POST"),
+                on(f"{prefix}/points/query/batch", self.query_batch, "POST"),
                 on(f"{prefix}/points/scroll", self.scroll, "POST"),
                 on(f"{prefix}/points", self.upsert, "PUT"),
                 on(f"{prefix}/points", self.retrieve, "POST"),
