@@ -122,9 +122,10 @@ def test_the_table_reports_held_out_sets_apart_from_the_tuning_sets() -> None:
     pools = {c.name: c.pool for c in corpora.CORPORA}
     assert pools == {"drf": "tuning", "python": "tuning", "flask": "held out",
                      "click": "held out", "aiohttp": "fresh", "markdown": "fresh",
-                     "coverage": "third pair", "mkdocs": "third pair"}  # fmt: skip
+                     "coverage": "third pair", "mkdocs": "third pair",
+                     "requests": "fourth pair", "guizero": "fourth pair"}  # fmt: skip
     assert len(load_questions("flask")) + len(load_questions("click")) >= 40
-    for pair in (("aiohttp", "markdown"), ("coverage", "mkdocs")):
+    for pair in (("aiohttp", "markdown"), ("coverage", "mkdocs"), ("requests", "guizero")):
         fresh = load_questions(pair[0]) + load_questions(pair[1])
         assert len(fresh) >= 50 and sum(not q.answerable for q in fresh) >= 10
 

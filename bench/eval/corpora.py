@@ -52,7 +52,7 @@ class Corpus:
         return self.base_url + path
 
 
-POOLS = ("tuning", "held out", "fresh", "third pair")
+POOLS = ("tuning", "held out", "fresh", "third pair", "fourth pair")
 
 
 CORPORA = (
@@ -145,6 +145,29 @@ CORPORA = (
         ),
         "https://www.mkdocs.org/",
         pool="third pair",
+        directory_urls=True,
+    ),
+    # The fourth pair (2026-11-28), written blind like the third: Requests' Sphinx docs (user
+    # guide, community pages with the changelog, API reference; served as dirhtml) ...
+    Corpus(
+        "requests",
+        "python-requests-doc",
+        "usr/share/doc/python-requests-doc/html",
+        ("*.html", "user/*.html", "community/*.html", "dev/*.html"),
+        ("genindex.html", "search.html", "py-modindex.html", "404.html"),
+        "https://requests.readthedocs.io/en/v2.28.1/",
+        pool="fourth pair",
+        directory_urls=True,
+    ),
+    # ... and guizero's MkDocs site (usage guides, one page per widget, its changelog).
+    Corpus(
+        "guizero",
+        "python-guizero-doc",
+        "usr/share/doc/python-guizero-doc/html",
+        ("*.html",),
+        ("404.html", "search.html", "sitemap.html"),
+        "https://lawsie.github.io/guizero/",
+        pool="fourth pair",
         directory_urls=True,
     ),
 )
