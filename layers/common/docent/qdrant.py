@@ -273,9 +273,7 @@ class QdrantStore:
                 self.collection, ids=[point for point, _ in ranked], with_payload=True
             )
         )
-        return vectors.in_order(
-            [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records], ranked
-        )
+        return vectors.in_order({str(r.id): dict(r.payload or {}) for r in records}, ranked)
 
     async def documents(self, limit: int, offset: str | None) -> tuple[list[Hit], str | None]:
         from qdrant_client import models

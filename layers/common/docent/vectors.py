@@ -10,7 +10,7 @@ chunk `uuid5(document id, content hash, position)`, so a new version is written 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,10 +26,11 @@ PREFETCH_FACTOR = 4
 # A convex combination of each arm's normalised scores (BM25 over its best, the cosine min-max
 # over the arm's candidates), not reciprocal rank fusion: RRF keeps only ranks, so a close second
 # and a distant second count alike. On `make eval`'s eight sets (2026-11-28, the same candidates
-# fused both ways, with the page evidence below) recall@1 went from 0.854 / 0.711 / 0.800 / 0.750
-# (tuning / held out / fresh / third pair; RRF, k = 60) to 0.888 / 0.763 / 0.800 / 0.900, recall@5
-# 0.97 to 1.00 either way. Shares 0.2 to 0.4 all gain (pooled recall@1 0.81 to 0.84 against 0.78);
-# Qdrant's own distribution-based fusion (DBSF, equal shares) 0.79 to 0.81.
+# fused both ways, with retrieval's page evidence) recall@1 went from 0.854 / 0.711 / 0.800 /
+# 0.750 (tuning / held out / fresh / third pair; RRF, k = 60) to 0.888 / 0.763 / 0.800 / 0.900,
+# recall@5 0.97 to 1.00 either way. Shares 0.2 to 0.4 all gain (recall@1, the mean of the four
+# pools: 0.81 to 0.84 against 0.78); Qdrant's own distribution-based fusion (DBSF, equal shares)
+# 0.79 to 0.81.
 SPARSE_SHARE = 0.3
 # Payload fields that get an index: filters and the document listing use them.
 KEYWORD_FIELDS = ("document_id", "tags", "content_hash")
@@ -153,11 +154,12 @@ def fuse(
     return ranked[:limit]
 
 
-def in_order(records: Sequence[Hit], ranked: Sequence[tuple[str, float]]) -> list[Hit]:
-    """The fused points as hits, in their fused order and with their fused scores (`records`:
-    the points as the engine returned them, in any order; one gone since is left out)."""
-    found = {r.id: r for r in records}
-    return [Hit(point, score, found[point].payload) for point, score in ranked if point in found]
+def in_order(
+    payloads: Mapping[str, dict[str, Any]], ranked: Sequence[tuple[str, float]]
+) -> list[Hit]:
+    """The fused points as hits, in their fused order and with their fused scores (`payloads`:
+    each point's payload by id, as the engine returned them; a point gone since is left out)."""
+    return [Hit(point, score, payloads[point]) for point, score in ranked if point in payloads]
 
 
 def points_bytes(points: Sequence[ChunkPoint]) -> int:
