@@ -21,6 +21,13 @@ from bench.eval.score import (
     summarize,
     unfaithful_pieces,
 )
+from docent import sparse
+from docent.edge import EdgeStore
+from docent.ingest import DocumentIn, Ingestor
+from docent.parsing import parse
+from docent.retrieval import history_headings, retrieve
+from docent.values import Usage
+from docent.vectors import Query, SearchFilter
 
 PAGE = "howto/sorting.html"
 
@@ -199,3 +206,53 @@ def test_real_answers_cite_only_what_their_sources_say(
     answered = [o for o in answerable if o.answered]
     assert len(answered) >= 0.9 * len(answerable)
     assert sum(o.rank() is not None for o in answerable) >= 0.9 * len(answerable)
+
+
+@pytest.mark.slow
+def test_the_ten_sets_changelogs_are_known_by_their_headings() -> None:
+    # GIVEN the ten documentation sets of `make eval`, as their Debian packages ship them
+    found = set()
+    for corpus in corpora.CORPORA:
+        for page, path in corpora.pages(corpus).items():
+            # WHEN each page is parsed as ingest parses it
+            parsed = parse(path.read_text(), "html")
+            if history_headings([s.headings[-1] for s in parsed.sections if s.headings]):
+                found.add(f"{corpus.name}:{page}")
+    # THEN exactly their changelogs read as history pages, whatever their names (Requests files
+    # its release history as "Community Updates"); no guide, tutorial or reference does
+    assert found == {
+        "click:changes.html",
+        "coverage:changes.html",
+        "drf:community/release-notes/index.html",
+        "flask:changes.html",
+        "guizero:changelog.html",
+        "mkdocs:about/release-notes.html",
+        "requests:community/updates.html",
+    }
+
+
+@pytest.mark.slow
+async def test_a_changelog_named_otherwise_ranks_below_the_guide(tmp_path: Path) -> None:
+    # GIVEN Requests 2.28.1's docs (python-requests-doc), whose changelog is "Community Updates"
+    pages = corpora.pages(corpora.by_name(["requests"])[0])
+    store = EdgeStore(str(tmp_path / "edge"))
+    ingestor = Ingestor(store, None, chunk_tokens=350, overlap_tokens=50, model=None)
+    # WHEN the pages are ingested
+    for page, path in pages.items():
+        await ingestor.ingest([DocumentIn(id=page, text=path.read_text(), format="html")])
+    # THEN every chunk of the changelog is marked as history, and no other page's chunk is
+    hits = await store.search(Query(sparse.encode_query("requests"), limit=1000))
+    marked = {h.chunk["document_id"] for h in hits if h.payload.get("history")}
+    assert marked == {"community/updates.html"}
+    assert all(h.payload.get("history") for h in hits if h.chunk["document_id"] in marked)
+    # AND for one of the eval's questions, whose words the changelog matches best, the guide that
+    # answers it comes first
+    question = next(q for q in load_questions("requests") if q.id == "requests-11").question
+    assert "multi-gigabyte backup files" in question
+    (best,) = await store.search(Query(sparse.encode_query(question), limit=1))
+    assert best.chunk["document_id"] == "community/updates.html"
+    sources = await retrieve(
+        store, None, question, top_k=5, search_filter=SearchFilter(), usage=Usage()
+    )
+    assert sources[0].document_id == "user/quickstart.html"
+    await store.aclose()

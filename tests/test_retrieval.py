@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from docent.retrieval import (
+    HISTORY_WEIGHT,
     PAGE_EVIDENCE,
     Source,
     deep_link,
     fit_budget,
     group_sections,
+    history_headings,
     merge_text,
     page_name,
     rank_weight,
@@ -187,6 +189,41 @@ def test_rank_weight_reads_the_page_name(
     document_id: str, title: str | None, weight: float
 ) -> None:
     assert rank_weight({"document_id": document_id, "title": title}) == weight
+
+
+@pytest.mark.parametrize(
+    ("headings", "history"),
+    [
+        # the heading forms of the real changelogs of `make eval`'s ten sets
+        (["Version 8.1.3", "Version 8.1.2", "Unreleased notes"], True),  # Click, Flask
+        (["Community Updates", "GitHub", "2.28.1 (2022-06-29)", "2.28.0 (2022-06-09)"], True),
+        (["1.4.0 - 2023-02-01", "1.3.0 - 2022-01-01", "1.2.0 - 2021-05-04"], True),  # guizero
+        (["Versioning", "Upgrading", "3.14.0", "3.13.1", "3.13.0"], True),  # DRF
+        (
+            [
+                "Change history",
+                "Version 6.5.0 \u2014 2022-09-29",
+                "Version 6.4.4 \u2014 2022-08-16",
+            ],
+            True,
+        ),
+        (["Upgrading", "Team", "Version 1.4.2 (2022-11-01)", "Features", "Fixes"], False),
+        (["Upgrading", "Version 1.4.2 (2022-11-01)", "Features", "Version 1.4.1"], True),
+        # section numbers are not versions, and two sections are not a history
+        (["9. Classes", "9.1. A Word About Names and Objects", "9.2. Python Scopes"], False),
+        (["16.1.1. Error Handling", "16.1.2. Executable Python Scripts", "16.1.3. Startup"], False),
+        (["Version 2.0", "Version 1.0"], False),
+        (["Installation", "Python 3.11 support", "Using version 2 of the API"], False),
+    ],
+)
+def test_a_page_headed_with_versions_is_a_history_page(headings: list[str], history: bool) -> None:
+    assert history_headings(headings) is history
+
+
+def test_a_page_marked_as_history_at_ingest_ranks_like_a_changelog_whatever_its_name() -> None:
+    updates = {"document_id": "community/updates.html", "title": "Community Updates"}
+    assert rank_weight(updates) == 1.0
+    assert rank_weight({**updates, "history": True}) == HISTORY_WEIGHT
 
 
 def test_a_page_name_is_its_file_stem_or_its_folder_for_an_index_page() -> None:

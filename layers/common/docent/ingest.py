@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from docent import sparse
 from docent.errors import DocumentError
+from docent.retrieval import history_headings
 from docent.values import ChunkPayload, Usage
 from docent.vectors import ChunkPoint, VectorStore, chunk_point_id, point_id, points_bytes
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from docent.embeddings import Embedder
 
 # Bump when parsing or chunking changes what a document turns into: every hash changes with it.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: a changelog known by its headings (`history`)
 WRITE_BATCH = 256
 
 
@@ -226,6 +227,7 @@ class Ingestor:
         title = doc.title or parsed.title
         url = doc.url or _metadata_url(parsed.metadata)
         tags = sorted(set(doc.tags) | set(_metadata_tags(parsed.metadata)))
+        history = history_headings([s.headings[-1] for s in parsed.sections if s.headings])
         now = int(time.time())
         points = []
         for chunk in chunks:
@@ -244,6 +246,8 @@ class Ingestor:
                 "tokens": chunk.tokens,
                 "encoding": encoding,
             }
+            if history:
+                payload["history"] = True  # only where true: Edge converts every value it returns
             if chunk.position == 0:
                 # What the listing shows of a document rides on its head alone: Edge converts a
                 # payload value by value, a string for several µs, and no search reads these.

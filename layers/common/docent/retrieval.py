@@ -54,6 +54,18 @@ PAGE_EVIDENCE = 0.2
 # against 0.1: tuning +1, held out and third pair -1 each.
 HYBRID_PAGE_EVIDENCE = 0.1
 _HISTORY = re.compile(r"release[-_ ]?notes|change[-_ ]?log|announcement|what'?s[-_ ]new", re.I)
+# A changelog by what it holds, whatever its name (Requests files its release history as
+# "Community Updates", `community/updates.html`): a page of three sections or more, at least this
+# share of them headed with a version ("Version 8.1.3", "2.28.1 (2022-06-29)", "1.4.0 -
+# 2023-02-01", "3.14.0"). Of the ten documentation sets of `make eval` it finds their seven
+# changelogs and nothing else (MkDocs' release notes, a third of whose sections are versions,
+# the least); Python's tutorial numbers its sections ("9.1. A Word About Names") and is not one.
+HISTORY_HEADING_SHARE = 0.25
+_VERSION_HEADING = re.compile(
+    r"\s*(?:version\s+|release\s+|v)?\d+(?:\.\d+)+[a-z0-9]*\s*"
+    r"(?:$|[(\-\u2013\u2014:,]|\d{4}|(?:un)?released)",
+    re.I,
+)
 # Whole page names (the file's stem, or its folder's for an index page, or the title).
 _HISTORY_PAGE = re.compile(r"changes|changelog|history|news|releases", re.I)
 _REFERENCE_PAGE = re.compile(r"api|api[-_ ]reference|reference", re.I)
@@ -68,9 +80,18 @@ def page_name(document_id: str) -> str:
     return re.sub(r"\.\w+$", "", parts[-1]) if parts else ""
 
 
+def history_headings(headings: Sequence[str]) -> bool:
+    """The section headings of a page that records releases (see HISTORY_HEADING_SHARE)."""
+    versions = sum(_VERSION_HEADING.match(h) is not None for h in headings)
+    return len(headings) >= 3 and versions >= HISTORY_HEADING_SHARE * len(headings)
+
+
 def rank_weight(payload: ChunkPayload) -> float:
-    """HISTORY_WEIGHT for a changelog-like page, REFERENCE_WEIGHT for an API reference,
-    META_WEIGHT for a page about the project (contributing, authors, license), else 1."""
+    """HISTORY_WEIGHT for a changelog-like page (by its name, or by its headings when ingested:
+    `history`), REFERENCE_WEIGHT for an API reference, META_WEIGHT for a page about the project
+    (contributing, authors, license), else 1."""
+    if payload.get("history"):
+        return HISTORY_WEIGHT
     return _page_weight(str(payload.get("document_id", "")), str(payload.get("title") or ""))
 
 

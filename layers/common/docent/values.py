@@ -37,6 +37,9 @@ class ChunkPayload(TypedDict, total=False):
     # context budget reads it instead of encoding the text again for every question.
     tokens: int
     encoding: str
+    # Set (True) on every chunk of a page whose headings are release versions, a changelog by its
+    # content (`retrieval.history_headings`); absent on every other page.
+    history: bool
 
 
 @dataclass(frozen=True)
