@@ -374,7 +374,7 @@ async def test_a_literal_written_in_the_question_picks_the_sentence_that_holds_i
     from docent.parsing import parse
 
     # GIVEN the regex HOWTO's section on named groups, as python3.11-doc ships it: the syntax
-    # `(?P<name>...)` (flattened from its code span) in its tenth paragraph, after an opening on
+    # `(?P<name>...)` (the text of its code span) in its tenth paragraph, after an opening on
     # groups and Perl's extensions
     pages = corpora.pages(corpora.by_name(["python"])[0])
     doc = parse(pages["howto/regex.html"].read_text(), "html")
@@ -387,8 +387,9 @@ async def test_a_literal_written_in_the_question_picks_the_sentence_that_holds_i
         "How do I write a named group (?P<name>...) in a regular expression?", [passage]
     )
     # THEN the sentence that holds it is quoted (it was held for raw HTML, "<name>", before)
+    # (its code span runs on into the full stop after it, as on the page)
     assert text.startswith(
-        "The syntax for a named group is one of the Python-specific extensions: (?P<name>...) ."
+        "The syntax for a named group is one of the Python-specific extensions: (?P<name>...)."
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,87 @@ def test_heading_markup_is_read_though_paragraphs_are_not_parsed_inline() -> Non
     assert doc.sections[-1].headings == ("Title em", "See the guide and code")
     assert doc.sections[-1].anchor == "see-the-guide-and-code"
     assert doc.sections[-1].blocks[0].text == "Text with [a link][g]."
+
+
+def test_inline_markup_runs_on_into_the_words_and_stops_around_it() -> None:
+    # GIVEN Sphinx-shaped HTML: inline code, a link and emphasis between words and punctuation;
+    # text and a link loose in a container; a list item holding a paragraph; a line break
+    html = (
+        '<div role="main"><p>Use <code class="docutils literal"><span class="pre">get()</span>'
+        '</code>, then <a href="#x">the <em>guide</em></a>.</p>'
+        "<div>Loose text with <a href='#y'>a link</a>, on one line</div>"
+        "<ul><li>first<p>its detail</p></li><li>second<br>line</li></ul></div>"
+    )
+    # WHEN it is parsed
+    blocks = [b.text for s in parse(html, "html").sections for b in s.blocks]
+    # THEN each paragraph reads as the page does: no space before its commas and full stops, one
+    # block for a run of inline text, and a block's words kept apart from the next block's
+    assert blocks == [
+        "Use get(), then the guide.",
+        "Loose text with a link, on one line",
+        "- first its detail\n- second line",
+    ]
+
+
+def test_a_nested_list_is_read_once_under_its_item_and_an_items_code_stays_code() -> None:
+    # GIVEN a list with a nested list, and an item that introduces an example (Sphinx wraps it
+    # in a highlight <div>) and goes on after it
+    html = (
+        "<main><ul><li>Alpha item.<ul><li>Beta nested.</li><li>Gamma nested.</li></ul></li>"
+        '<li>Delta item, like this:<div class="highlight"><pre>x = 1\ny = 2</pre></div>'
+        "And after.</li><li>Last <code>one</code>.</li></ul></main>"
+    )
+    # WHEN it is parsed
+    blocks = [(b.kind, b.text) for s in parse(html, "html").sections for b in s.blocks]
+    # THEN each item is there once, the nested ones indented under theirs (before, "Beta nested."
+    # and "Gamma nested." came twice: in their parent's text and as items), and the example is a
+    # code block with its lines, between the list's two parts
+    assert blocks == [
+        ("list", "- Alpha item.\n  - Beta nested.\n  - Gamma nested.\n- Delta item, like this:"),
+        ("code", "```\nx = 1\ny = 2\n```"),
+        ("list", "  And after.\n- Last one."),
+    ]
+
+
+@pytest.mark.slow
+def test_sphinx_autodoc_definitions_are_read_as_their_paragraphs_and_examples() -> None:
+    from bench.eval import corpora
+
+    # GIVEN Requests 2.28.1's API page as python-requests-doc ships it (Sphinx autodoc): each
+    # class's docstring, examples and members are in one <dd>
+    pages = corpora.pages(corpora.by_name(["requests"])[0])
+    html = pages["api.html"].read_text()
+    assert '<dl class="py class">' in html
+    # WHEN it is parsed
+    blocks = [b for s in parse(html, "html").sections for b in s.blocks]
+    texts = [b.text for b in blocks]
+    # THEN a member's description is a paragraph of its own, as the page shows it (before, the
+    # whole Session class ran on as one 1,301-word paragraph)
+    assert (
+        "Maximum number of redirects allowed. If the request exceeds this limit, a "
+        "TooManyRedirects exception is raised. This defaults to "
+        "requests.models.DEFAULT_REDIRECT_LIMIT, which is 30."
+    ) in texts
+    assert "max_redirects" in texts
+    # AND an example is a code block, lines and all (before: ">>> s = requests . Session ()")
+    code = [b.text for b in blocks if b.kind == "code"]
+    session = ">>> s = requests.Session()\n>>> s.get('https://httpbin.org/get')"
+    assert any(session in c for c in code)
+    assert max(len(b.text.split()) for b in blocks if b.kind == "text") < 300
+
+
+@pytest.mark.slow
+def test_the_real_python_tutorial_reads_as_written_around_its_code_and_links() -> None:
+    from bench.eval import corpora
+
+    # GIVEN the tutorial's control flow chapter as python3.11-doc ships it
+    pages = corpora.pages(corpora.by_name(["python"])[0])
+    # WHEN it is parsed
+    doc = parse(pages["tutorial/controlflow.html"].read_text(), "html")
+    text = "\n".join(b.text for s in doc.sections for b in s.blocks)
+    # THEN inline code and links run on into the words and punctuation around them
+    assert "The keyword ‘elif’ is short for ‘else if’" in text
+    assert "it is convenient to use the enumerate() function, see Looping Techniques." in text
+    # AND no paragraph has a word parted from the comma or full stop after it (before: 18 did)
+    prose = [b.text for s in doc.sections for b in s.blocks if b.kind == "text"]
+    assert [p for p in prose if re.search(r"\w [,.;:](\s|$)", p)] == []

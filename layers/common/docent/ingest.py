@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from docent.embeddings import Embedder
 
 # Bump when parsing or chunking changes what a document turns into: every hash changes with it.
-PIPELINE_VERSION = 2  # 2: a changelog known by its headings (`history`)
+PIPELINE_VERSION = 2  # 2: a changelog known by its headings (`history`); HTML text as laid out
 WRITE_BATCH = 256
 
 

@@ -283,7 +283,34 @@ _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 
 def _text(node: Node) -> str:
-    return " ".join(node.text(separator=" ").split())
+    """The node's words as a reader sees them: its text nodes joined as written (`_space_blocks`
+    put a space where one block ends and the next begins), whitespace collapsed."""
+    return " ".join(node.text(separator="").split())
+
+
+# Elements a browser lays out as blocks (or breaks a line at): their text never runs on into the
+# next one's. Inline markup (`<code>`, `<a>`, `<em>`) runs on: "Use `get`, then" stays one phrase
+# with its comma in place, not "Use get , then".
+_BLOCK_LEVEL = (
+    "address, article, aside, blockquote, br, dd, details, div, dl, dt, figcaption, figure, "
+    "h1, h2, h3, h4, h5, h6, hr, li, main, ol, p, pre, section, summary, table, td, th, tr, ul"
+)
+# Elements that hold blocks of their own when they hold any of these: Sphinx's autodoc puts a
+# class's whole body (its paragraphs, examples and every method) in one `<dd>`.
+_BLOCK_CHILDREN = (
+    "p, div, dl, ul, ol, pre, table, blockquote, section, figure, h1, h2, h3, h4, h5, h6"
+)
+_INLINE = frozenset(
+    "a abbr b bdi bdo cite code data del dfn em i img ins kbd label mark q s samp small span "
+    "strong sub sup time u var wbr".split()
+)
+
+
+def _space_blocks(root: Node) -> None:
+    """A space before every block-level element, so that text joined as written keeps two
+    blocks' words apart (selectolax joins text nodes with no separator)."""
+    for node in root.css(_BLOCK_LEVEL):
+        node.insert_before(" ")
 
 
 _VOID = frozenset(
@@ -324,6 +351,7 @@ def _html(text: str, ids_only: bool = False) -> ParsedDocument:
     sections = _Sections()
     root = tree.css_first(_MAIN) or tree.body or tree.root
     if root is not None:
+        _space_blocks(root)
         _walk(root, sections, ids_only)
     if not title:
         first = tree.css_first("h1")
@@ -332,25 +360,81 @@ def _html(text: str, ids_only: bool = False) -> ParsedDocument:
 
 
 def _walk(node: Node, sections: _Sections, ids_only: bool = False) -> None:
+    run: list[str] = []  # text and inline elements in a row, between blocks: one paragraph
     for child in node.iter(include_text=True):
         tag = child.tag
-        if tag == "-text":
-            sections.block(" ".join((child.text_content or "").split()))
-        elif tag in _HEADINGS:
-            anchor = child.attributes.get("id") or _section_id(child)
-            sections.heading(_HEADINGS[tag], _text(child), anchor or None, assigned=ids_only)
-        elif tag == "pre":
-            sections.block("```\n" + (child.text(deep=True) or "").strip("\n") + "\n```", "code")
-        elif tag in ("ul", "ol"):
-            items = [f"- {_text(li)}" for li in child.css("li") if _text(li)]
-            sections.block("\n".join(items), "list")
-        elif tag == "table":
-            rows = [" | ".join(_text(c) for c in row.css("th, td")) for row in child.css("tr")]
-            sections.block("\n".join(r for r in rows if r.strip(" |")), "table")
-        elif tag in ("p", "blockquote", "dd", "dt", "figcaption"):
-            sections.block(_text(child))
-        else:
-            _walk(child, sections, ids_only)
+        if tag == "-text" or (tag in _INLINE and child.css_first(_BLOCK_CHILDREN) is None):
+            run.append((child.text_content or "") if tag == "-text" else child.text(separator=""))
+            continue
+        if run:
+            sections.block(" ".join("".join(run).split()))
+            run = []
+        _visit(child, sections, ids_only)
+    if run:
+        sections.block(" ".join("".join(run).split()))
+
+
+def _visit(child: Node, sections: _Sections, ids_only: bool) -> None:
+    tag = child.tag
+    if tag in _HEADINGS:
+        anchor = child.attributes.get("id") or _section_id(child)
+        sections.heading(_HEADINGS[tag], _text(child), anchor or None, assigned=ids_only)
+    elif tag == "pre":
+        sections.block("```\n" + (child.text(deep=True) or "").strip("\n") + "\n```", "code")
+    elif tag in ("ul", "ol"):
+        lines: list[str] = []
+        _list(child, sections, lines)
+        sections.block("\n".join(lines), "list")
+    elif tag == "table":
+        rows = [" | ".join(_text(c) for c in row.css("th, td")) for row in child.css("tr")]
+        sections.block("\n".join(r for r in rows if r.strip(" |")), "table")
+    elif tag in ("blockquote", "dd") and child.css_first(_BLOCK_CHILDREN) is not None:
+        _walk(child, sections, ids_only)
+    elif tag in ("p", "blockquote", "dd", "dt", "figcaption"):
+        sections.block(_text(child))
+    else:
+        _walk(child, sections, ids_only)
+
+
+def _list(node: Node, sections: _Sections, lines: list[str], depth: int = 0) -> None:
+    """A list's items into `lines` as markdown, each nested list indented under its item (once:
+    an item's text leaves its nested lists out). A code block or table in an item ends the list
+    block there and follows as a block of its own; the list goes on after it."""
+    for li in node.iter():
+        if li.tag != "li":
+            continue
+        run: list[str] = []
+        marker = "  " * depth + "- "
+        code = li.css_first("pre, table") is not None  # most items hold none: one query
+        for child in li.iter(include_text=True):
+            tag = child.tag
+            nested = tag in ("ul", "ol")
+            container = tag not in _INLINE and tag != "-text"
+            holds_code = code and (
+                tag in ("pre", "table") or (container and child.css_first("pre, table") is not None)
+            )
+            if not (nested or holds_code):
+                text = child.text_content if tag == "-text" else child.text(separator="")
+                run.append(text or "")
+                continue
+            marker = _list_item(run, marker, lines)
+            if nested:
+                _list(child, sections, lines, depth + 1)
+            else:
+                sections.block("\n".join(lines), "list")
+                lines.clear()
+                _visit(child, sections, False)
+        _list_item(run, marker, lines)
+
+
+def _list_item(run: list[str], marker: str, lines: list[str]) -> str:
+    """The item's text so far as a line (emptying `run`); the marker for its next line."""
+    text = " ".join("".join(run).split())
+    run.clear()
+    if not text:
+        return marker
+    lines.append(marker + text)
+    return " " * len(marker)  # what follows in the same item continues it
 
 
 def _section_id(heading: Node) -> str | None:
