@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from docent import sparse
 from docent.edge import EdgeStore
@@ -124,3 +125,40 @@ async def test_a_documents_own_fields_ride_on_its_head_alone(tmp_path: Path) -> 
     (listed,), _ = await store.documents(10, None)
     assert listed.payload["chunk_count"] == result.chunks
     await store.aclose()
+
+
+# What the fixture documents turn into (every point's payload and sparse vector), hashed, for each
+# PIPELINE_VERSION. A change to parsing, chunking, the payload or BM25's analysis changes the
+# digest; it must come with a new PIPELINE_VERSION, or stores keep the old points of every
+# document that did not change (a re-ingest skips them by their content hash).
+PIPELINE_DIGESTS = {2: "551b88499fb335b6"}
+
+
+def test_what_a_document_turns_into_changes_only_with_the_pipeline_version() -> None:
+    import hashlib
+    import json
+
+    from docent.ingest import PIPELINE_VERSION
+
+    # GIVEN the fixture corpus (markdown) and a Sphinx-shaped HTML reference page
+    fixtures = Path(__file__).parent / "fixtures"
+    corpus = sorted((fixtures / "corpus").glob("*.md"))
+    documents = [DocumentIn(id=p.name, text=p.read_text()) for p in corpus]
+    html = (fixtures / "documents" / "reference.html").read_text()
+    documents.append(DocumentIn(id="reference.html", text=html, format="html"))
+    # WHEN each is prepared for the store as ingest prepares it
+    store: Any = None  # preparing writes nothing
+    ingestor = Ingestor(store, None, chunk_tokens=350, overlap_tokens=50, model=None)
+    points = []
+    for document in documents:
+        for point in ingestor._prepare(document, "hash", 0).points:
+            payload = {k: v for k, v in point.payload.items() if k != "ingested_at"}
+            points.append(
+                [payload, point.sparse.indices, [round(v, 6) for v in point.sparse.values]]
+            )
+    digest = hashlib.sha256(json.dumps(points, sort_keys=True).encode()).hexdigest()[:16]
+    # THEN they are what this PIPELINE_VERSION made of them
+    assert PIPELINE_DIGESTS.get(PIPELINE_VERSION) == digest, (
+        f"What documents turn into changed ({digest}): bump PIPELINE_VERSION in ingest.py and "
+        "add the new digest here"
+    )

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from docent.chunking import Chunk
     from docent.embeddings import Embedder
 
-# Bump when parsing or chunking changes what a document turns into: every hash changes with it.
+# Bump when parsing or chunking changes what a document turns into: every hash changes with it
+# (`tests/test_ingest.py` pins what its fixtures turn into for each version, and fails otherwise).
 PIPELINE_VERSION = 2  # 2: a changelog known by its headings (`history`); HTML text as laid out
 WRITE_BATCH = 256
 
