@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from docent.parsing import parse
 from docent.retrieval import (
     HISTORY_WEIGHT,
     PAGE_EVIDENCE,
@@ -217,7 +218,20 @@ def test_rank_weight_reads_the_page_name(
     ],
 )
 def test_a_page_headed_with_versions_is_a_history_page(headings: list[str], history: bool) -> None:
-    assert history_headings(headings) is history
+    assert history_headings([(h,) for h in headings]) is history
+
+
+def test_a_keep_a_changelog_file_is_a_history_page() -> None:
+    # GIVEN a changelog in Keep a Changelog's format: each version's heading holds no text of its
+    # own, only its "Added" / "Fixed" subsections do
+    text = "# Changelog\n\nNotable changes.\n\n## [Unreleased]\n\n### Added\n\n- A thing.\n\n"
+    for version in ("1.2.0] - 2019-03-01", "1.1.0] - 2019-02-15", "1.0.0] - 2017-06-20"):
+        text += f"## [{version}\n\n### Added\n\n- More.\n\n### Fixed\n\n- Typos.\n\n"
+    sections = parse(text, "markdown").sections
+    assert {s.headings[-1] for s in sections} == {"Changelog", "Added", "Fixed"}
+    # THEN its headings mark it as history; a guide with "Added" and "Fixed" sections is not
+    assert history_headings(s.headings for s in sections)
+    assert not history_headings([("Guide", "Added"), ("Guide", "Fixed"), ("Guide", "Upgrading")])
 
 
 def test_a_page_marked_as_history_at_ingest_ranks_like_a_changelog_whatever_its_name() -> None:

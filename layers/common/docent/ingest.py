@@ -228,7 +228,7 @@ class Ingestor:
         title = doc.title or parsed.title
         url = doc.url or _metadata_url(parsed.metadata)
         tags = sorted(set(doc.tags) | set(_metadata_tags(parsed.metadata)))
-        history = history_headings([s.headings[-1] for s in parsed.sections if s.headings])
+        history = history_headings(s.headings for s in parsed.sections)
         now = int(time.time())
         points = []
         for chunk in chunks:

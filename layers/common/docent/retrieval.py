@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,14 +55,15 @@ PAGE_EVIDENCE = 0.2
 HYBRID_PAGE_EVIDENCE = 0.1
 _HISTORY = re.compile(r"release[-_ ]?notes|change[-_ ]?log|announcement|what'?s[-_ ]new", re.I)
 # A changelog by what it holds, whatever its name (Requests files its release history as
-# "Community Updates", `community/updates.html`): a page of three sections or more, at least this
-# share of them headed with a version ("Version 8.1.3", "2.28.1 (2022-06-29)", "1.4.0 -
-# 2023-02-01", "3.14.0"). Of the ten documentation sets of `make eval` it finds their seven
-# changelogs and nothing else (MkDocs' release notes, a third of whose sections are versions,
-# the least); Python's tutorial numbers its sections ("9.1. A Word About Names") and is not one.
+# "Community Updates", `community/updates.html`): a page with three headings or more, at least
+# this share of them versions ("Version 8.1.3", "2.28.1 (2022-06-29)", "1.4.0 - 2023-02-01",
+# "3.14.0", Keep a Changelog's "[1.1.0] - 2019-02-15"). Of the ten documentation sets of
+# `make eval` it finds their seven changelogs (MkDocs' release notes the least, 35% versions)
+# and no other page has even 5%: Python's tutorial numbers its sections ("9.1. A Word About
+# Names"), which are not versions.
 HISTORY_HEADING_SHARE = 0.25
 _VERSION_HEADING = re.compile(
-    r"\s*(?:version\s+|release\s+|v)?\d+(?:\.\d+)+[a-z0-9]*\s*"
+    r"\s*(?:version\s+|release\s+)?\[?v?\d+(?:\.\d+)+[a-z0-9]*\]?\s*"
     r"(?:$|[(\-\u2013\u2014:,]|\d{4}|(?:un)?released)",
     re.I,
 )
@@ -80,8 +81,11 @@ def page_name(document_id: str) -> str:
     return re.sub(r"\.\w+$", "", parts[-1]) if parts else ""
 
 
-def history_headings(headings: Sequence[str]) -> bool:
-    """The section headings of a page that records releases (see HISTORY_HEADING_SHARE)."""
+def history_headings(paths: Iterable[Sequence[str]]) -> bool:
+    """Whether the heading paths of a page's sections are those of a page that records releases
+    (see HISTORY_HEADING_SHARE). Each heading counts once, a version's own too when only its
+    subsections hold text ("## [1.1.0] - 2019-02-15", then "### Added")."""
+    headings = list(dict.fromkeys(h for path in paths for h in path))
     versions = sum(_VERSION_HEADING.match(h) is not None for h in headings)
     return len(headings) >= 3 and versions >= HISTORY_HEADING_SHARE * len(headings)
 
