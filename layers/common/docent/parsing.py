@@ -306,6 +306,16 @@ _INLINE = frozenset(
 )
 
 
+def _as_written(node: Node) -> str:
+    """A text node's text, or an element's text nodes joined as written (no separator)."""
+    return (node.text_content or "") if node.tag == "-text" else node.text(separator="")
+
+
+def _collapsed(pieces: list[str]) -> str:
+    """Pieces of one paragraph joined, whitespace collapsed."""
+    return " ".join("".join(pieces).split())
+
+
 def _space_blocks(root: Node) -> None:
     """A space before every block-level element, so that text joined as written keeps two
     blocks' words apart (selectolax joins text nodes with no separator)."""
@@ -364,14 +374,12 @@ def _walk(node: Node, sections: _Sections, ids_only: bool = False) -> None:
     for child in node.iter(include_text=True):
         tag = child.tag
         if tag == "-text" or (tag in _INLINE and child.css_first(_BLOCK_CHILDREN) is None):
-            run.append((child.text_content or "") if tag == "-text" else child.text(separator=""))
+            run.append(_as_written(child))
             continue
-        if run:
-            sections.block(" ".join("".join(run).split()))
-            run = []
+        sections.block(_collapsed(run))  # a blank paragraph adds no block
+        run = []
         _visit(child, sections, ids_only)
-    if run:
-        sections.block(" ".join("".join(run).split()))
+    sections.block(_collapsed(run))
 
 
 def _visit(child: Node, sections: _Sections, ids_only: bool) -> None:
@@ -383,7 +391,7 @@ def _visit(child: Node, sections: _Sections, ids_only: bool) -> None:
         sections.block("```\n" + (child.text(deep=True) or "").strip("\n") + "\n```", "code")
     elif tag in ("ul", "ol"):
         lines: list[str] = []
-        _list(child, sections, lines)
+        _list(child, sections, lines, ids_only)
         sections.block("\n".join(lines), "list")
     elif tag == "table":
         rows = [" | ".join(_text(c) for c in row.css("th, td")) for row in child.css("tr")]
@@ -396,7 +404,9 @@ def _visit(child: Node, sections: _Sections, ids_only: bool) -> None:
         _walk(child, sections, ids_only)
 
 
-def _list(node: Node, sections: _Sections, lines: list[str], depth: int = 0) -> None:
+def _list(
+    node: Node, sections: _Sections, lines: list[str], ids_only: bool, depth: int = 0
+) -> None:
     """A list's items into `lines` as markdown, each nested list indented under its item (once:
     an item's text leaves its nested lists out). A code block or table in an item ends the list
     block there and follows as a block of its own; the list goes on after it."""
@@ -414,22 +424,21 @@ def _list(node: Node, sections: _Sections, lines: list[str], depth: int = 0) -> 
                 tag in ("pre", "table") or (container and child.css_first("pre, table") is not None)
             )
             if not (nested or holds_code):
-                text = child.text_content if tag == "-text" else child.text(separator="")
-                run.append(text or "")
+                run.append(_as_written(child))
                 continue
             marker = _list_item(run, marker, lines)
             if nested:
-                _list(child, sections, lines, depth + 1)
+                _list(child, sections, lines, ids_only, depth + 1)
             else:
                 sections.block("\n".join(lines), "list")
                 lines.clear()
-                _visit(child, sections, False)
+                _visit(child, sections, ids_only)
         _list_item(run, marker, lines)
 
 
 def _list_item(run: list[str], marker: str, lines: list[str]) -> str:
     """The item's text so far as a line (emptying `run`); the marker for its next line."""
-    text = " ".join("".join(run).split())
+    text = _collapsed(run)
     run.clear()
     if not text:
         return marker
