@@ -267,6 +267,42 @@ def test_a_page_with_a_second_matching_section_outranks_a_page_that_matches_once
     # AND with fused (hybrid) scores, where it is off, each section keeps its own best score
     fused = group_sections(hits, top_k=3, page_evidence=0.0)
     assert [s.score for s in fused] == [10.0, 9.5, 6.0]
+    # AND each section's lexical evidence is the score BM25 alone ranks it by
+    assert [s.lexical for s in sources] == [s.score for s in sources]
+
+
+def test_fused_sections_keep_the_score_bm25_alone_gives_them() -> None:
+    # GIVEN fused hits (scores between 0 and 1) with their BM25 arm's own scores: a changelog
+    # section BM25 scores highest, a guide's two sections, and one only the dense arm found
+    def fused(doc: str, section: int, score: float, lexical: float) -> Hit:
+        return Hit(
+            f"{doc}-{section}",
+            score,
+            {"document_id": doc, "section": section, "start": 0, "text": "t"},
+            lexical,
+        )
+
+    hits = [
+        fused("guide.html", 1, 0.95, 12.0),
+        fused("changelog.html", 0, 0.90, 30.0),
+        fused("guide.html", 2, 0.60, 5.0),
+        fused("faq.html", 0, 0.55, 0.0),
+    ]
+    # WHEN they are grouped into sources
+    sources = group_sections(hits, top_k=4, page_evidence=0.1)
+    # THEN the order is the fused one (the changelog at half weight), and each section's
+    # lexical evidence is what BM25 alone would score it: its page's weight, and PAGE_EVIDENCE
+    # of its page's next section
+    assert [s.document_id for s in sources] == [
+        "guide.html",
+        "guide.html",
+        "faq.html",
+        "changelog.html",
+    ]
+    assert [s.lexical for s in sources] == pytest.approx(
+        [12.0 + PAGE_EVIDENCE * 5.0, 5.0 + PAGE_EVIDENCE * 12.0, 0.0, 30.0 * HISTORY_WEIGHT]
+    )
+    assert sources[0].score == pytest.approx(0.95 + 0.1 * 0.60)
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -258,6 +258,12 @@ async def test_hybrid_search_ranks_by_the_fused_scores(store: VectorStore) -> No
     assert [h.score for h in hits] == pytest.approx([score for _, score in expected], abs=1e-4)
     assert hits[0].payload["text"].startswith("Refunds for card payments")
     assert all(h.payload["text"] for h in hits)  # the winners come with their payloads
+    # AND each fused hit carries BM25's own score for it (0 for a point only the dense arm
+    # found), which `answered` weighs whatever the fusion made of it
+    own = {h.id: h.score for h in bm25}
+    assert [h.lexical for h in hits] == pytest.approx([own.get(h.id, 0.0) for h in hits])
+    assert hits[0].lexical is not None and hits[0].lexical > 0
+    assert all(h.lexical is None for h in bm25)  # BM25 alone: its score is the BM25 score
 
 
 # Run in a fresh interpreter, so that no other test's Edge threads (still exiting) are counted.

@@ -575,7 +575,7 @@ class EdgeStore:
         ranked = fuse(bm25, arm(qe.Query.Nearest(query.dense, using=DENSE)), query.limit)
         ids: list[qe.PointId] = [point for point, _ in ranked]
         records = shard.retrieve(ids, payload, False) if ids else []
-        return in_order({str(r.id): dict(r.payload or {}) for r in records}, ranked)
+        return in_order({str(r.id): dict(r.payload or {}) for r in records}, ranked, bm25)
 
     async def documents(self, limit: int, offset: str | None) -> tuple[list[Hit], str | None]:
         import qdrant_edge as qe

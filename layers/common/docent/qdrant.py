@@ -265,7 +265,8 @@ class QdrantStore:
             arms.insert(0, models.QueryRequest(query=sparse, using=SPARSE, filter=flt, limit=depth))
         responses = await self._call(lambda c: c.query_batch_points(self.collection, arms))
         found = [[(str(p.id), float(p.score)) for p in r.points] for r in responses]
-        ranked = vectors.fuse(found[0] if len(found) == 2 else [], found[-1], query.limit)
+        bm25 = found[0] if len(found) == 2 else []
+        ranked = vectors.fuse(bm25, found[-1], query.limit)
         if not ranked:
             return []
         records = await self._call(
@@ -273,7 +274,7 @@ class QdrantStore:
                 self.collection, ids=[point for point, _ in ranked], with_payload=True
             )
         )
-        return vectors.in_order({str(r.id): dict(r.payload or {}) for r in records}, ranked)
+        return vectors.in_order({str(r.id): dict(r.payload or {}) for r in records}, ranked, bm25)
 
     async def documents(self, limit: int, offset: str | None) -> tuple[list[Hit], str | None]:
         from qdrant_client import models

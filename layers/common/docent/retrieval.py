@@ -127,6 +127,10 @@ class Source:
     text: str
     # (encoding, tokens) of `text` where ingest counted them (a section of one chunk).
     counted: tuple[str, int] | None = None
+    # The section's BM25 score as BM25 alone ranks it (its best chunk's, weighed as its page, plus
+    # PAGE_EVIDENCE of its page's next section), whatever the fused `score`: evidence for
+    # `answered` (`generation.LEXICAL_SCORE`).
+    lexical: float = 0.0
 
     def public(self) -> dict[str, Any]:
         """The source as the `sources` event and JSON answers show it."""
@@ -195,22 +199,21 @@ def group_sections(
     for hit in hits:
         key = (str(hit.chunk["document_id"]), int(hit.chunk.get("section", 0)))
         groups.setdefault(key, []).append(hit)
-    best = {key: max(h.score for h in g) * rank_weight(g[0].chunk) for key, g in groups.items()}
-    runner_up: dict[str, list[float]] = {}
-    for (document, _), score in best.items():
-        runner_up.setdefault(document, []).append(score)
-    scored = []
-    for key, group in groups.items():
-        others = sorted(runner_up[key[0]], reverse=True)
-        others.remove(best[key])
-        scored.append((best[key] + page_evidence * (others[0] if others else 0.0), key, group))
+    weights = {key: rank_weight(g[0].chunk) for key, g in groups.items()}
+    best = {key: max(h.score for h in g) * weights[key] for key, g in groups.items()}
+    scores = _with_page(best, page_evidence)
+    lexical = scores
+    if any(h.lexical is not None for h in hits):  # fused: BM25's own scores, ranked as BM25's
+        own = {key: max(h.lexical or 0.0 for h in g) * weights[key] for key, g in groups.items()}
+        lexical = _with_page(own, PAGE_EVIDENCE)
+    scored = [(scores[key], key, group) for key, group in groups.items()]
     # Equal scores happen (two chunks of one text; under reciprocal rank fusion, first in one
     # list and absent from the other tied with the converse), and the engine returns tied points
     # in no fixed order: the same question could list its sources in another order in another
     # process. Ties go to the page and section that sort first.
     scored.sort(key=lambda item: (-item[0], item[1]))
     sources = []
-    for number, (score, _, group) in enumerate(scored[:top_k], start=1):
+    for number, (score, key, group) in enumerate(scored[:top_k], start=1):
         first = group[0].chunk
         headings = first.get("headings") or []
         tokens, encoding = first.get("tokens"), first.get("encoding")
@@ -229,9 +232,23 @@ def group_sections(
                     [(int(h.chunk.get("start", 0)), str(h.chunk["text"])) for h in group]
                 ),
                 counted=counted,
+                lexical=lexical[key],
             )
         )
     return sources
+
+
+def _with_page(best: dict[tuple[str, int], float], share: float) -> dict[tuple[str, int], float]:
+    """Each section's score plus `share` of its page's best other section's."""
+    by_page: dict[str, list[float]] = {}
+    for (document, _), score in best.items():
+        by_page.setdefault(document, []).append(score)
+    out = {}
+    for key, score in best.items():
+        others = sorted(by_page[key[0]], reverse=True)
+        others.remove(score)
+        out[key] = score + share * (others[0] if others else 0.0)
+    return out
 
 
 # At most this many names are searched for per question (one search each).

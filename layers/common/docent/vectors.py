@@ -75,6 +75,9 @@ class Hit:
     id: str
     score: float
     payload: dict[str, Any]  # as the engine returns it; `chunk` reads it typed
+    # A fused hit's own BM25 score (0 when only the dense arm found it); None when `score` is
+    # the BM25 score itself (a search without embeddings).
+    lexical: float | None = None
 
     @property
     def chunk(self) -> ChunkPayload:
@@ -155,11 +158,19 @@ def fuse(
 
 
 def in_order(
-    payloads: Mapping[str, dict[str, Any]], ranked: Sequence[tuple[str, float]]
+    payloads: Mapping[str, dict[str, Any]],
+    ranked: Sequence[tuple[str, float]],
+    sparse: Sequence[tuple[str, float]],
 ) -> list[Hit]:
-    """The fused points as hits, in their fused order and with their fused scores (`payloads`:
-    each point's payload by id, as the engine returned them; a point gone since is left out)."""
-    return [Hit(point, score, payloads[point]) for point, score in ranked if point in payloads]
+    """The fused points as hits, in their fused order, with their fused scores and the BM25
+    arm's own (`payloads`: each point's payload by id, as the engine returned them; a point gone
+    since is left out)."""
+    lexical = dict(sparse)
+    return [
+        Hit(point, score, payloads[point], lexical.get(point, 0.0))
+        for point, score in ranked
+        if point in payloads
+    ]
 
 
 def points_bytes(points: Sequence[ChunkPoint]) -> int:
