@@ -23,6 +23,7 @@ from bench.eval.score import (
 )
 from docent import sparse
 from docent.edge import EdgeStore
+from docent.generation import ANSWER_COVERAGE, LEXICAL_COVERAGE, LEXICAL_SCORE
 from docent.ingest import DocumentIn, Ingestor
 from docent.parsing import parse
 from docent.retrieval import history_headings, retrieve
@@ -256,3 +257,31 @@ async def test_a_changelog_named_otherwise_ranks_below_the_guide(tmp_path: Path)
     )
     assert sources[0].document_id == "user/quickstart.html"
     await store.aclose()
+
+
+@pytest.mark.slow
+def test_long_questions_their_page_matches_strongly_are_answered(tmp_path: Path) -> None:
+    # GIVEN Requests 2.28.1's docs (python-requests-doc) and the fourth pair's questions about
+    # them, many opening with a sentence of context ("At work all HTTPS traffic goes through a
+    # proxy that re-signs it ...")
+    corpus = corpora.by_name(["requests"])[0]
+    pages = corpora.pages(corpus)
+    questions = load_questions("requests")
+    # WHEN Docent answers them (BM25, extractive: the chat pipeline as served)
+    _, outcomes = asyncio.run(run_docent("bm25", corpus, pages, questions, tmp_path))
+    # THEN some answerable questions whose quoted run covers less than ANSWER_COVERAGE are
+    # answered, each for its best source's strong BM25 score
+    second = [o for o in outcomes if o.answered and (o.evidence or 0.0) < ANSWER_COVERAGE]
+    assert len(second) >= 4
+    assert all(o.lexical >= LEXICAL_SCORE and o.evidence >= LEXICAL_COVERAGE for o in second)
+    assert all(o.question.answerable for o in second)
+    # AND most of them quote what answers them: the pagination question its Link headers, the
+    # connect timeout question its tuple
+    assert sum(o.has_expected() for o in second) >= 0.5 * len(second)
+    answered = {o.question.id for o in second if o.has_expected()}
+    assert {"requests-22", "requests-02"} <= answered
+    # AND no unanswerable question is answered, nor any question whose evidence is weak
+    assert [o.question.id for o in outcomes if o.answered and not o.question.answerable] == []
+    assert not any(o.answered and (o.evidence or 0.0) < LEXICAL_COVERAGE for o in outcomes)
+    weak = [o for o in outcomes if LEXICAL_COVERAGE <= (o.evidence or 0.0) < ANSWER_COVERAGE]
+    assert not any(o.answered for o in weak if o.lexical < LEXICAL_SCORE)

@@ -8,6 +8,8 @@ import pytest
 
 from docent.generation import (
     ANSWER_COVERAGE,
+    LEXICAL_COVERAGE,
+    LEXICAL_SCORE,
     NOT_FOUND,
     AnswerRequest,
     CitationFilter,
@@ -15,6 +17,7 @@ from docent.generation import (
     LinkFilter,
     Passage,
     Usage,
+    answers,
     proper_names,
     unmentioned_names,
 )
@@ -424,6 +427,39 @@ async def test_a_name_the_docs_never_mention_leaves_the_question_unanswered() ->
     # AND the same question without the name is
     text, _ = await answer("How do I set the default throttle rates?", [THROTTLING])
     assert text.startswith("The default throttling policy may be set globally")
+
+
+def test_answered_by_coverage_or_by_coverage_and_strong_bm25_evidence() -> None:
+    # Coverage alone decides at ANSWER_COVERAGE, whatever the BM25 score
+    assert answers(ANSWER_COVERAGE) and answers(ANSWER_COVERAGE, 0.0)
+    assert not answers(ANSWER_COVERAGE - 0.01)
+    # Below it, a question is answered only with both the lower coverage and a strong score
+    assert answers(LEXICAL_COVERAGE, LEXICAL_SCORE)
+    assert not answers(LEXICAL_COVERAGE, LEXICAL_SCORE - 0.1)
+    assert not answers(LEXICAL_COVERAGE - 0.01, 10 * LEXICAL_SCORE)
+
+
+async def test_a_long_question_its_section_matches_strongly_is_answered() -> None:
+    # GIVEN a question with a sentence of context whose words the section does not use, so the
+    # section covers less of it than ANSWER_COVERAGE asks
+    question = (
+        "A scraper floods our staging box every weekend and slows everything. How do I set "
+        "default throttle rates?"
+    )
+    excerpt = ExtractiveAnswerer().excerpt(question, [THROTTLING])
+    assert excerpt is not None and LEXICAL_COVERAGE <= excerpt.coverage < ANSWER_COVERAGE
+
+    async def reply(lexical_score: float) -> str:
+        request = AnswerRequest(
+            question, [], [THROTTLING], Usage(), time.monotonic() + 5, (), lexical_score
+        )
+        return "".join([p async for p in ExtractiveAnswerer().stream(request)])
+
+    # WHEN retrieval's best section matched it strongly under BM25, THEN it is answered
+    assert (await reply(LEXICAL_SCORE)).startswith("The default throttling policy may be set")
+    # AND with weak lexical evidence (or none known) it is not
+    assert await reply(LEXICAL_SCORE / 2) == NOT_FOUND
+    assert await reply(0.0) == NOT_FOUND
 
 
 async def test_a_word_no_passage_holds_loses_most_of_its_weight() -> None:

@@ -25,7 +25,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.eval import corpora
-from bench.eval.score import Outcome, Question, calibration, leave_one_out, summarize
+from bench.eval.score import (
+    Outcome,
+    Question,
+    calibration,
+    leave_one_out,
+    leave_one_out_lexical,
+    summarize,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -159,6 +166,7 @@ async def run_docent(
                     top_score=sources[0]["score"] if sources else None,
                     evidence=round(excerpt.coverage, 3) if excerpt else 0.0,
                     unknown_names=prepared.unknown_names,
+                    lexical=prepared.lexical_score,
                 )
             )
         ordered = sorted(retrieval_s)
@@ -236,6 +244,7 @@ def detail(outcome: Outcome) -> dict[str, Any]:
         "top_score": outcome.top_score,
         "evidence": outcome.evidence,
         "unknown_names": list(outcome.unknown_names),
+        "lexical": round(outcome.lexical, 2),
         "expected_in_answer": outcome.has_expected() if outcome.answer is not None else None,
         "unfaithful": outcome.unfaithful() if outcome.answer is not None else None,
         "answer": outcome.answer,
@@ -342,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, outcomes in by_system.items():
             systems[name][POOL_KEYS[pool]] = summarize(outcomes)
     from bench.machine import machine
-    from docent.generation import ANSWER_COVERAGE
+    from docent.generation import ANSWER_COVERAGE, LEXICAL_COVERAGE, LEXICAL_SCORE
 
     # ANSWER_COVERAGE's basis: every Docent mode on every pool; and, per mode, how a threshold
     # chosen on two pools does on the third.
@@ -353,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name.startswith("docent")
     }
     every = [o for by_pool in modes_found.values() for found in by_pool.values() for o in found]
+    rule = (LEXICAL_COVERAGE, LEXICAL_SCORE)
 
     results = {
         "machine": machine(),
@@ -370,6 +380,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "leave_one_pool_out": {
                 name: leave_one_out(by_pool, thresholds) for name, by_pool in modes_found.items()
+            },
+            # `answered`'s second way (`generation.answers`): what the adopted pair gives per pool
+            # and pooled, and the pair the other pools would choose for each one.
+            "lexical": {
+                "coverage": LEXICAL_COVERAGE,
+                "score": LEXICAL_SCORE,
+                "by_mode": {
+                    name: {
+                        pool: calibration(found, [ANSWER_COVERAGE], rule)[0]
+                        for pool, found in [
+                            *by_pool.items(),
+                            ("all", [o for found in by_pool.values() for o in found]),
+                        ]
+                    }
+                    for name, by_pool in modes_found.items()
+                },
+                "leave_one_pool_out": {
+                    name: leave_one_out_lexical(
+                        by_pool,
+                        ANSWER_COVERAGE,
+                        [c / 100 for c in range(20, 40, 2)],
+                        [float(s) for s in range(10, 31)],
+                    )
+                    for name, by_pool in modes_found.items()
+                },
             },
         },
     }

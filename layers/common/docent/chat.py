@@ -62,6 +62,7 @@ class Prepared:
     recorder: insights.Recorder | None = None  # where the answer is recorded for insights
     frame_s: float = 0.0  # text that arrives within this of the last frame waits to join the next
     unknown_names: tuple[str, ...] = ()  # asked-about names the docs never mention
+    lexical_score: float = 0.0  # the best retrieved section's BM25 score (`Source.lexical`)
 
 
 def deadline_for(scope: Mapping[str, Any], timeout_s: float) -> float:
@@ -124,6 +125,7 @@ async def prepare(
         embedder.model if embedder is not None else None,
         started,
         unknown_names=unknown,
+        lexical_score=max((s.lexical for s in sources), default=0.0),
     )
 
 
@@ -176,6 +178,7 @@ async def _events(prepared: Prepared, outcome: dict[str, Any]) -> AsyncIterator[
                 prepared.usage,
                 prepared.deadline,
                 prepared.unknown_names,
+                prepared.lexical_score,
             )
         )
         if not getattr(answerer, "paced", False):

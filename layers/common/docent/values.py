@@ -87,3 +87,6 @@ class AnswerRequest:
     # Names the question asks about that the documentation never mentions (searched for when
     # no passage held them): the extractive answerer does not answer such a question.
     unknown_names: tuple[str, ...] = ()
+    # The best retrieved section's BM25 score (`retrieval.Source.lexical`; 0 when unknown): the
+    # extractive answerer weighs it in deciding whether the passages answer.
+    lexical_score: float = 0.0
