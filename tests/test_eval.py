@@ -78,6 +78,11 @@ def test_a_cited_sentence_missing_from_its_source_is_caught() -> None:
     linked = {"S1": "Fetch it with urlopen('http://example.org/a') here."}
     assert unfaithful_pieces("Fetch it with urlopen('[link removed]') here. [S1]", linked) == []
     assert unfaithful_pieces("Fetch it with [link removed] now. [S1]", linked) != []
+    # An autolink's redaction takes its angle brackets with it (Requests' Link header example)
+    header = {"S1": "'<https://api.example.com/r?page=2>; rel=\"next\", <https://x.io/r>; rel=x'"}
+    redacted = "'[link removed]; rel=\"next\", [link removed]; rel=x' [S1]"
+    assert unfaithful_pieces(redacted, header) == []
+    assert unfaithful_pieces("'[link removed]; rel=\"prev\"' [S1]", header) != []
     invented = "Sorting is stable. Sorting is also parallel. [S1]"
     assert unfaithful_pieces(invented, passages) == ["Sorting is also parallel."]
 

@@ -111,7 +111,8 @@ def _found(piece: str, source: str) -> bool:
     """`piece` is in `source`, where the link filter's redaction stands for the URL it hid."""
     if REDACTED not in piece:
         return piece in source
-    pattern = r"https?://\S+?".join(re.escape(p) for p in piece.split(REDACTED))
+    # An autolink (`<https://...>`) is redacted with its brackets.
+    pattern = r"<?https?://\S+?>?".join(re.escape(p) for p in piece.split(REDACTED))
     return re.search(pattern, source) is not None
 
 
