@@ -475,3 +475,54 @@ async def test_a_word_no_passage_holds_loses_most_of_its_weight() -> None:
     assert excerpt is not None and excerpt.coverage >= ANSWER_COVERAGE
     text, _ = await answer(question, PASSAGES)
     assert text.startswith("Every token gets sixty requests per minute.")
+
+
+def _options_list(marker: str) -> Passage:
+    items = [
+        "marker: Text to find and replace with the table of contents. Defaults to [TOC].",
+        "title: Title to insert in the table of contents. Defaults to None.",
+        "anchorlink: Set to True to cause all headers to link to themselves.",
+        "permalink: Set to True to generate permanent links at the end of each header.",
+        "baselevel: Base level for headers. Defaults to 1. Raise it to shift every heading "
+        "level down, so that a top heading is written as h3.",
+    ]
+    listed = "\n".join(
+        f"{marker if marker != '1.' else f'{n}.'} {item}" for n, item in enumerate(items, 1)
+    )
+    text = f"The following options are provided to configure the output:\n\n{listed}"
+    return Passage("S1", "Table of Contents", "Usage", text, 5.0)
+
+
+QUESTION_DEEP_IN_A_LIST = "Which option shifts heading levels so that a top heading becomes h3?"
+
+
+def quoted(question: str, passages: list[Passage]) -> str:
+    excerpt = ExtractiveAnswerer().excerpt(question, passages)
+    assert excerpt is not None
+    return excerpt.text(passages)
+
+
+def test_a_bulleted_list_is_quoted_from_the_item_that_answers() -> None:
+    # GIVEN an extension's options as a bulleted list, the one asked about fifth
+    # WHEN it is asked about, THEN the quote starts at that option, not at the list's first
+    text = quoted(QUESTION_DEEP_IN_A_LIST, [_options_list("-")])
+    assert text.startswith("- baselevel: Base level for headers.")
+    assert "marker:" not in text and text.endswith("[S1]")
+
+
+def test_a_numbered_list_is_read_from_its_first_step() -> None:
+    # GIVEN the same items as numbered steps, THEN the quote reads the list from its start
+    text = quoted(QUESTION_DEEP_IN_A_LIST, [_options_list("1.")])
+    assert text.startswith("The following options are provided to configure the output:")
+    assert "1. marker:" in text
+
+
+def test_a_quote_from_mid_list_leaves_answered_as_it_was() -> None:
+    # Coverage (what `answered` reads) counts only runs read from a list's start: the bulleted
+    # list and the numbered one cover the question alike
+    passages = [_options_list("-")], [_options_list("1.")]
+    bulleted, numbered = (
+        ExtractiveAnswerer().excerpt(QUESTION_DEEP_IN_A_LIST, p) for p in passages
+    )
+    assert bulleted is not None and numbered is not None
+    assert bulleted.coverage == numbered.coverage < ANSWER_COVERAGE

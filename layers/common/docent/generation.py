@@ -117,6 +117,10 @@ UNHELD_SHARE = 0.25
 LEXICAL_SCORE = 18.0
 LEXICAL_COVERAGE = 0.28
 MAX_WINDOW_UNITS = 3
+# A bulleted list's item: its items are often independent (a function's parameters, options,
+# tips), so a quote may start at the one that answers. A numbered list is steps, read from the
+# first.
+_BULLET = re.compile(r"\s*[-*+]\s")
 MAX_CODE_LINES = 30
 # A sentence that introduces the block after it ("... like this:", "For example.").
 _INTRODUCES = re.compile(
@@ -286,9 +290,10 @@ class ExtractiveAnswerer:
     by its rarity among the retrieved units. The answer is one section's best run of consecutive
     sentences (up to `max_words`), in reading order; a code block is quoted whole when it holds
     a name the question asks about, or when the quoted run introduces it ("... like this:").
-    A list is read from its first item, with the sentence that introduces it. The question
-    counts as answered when the best run covers ANSWER_COVERAGE of its weight, or less with
-    strong BM25 evidence (`answers`).
+    A numbered list is read from its first item, with the sentence that introduces it; a bulleted
+    list (parameters, options) may be quoted from the item that matches. The question counts as
+    answered when the best run covers ANSWER_COVERAGE of its weight, or less with strong BM25
+    evidence (`answers`).
     """
 
     model = "extractive"
@@ -352,8 +357,12 @@ class ExtractiveAnswerer:
             for first in range(len(us)):
                 if us[first].fragment or us[first].kind == "code":
                     continue
-                if first > 0 and _mid_list(us[first - 1], us[first]):
-                    continue  # a list is read from its first item (or the sentence before it)
+                # A numbered list is read from its first item (or the sentence before it); a
+                # bulleted one may be quoted from the item that answers, but only runs read from
+                # a list's start count as coverage, so `answered` is decided as before.
+                mid = first > 0 and _mid_list(us[first - 1], us[first])
+                if mid and not _BULLET.match(us[first].text):
+                    continue
                 found: set[int] = set()
                 # A run that opens with the literal (the answer reads from there).
                 literal = any(w in us[first].text for w in written)
@@ -382,12 +391,14 @@ class ExtractiveAnswerer:
                     )
                     if best is None or score > best[0]:
                         best = (score, p_index, first, last)
-                    best_cover = max(best_cover, cover)
+                    if not mid:
+                        best_cover = max(best_cover, cover)
         if best is None:
             return None
         _, p_index, first, last = best
         us = parsed[p_index]
-        if first > 0 and us[first].kind == "item" and _INTRODUCES.search(us[first - 1].text):
+        introduced = first > 0 and us[first - 1].kind == "sentence"
+        if introduced and us[first].kind == "item" and _INTRODUCES.search(us[first - 1].text):
             first -= 1  # a list comes with the sentence that introduces it
         # Then read on in the section, as far as the word budget goes: the sentences after the
         # best match often hold the how (the setting's name, the directive, the example).
