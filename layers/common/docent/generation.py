@@ -107,13 +107,13 @@ UNHELD_SHARE = 0.25
 # coverage at least LEXICAL_COVERAGE. A long question (a sentence of context before the one
 # that asks) covers a small share of its words with any one run of sentences, yet matches its
 # section with many rare words; most near misses match few (the unanswerable questions
-# `make eval` answers score 2 to 30, 12 at the median). Chosen on the five pools of `make eval` (2026-11-29, both
-# modes): pooled precision / recall BM25 0.930 / 0.854 to 0.935 / 0.927, hybrid 0.937 / 0.838
-# to 0.941 / 0.899, no unanswerable question more answered; chosen on four pools (recall at
-# precision 0.95, else precision) the pair is 0.26 to 0.28 and 17 to 18 for the fifth but on
-# the fourth pair (and the third, hybrid), and the pool left out gets about the same figures
-# (`calibration.lexical` in eval.json). It only adds answers: a small site, whose BM25 scores
-# run lower (its IDFs are), is answered as at ANSWER_COVERAGE alone.
+# `make eval` answers score 2 to 30, 12 at the median). Chosen on the five pools of `make eval`
+# (2026-11-29, both modes): pooled precision / recall BM25 0.930 / 0.854 to 0.935 / 0.927,
+# hybrid 0.937 / 0.838 to 0.941 / 0.899, no unanswerable question more answered. Chosen on four
+# pools (recall at precision 0.95, else precision), the pair is 0.26 to 0.28 and 17 to 18 for
+# each fifth but the fourth pair (and the third, hybrid), and the pool left out gets about the
+# same figures (`calibration.lexical` in eval.json). It only adds answers: a small site, whose
+# BM25 scores run lower (its IDFs do), is answered as at ANSWER_COVERAGE alone.
 LEXICAL_SCORE = 18.0
 LEXICAL_COVERAGE = 0.28
 MAX_WINDOW_UNITS = 3
