@@ -214,6 +214,12 @@ def test_rank_weight_reads_the_page_name(
         (["9. Classes", "9.1. A Word About Names and Objects", "9.2. Python Scopes"], False),
         (["16.1.1. Error Handling", "16.1.2. Executable Python Scripts", "16.1.3. Startup"], False),
         (["Version 2.0", "Version 1.0"], False),
+        # numbered sections with a dash or colon before their words are not versions either
+        (["1. Getting started", "1.1 - Installing", "1.2 - Configuring", "1.3: Running"], False),
+        (["2.1 \u2013 Routing", "2.2 \u2013 Templates", "2.3, Static files"], False),
+        # a heading that names a version is one, whatever words follow it
+        (["Version 2.1 - Bug fixes", "Version 2.0 - New API", "v1.9: Docs overhaul"], True),
+        (["Changelog", "2.0.0 (unreleased)", "1.0.0 - Unreleased", "0.9.0, 2021-03-02"], True),
         (["Installation", "Python 3.11 support", "Using version 2 of the API"], False),
     ],
 )

@@ -63,8 +63,13 @@ _HISTORY = re.compile(r"release[-_ ]?notes|change[-_ ]?log|announcement|what'?s[
 # Names"), which are not versions.
 HISTORY_HEADING_SHARE = 0.25
 _VERSION_HEADING = re.compile(
-    r"\s*(?:version\s+|release\s+)?\[?v?\d+(?:\.\d+)+[a-z0-9]*\]?\s*"
-    r"(?:$|[(\-\u2013\u2014:,]|\d{4}|(?:un)?released)",
+    # Named a version ("Version 8.1.3 - Bug fixes", "v2.0: The big one"): whatever follows.
+    r"\s*(?:(?:version|release)\s+v?|v)\[?\d+(?:\.\d+)+[a-z0-9]*\]?(?:$|[\s(\-\u2013\u2014:,])"
+    # A bare number: alone, or before a date or a release state ("2.28.1 (2022-06-29)",
+    # "[1.1.0] - 2019-02-15", "3.14.0"), not before words: "1.2 - Installing" and
+    # "3.1: Overview" number sections.
+    r"|\s*\[?\d+(?:\.\d+)+[a-z0-9]*\]?\s*"
+    r"(?:$|[(\-\u2013\u2014:,]\s*(?:\(?\d|(?:un)?released\b|$)|\d{4}|(?:un)?released\b)",
     re.I,
 )
 # Whole page names (the file's stem, or its folder's for an index page, or the title).
