@@ -272,6 +272,27 @@ def test_a_nested_list_is_read_once_under_its_item_and_an_items_code_stays_code(
     ]
 
 
+def test_an_ordered_list_is_numbered_and_its_nested_lists_sit_under_its_items_text() -> None:
+    # GIVEN numbered steps (one with a bulleted list inside, one list going on from 4), and a
+    # bulleted list
+    html = (
+        "<main><p>Steps:</p><ol><li>Install it.</li><li>Run it:<ul><li>fast<ol><li>x</li></ol>"
+        '</li><li>slow</li></ul>then stop.</li></ol><ol start="4"><li>Four.</li></ol>'
+        "<ul><li>a<ul><li>b</li></ul></li></ul></main>"
+    )
+    # WHEN it is parsed
+    blocks = [b.text for s in parse(html, "html").sections for b in s.blocks]
+    # THEN the steps are numbered as the page shows them (before, every list was bulleted, so
+    # an answer could not tell steps to follow in order from a list of options), and a nested
+    # list is indented to its item's text, where markdown nests it
+    assert blocks == [
+        "Steps:",
+        "1. Install it.\n2. Run it:\n   - fast\n     1. x\n   - slow\n   then stop.",
+        "4. Four.",
+        "- a\n  - b",
+    ]
+
+
 @pytest.mark.slow
 def test_sphinx_autodoc_definitions_are_read_as_their_paragraphs_and_examples() -> None:
     from bench.eval import corpora

@@ -405,16 +405,20 @@ def _visit(child: Node, sections: _Sections, ids_only: bool) -> None:
 
 
 def _list(
-    node: Node, sections: _Sections, lines: list[str], ids_only: bool, depth: int = 0
+    node: Node, sections: _Sections, lines: list[str], ids_only: bool, indent: str = ""
 ) -> None:
-    """A list's items into `lines` as markdown, each nested list indented under its item (once:
-    an item's text leaves its nested lists out). A code block or table in an item ends the list
-    block there and follows as a block of its own; the list goes on after it."""
+    """A list's items into `lines` as markdown, each nested list indented under its item's text
+    (once: an item's text leaves its nested lists out), an ordered list's numbered from its
+    `start`. A code block or table in an item ends the list block there and follows as a block
+    of its own; the list goes on after it."""
+    number = _start(node) if node.tag == "ol" else None
     for li in node.iter():
         if li.tag != "li":
             continue
         run: list[str] = []
-        marker = "  " * depth + "- "
+        marker = indent + ("- " if number is None else f"{number}. ")
+        if number is not None:
+            number += 1
         code = li.css_first("pre, table") is not None  # most items hold none: one query
         for child in li.iter(include_text=True):
             tag = child.tag
@@ -428,12 +432,20 @@ def _list(
                 continue
             marker = _list_item(run, marker, lines)
             if nested:
-                _list(child, sections, lines, ids_only, depth + 1)
+                _list(child, sections, lines, ids_only, " " * len(marker))
             else:
                 sections.block("\n".join(lines), "list")
                 lines.clear()
                 _visit(child, sections, ids_only)
         _list_item(run, marker, lines)
+
+
+def _start(ol: Node) -> int:
+    """The number an ordered list's first item shows."""
+    try:
+        return int(ol.attributes.get("start") or 1)
+    except ValueError:
+        return 1
 
 
 def _list_item(run: list[str], marker: str, lines: list[str]) -> str:
