@@ -293,6 +293,31 @@ def test_an_ordered_list_is_numbered_and_its_nested_lists_sit_under_its_items_te
     ]
 
 
+def test_an_admonitions_title_opens_its_first_paragraph() -> None:
+    # GIVEN Sphinx's and MkDocs' admonitions (the same markup): a note with a paragraph, a
+    # warning with a list, and a tip with nothing after its title
+    html = (
+        '<main><p>Intro.</p><div class="admonition note"><p class="admonition-title">Note</p>'
+        "<p>Sessions are <em>not</em> thread safe.</p></div>"
+        '<div class="admonition warning"><p class="admonition-title">Warning:</p>'
+        '<ul><li>one</li></ul></div><div class="admonition tip">'
+        '<p class="admonition-title">Tip</p></div><h2>Next</h2><p>More.</p></main>'
+    )
+    # WHEN it is parsed
+    sections = parse(html, "html").sections
+    # THEN a title opens the paragraph it heads, in bold, instead of standing alone as a
+    # one-word paragraph ("Note") that an answer could quote; before a list, or with nothing
+    # after it, it stays a block of its own, in its own section
+    assert [b.text for b in sections[0].blocks] == [
+        "Intro.",
+        "**Note:** Sessions are not thread safe.",
+        "**Warning:**",
+        "- one",
+        "**Tip:**",
+    ]
+    assert [b.text for b in sections[1].blocks] == ["More."]
+
+
 @pytest.mark.slow
 def test_sphinx_autodoc_definitions_are_read_as_their_paragraphs_and_examples() -> None:
     from bench.eval import corpora

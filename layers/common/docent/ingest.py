@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 # Bump when parsing or chunking changes what a document turns into: every hash changes with it
 # (`tests/test_ingest.py` pins what its fixtures turn into for each version, and fails otherwise).
 PIPELINE_VERSION = 3  # 2: a changelog known by its headings (`history`); HTML text as laid out
-# 3: a numbered section ("1.2 - Installing") is no version heading; HTML's <ol> comes out numbered
+# 3: a numbered section ("1.2 - Installing") is no version heading; HTML's <ol> comes out
+# numbered; an admonition's title opens its paragraph ("**Note:** ...")
 WRITE_BATCH = 256
 
 

@@ -78,6 +78,7 @@ class _Sections:
         self._anchor: str | None = None
         self._blocks: list[Block] = []
         self._seen: dict[str, int] = {}
+        self._label: str | None = None  # an admonition's title, for the block after it
 
     def heading(
         self, level: int, text: str, anchor: str | None = None, *, assigned: bool = False
@@ -97,10 +98,29 @@ class _Sections:
 
     def block(self, text: str, kind: BlockKind = "text") -> None:
         text = text.strip("\n")
-        if text.strip():
-            self._blocks.append(Block(text, kind))
+        if not text.strip():
+            return
+        if self._label is not None:
+            label, self._label = f"**{self._label}:**", None
+            if kind == "text":
+                text = f"{label} {text}"
+            else:
+                self._blocks.append(Block(label, "text"))
+        self._blocks.append(Block(text, kind))
+
+    def label(self, title: str) -> None:
+        """An admonition's title ("Note", "Warning"): it opens the next block, "**Note:** ...",
+        rather than standing alone as a paragraph of one word."""
+        self._flush_label()
+        self._label = title.rstrip(":").strip() or None
+
+    def _flush_label(self) -> None:
+        if self._label is not None:
+            self._blocks.append(Block(f"**{self._label}:**", "text"))
+            self._label = None
 
     def _close(self) -> None:
+        self._flush_label()
         if self._blocks:
             headings = tuple(t for _, t in self._path)
             self.sections.append(
@@ -398,6 +418,8 @@ def _visit(child: Node, sections: _Sections, ids_only: bool) -> None:
         sections.block("\n".join(r for r in rows if r.strip(" |")), "table")
     elif tag in ("blockquote", "dd") and child.css_first(_BLOCK_CHILDREN) is not None:
         _walk(child, sections, ids_only)
+    elif tag == "p" and "admonition-title" in (child.attributes.get("class") or "").split():
+        sections.label(_text(child))
     elif tag in ("p", "blockquote", "dd", "dt", "figcaption"):
         sections.block(_text(child))
     else:
