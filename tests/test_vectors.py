@@ -23,6 +23,7 @@ from docent.vectors import (
     Query,
     SearchFilter,
     VectorStore,
+    chunk_point_id,
     fuse,
     point_id,
 )
@@ -174,6 +175,31 @@ async def test_search_current_keeps_each_documents_current_version(store: Vector
     assert {h.payload["position"] for h in await store.search(invoices)} == {0, 2}
     current = await store.search_current(invoices)
     assert [(h.payload["position"], h.payload["content_hash"]) for h in current] == [(0, "h2")]
+
+
+@pytest.mark.parametrize("dense", [False, True])
+async def test_stale_chunks_that_outrank_every_current_one_do_not_hide_them(
+    store: VectorStore, dense: bool
+) -> None:
+    # GIVEN a document whose head names a short new version (h2), beside the six chunks of its
+    # old version (h1), each of which matches the question better: a re-ingest killed after its
+    # flip, before it deleted the old chunks
+    old = [f"Refunds for card payments, part {i}: refunds refunds card payments." for i in range(6)]
+    stale = points("billing", old, "h1")[1:]  # its head is the new version's now
+    await store.upsert(
+        [ChunkPoint(chunk_point_id("billing", "h1", i), p.sparse, p.payload, p.dense)
+         for i, p in enumerate(stale, start=1)]
+    )  # fmt: skip
+    await store.upsert(points("billing", ["Refunds take ten days.", "Card refunds, then."], "h2"))
+    asked = query("refunds for card payments", dense=dense, document_id="billing")
+    asked = Query(asked.sparse, asked.dense, asked.filter, limit=3)
+    found = await store.search(asked)
+    assert {h.payload["content_hash"] for h in found} == {"h1"}  # all three places taken
+    # WHEN the current chunks are searched for
+    current = await store.search_current(asked)
+    # THEN the old version's are left out and the current version's found behind them
+    assert sorted(h.payload["position"] for h in current) == [0, 1]
+    assert {h.payload["content_hash"] for h in current} == {"h2"}
 
 
 async def test_listing_pages(store: VectorStore) -> None:

@@ -54,10 +54,12 @@ from docent.vectors import (
     KEYWORD_FIELDS,
     PREFETCH_FACTOR,
     SPARSE,
+    STALE_ROUNDS,
     ChunkPoint,
     Hit,
     Query,
     SearchFilter,
+    by_document,
     current_hits,
     fuse,
     head_hashes,
@@ -65,6 +67,7 @@ from docent.vectors import (
     in_order,
     point_id,
     points_bytes,
+    search_again,
 )
 
 if TYPE_CHECKING:
@@ -528,8 +531,8 @@ class EdgeStore:
     async def search_current(self, query: Query) -> list[Hit]:
         shard = await self._get()
 
-        def run() -> list[Hit]:
-            hits = self.query_shard(shard, query)
+        def current(asked: Query) -> tuple[list[Hit], list[Hit]]:
+            hits = self.query_shard(shard, asked)
             heads, missing = heads_among(hits)
             known = self._heads
             if unknown := [d for d in missing if d not in known]:
@@ -541,7 +544,17 @@ class EdgeStore:
             for document_id in missing:
                 if (head := known.get(document_id)) is not None:
                     heads[document_id] = head
-            return current_hits(hits, heads)
+            return hits, current_hits(hits, heads)
+
+        def run() -> list[Hit]:
+            asked: Query | None = query
+            kept: list[Hit] = []
+            for _ in range(STALE_ROUNDS):
+                if asked is None:
+                    break
+                hits, kept = current(asked)
+                asked = search_again(asked, hits, kept)
+            return kept
 
         return self._inline(run)
 
@@ -551,7 +564,7 @@ class EdgeStore:
         payloads."""
         import qdrant_edge as qe
 
-        flt = _search_filter(qe, query.filter)
+        flt = _search_filter(qe, query.filter, query.stale)
         sparse = qe.SparseVector(query.sparse.indices, query.sparse.values)
         payload = qe.PayloadSelector.Exclude(UNSEARCHED_FIELDS)
         if query.dense is None or self._dense_size is None:
@@ -732,10 +745,19 @@ def _document_filter(qe: Any, document_id: str, other_than_hash: str | None) -> 
     return qe.Filter(must=must, must_not=must_not)
 
 
-def _search_filter(qe: Any, flt: SearchFilter) -> Any:
+def _search_filter(qe: Any, flt: SearchFilter, stale: Sequence[tuple[str, str]] = ()) -> Any:
     must = []
     if flt.document_id is not None:
         must.append(qe.FieldCondition("document_id", match=qe.MatchValue(flt.document_id)))
     if flt.tags:
         must.append(qe.FieldCondition("tags", match=qe.MatchAny(list(flt.tags))))
-    return qe.Filter(must=must) if must else None
+    must_not = [
+        qe.Filter(
+            must=[
+                qe.FieldCondition("document_id", match=qe.MatchValue(document_id)),
+                qe.FieldCondition("content_hash", match=qe.MatchAny(hashes)),
+            ]
+        )
+        for document_id, hashes in by_document(stale).items()
+    ]
+    return qe.Filter(must=must or None, must_not=must_not or None) if must or must_not else None

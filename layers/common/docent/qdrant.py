@@ -197,10 +197,17 @@ class QdrantStore:
         return [Hit(str(r.id), 0.0, dict(r.payload or {})) for r in records]
 
     async def search_current(self, query: Query) -> list[Hit]:
-        hits = await self.search(query)
-        heads, missing = vectors.heads_among(hits)
-        heads.update(await self.heads(missing))
-        return vectors.current_hits(hits, heads)
+        asked: Query | None = query
+        kept: list[Hit] = []
+        for _ in range(vectors.STALE_ROUNDS):
+            if asked is None:
+                break
+            hits = await self.search(asked)
+            heads, missing = vectors.heads_among(hits)
+            heads.update(await self.heads(missing))
+            kept = vectors.current_hits(hits, heads)
+            asked = vectors.search_again(asked, hits, kept)
+        return kept
 
     async def heads(self, document_ids: Sequence[str]) -> dict[str, str]:
         if not document_ids:
@@ -243,7 +250,7 @@ class QdrantStore:
         from qdrant_client import models
 
         await self._collection_ready()
-        flt = _search_filter(query.filter)
+        flt = _search_filter(query.filter, query.stale)
         sparse = models.SparseVector(indices=query.sparse.indices, values=query.sparse.values)
         if query.dense is None or self._dense_size is None:
             response = await self._call(
@@ -440,7 +447,7 @@ def _document_filter(document_id: str, other_than_hash: str | None) -> Any:
     return models.Filter(must=must, must_not=must_not)
 
 
-def _search_filter(flt: SearchFilter) -> Any:
+def _search_filter(flt: SearchFilter, stale: Sequence[tuple[str, str]] = ()) -> Any:
     from qdrant_client import models
 
     must: list[Any] = []
@@ -450,4 +457,15 @@ def _search_filter(flt: SearchFilter) -> Any:
         )
     if flt.tags:
         must.append(models.FieldCondition(key="tags", match=models.MatchAny(any=list(flt.tags))))
-    return models.Filter(must=must) if must else None
+    must_not: list[Any] = [
+        models.Filter(
+            must=[
+                models.FieldCondition(key="document_id", match=models.MatchValue(value=document)),
+                models.FieldCondition(key="content_hash", match=models.MatchAny(any=hashes)),
+            ]
+        )
+        for document, hashes in vectors.by_document(stale).items()
+    ]
+    if not (must or must_not):
+        return None
+    return models.Filter(must=must or None, must_not=must_not or None)

@@ -217,7 +217,9 @@ def _filter(qe: Any, body: dict[str, Any] | None) -> Any:
         built = []
         for item in items:
             match = item.get("match") or {}
-            if "value" in match:
+            if "key" not in item and ("must" in item or "must_not" in item):
+                built.append(_filter(qe, item))  # a nested filter: all of its conditions
+            elif "value" in match:
                 built.append(qe.FieldCondition(item["key"], match=qe.MatchValue(match["value"])))
             elif "any" in match:
                 built.append(qe.FieldCondition(item["key"], match=qe.MatchAny(match["any"])))

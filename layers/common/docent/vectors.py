@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Protocol, cast
 
@@ -99,6 +99,9 @@ class Query:
     dense: list[float] | None = None
     filter: SearchFilter = field(default_factory=SearchFilter)
     limit: int = 10
+    # (document id, content hash) versions to leave out: a document's chunks of a version its
+    # head no longer names (`search_current`'s second look).
+    stale: tuple[tuple[str, str], ...] = ()
 
 
 # The payload fields `VectorStore.heads` reads.
@@ -123,6 +126,38 @@ def heads_among(hits: Sequence[Hit]) -> tuple[dict[str, str], list[str]]:
         if h.payload.get("position") == 0
     }
     return known, sorted({str(h.payload.get("document_id")) for h in hits} - known.keys())
+
+
+# How many times `search_current` searches again, leaving out the versions it found stale.
+STALE_ROUNDS = 3
+
+
+def stale_versions(hits: Sequence[Hit], current: Sequence[Hit]) -> tuple[tuple[str, str], ...]:
+    """The (document id, content hash) versions of the hits `current_hits` dropped."""
+    kept = {h.id for h in current}
+    found = {
+        (str(h.payload.get("document_id")), str(h.payload.get("content_hash")))
+        for h in hits
+        if h.id not in kept
+    }
+    return tuple(sorted(found))
+
+
+def by_document(stale: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Stale versions as {document id: its stale content hashes}, for a search's filter."""
+    out: dict[str, list[str]] = {}
+    for document_id, content_hash in stale:
+        out.setdefault(document_id, []).append(content_hash)
+    return out
+
+
+def search_again(query: Query, hits: Sequence[Hit], current: Sequence[Hit]) -> Query | None:
+    """The query again without the stale versions among `hits`, when they took places current
+    chunks may fill (a crash between a re-ingest's flip and its clean-up leaves a document's old
+    chunks, which can outrank all its current ones); None when `current` is the answer."""
+    if len(current) == len(hits) or len(hits) < query.limit:
+        return None
+    return replace(query, stale=query.stale + stale_versions(hits, current))
 
 
 def current_hits(hits: Sequence[Hit], heads: dict[str, str]) -> list[Hit]:
