@@ -128,7 +128,8 @@ def heads_among(hits: Sequence[Hit]) -> tuple[dict[str, str], list[str]]:
     return known, sorted({str(h.payload.get("document_id")) for h in hits} - known.keys())
 
 
-# How many times `search_current` searches again, leaving out the versions it found stale.
+# How many searches `search_current` makes at most: the query, then the query again without the
+# versions the last one found stale.
 STALE_ROUNDS = 3
 
 
