@@ -273,8 +273,12 @@ def test_a_page_with_a_second_matching_section_outranks_a_page_that_matches_once
     # AND with fused (hybrid) scores, where it is off, each section keeps its own best score
     fused = group_sections(hits, top_k=3, page_evidence=0.0)
     assert [s.score for s in fused] == [10.0, 9.5, 6.0]
-    # AND each section's lexical evidence is the score BM25 alone ranks it by
+    # AND each section's lexical evidence is the score BM25 alone ranks it by, whatever page
+    # share the ranking used
     assert [s.lexical for s in sources] == [s.score for s in sources]
+    assert [s.lexical for s in fused] == pytest.approx(
+        [10.0, 9.5 + PAGE_EVIDENCE * 6.0, 6.0 + PAGE_EVIDENCE * 9.5]
+    )
 
 
 def test_fused_sections_keep_the_score_bm25_alone_gives_them() -> None:

@@ -207,10 +207,11 @@ def group_sections(
     weights = {key: rank_weight(g[0].chunk) for key, g in groups.items()}
     best = {key: max(h.score for h in g) * weights[key] for key, g in groups.items()}
     scores = _with_page(best, page_evidence)
-    lexical = scores
+    own = best
     if any(h.lexical is not None for h in hits):  # fused: BM25's own scores, ranked as BM25's
         own = {key: max(h.lexical or 0.0 for h in g) * weights[key] for key, g in groups.items()}
-        lexical = _with_page(own, PAGE_EVIDENCE)
+    same = own is best and page_evidence == PAGE_EVIDENCE
+    lexical = scores if same else _with_page(own, PAGE_EVIDENCE)
     scored = [(scores[key], key, group) for key, group in groups.items()]
     # Equal scores happen (two chunks of one text; under reciprocal rank fusion, first in one
     # list and absent from the other tied with the converse), and the engine returns tied points
