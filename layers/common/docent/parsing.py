@@ -100,12 +100,9 @@ class _Sections:
         text = text.strip("\n")
         if not text.strip():
             return
-        if self._label is not None:
-            label, self._label = f"**{self._label}:**", None
-            if kind == "text":
-                text = f"{label} {text}"
-            else:
-                self._blocks.append(Block(label, "text"))
+        if self._label is not None and kind == "text":
+            text, self._label = f"**{self._label}:** {text}", None
+        self._flush_label()  # before a list, code or table the title stays a block of its own
         self._blocks.append(Block(text, kind))
 
     def label(self, title: str) -> None:
