@@ -249,8 +249,8 @@ async def test_a_section_titled_with_the_asked_name_is_quoted_from_its_opening()
     )
 
 
-async def test_a_list_is_quoted_with_the_sentence_that_introduces_it() -> None:
-    # GIVEN a section whose list's second item holds the asked name
+async def test_a_bulleted_item_is_quoted_with_the_sentence_after_its_list() -> None:
+    # GIVEN a section whose bulleted list's second item holds the asked name
     section = Passage(
         "S1",
         "Permissions",
@@ -264,12 +264,10 @@ async def test_a_list_is_quoted_with_the_sentence_that_introduces_it() -> None:
     )
     # WHEN the question asks about that item
     text, _ = await answer("What does has_object_permission return?", [section])
-    # THEN the answer reads the list from the sentence that introduces it, never from mid-list
-    assert text.startswith(
-        "Any permission class may override the following methods:\n\n"
-        "- .has_permission(self, request, view)\n\n- .has_object_permission("
-    )
-    assert "The methods should return True" in text
+    # THEN the answer starts at that item (the items are independent: the first one's words do
+    # not add up with it) and reads on to the sentence after the list, which says what it returns
+    assert text.startswith("- .has_object_permission(self, request, view, obj)\n\n")
+    assert "The methods should return True" in text and ".has_permission(" not in text
 
 
 # Django REST framework's throttling guide, as Docent parses it: a section that uses the
@@ -508,6 +506,24 @@ def test_a_bulleted_list_is_quoted_from_the_item_that_answers() -> None:
     text = quoted(QUESTION_DEEP_IN_A_LIST, [_options_list("-")])
     assert text.startswith("- baselevel: Base level for headers.")
     assert "marker:" not in text and text.endswith("[S1]")
+
+
+def test_a_bulleted_quote_is_chosen_on_its_own_item_not_its_neighbours_words() -> None:
+    # GIVEN tips as a bulleted list (as in Python's sorting HOWTO), the first sharing two of the
+    # question's words ("sorting", "comparison") that the one that answers does not hold
+    tips = [
+        "For locale aware sorting, use locale.strxfrm() for a key function or locale.strcoll() "
+        "for a comparison function.",
+        "The reverse parameter still maintains sort stability (so that records with equal keys "
+        "retain the original order).",
+        "The sort routines use < when making comparisons between two objects.",
+    ]
+    text = "Odds and ends:\n\n" + "\n".join(f"- {tip}" for tip in tips)
+    passage = Passage("S1", "Sorting Techniques", "Odds and Ends", text, 5.0)
+    question = "If two records compare equal, does sorting keep them in their original order?"
+    # WHEN asked, THEN the quote starts at the item that answers: the items are independent, so
+    # a run across two of them does not win on their words added up
+    assert quoted(question, [passage]).startswith("- The reverse parameter still maintains")
 
 
 def test_a_numbered_list_is_read_from_its_first_step() -> None:

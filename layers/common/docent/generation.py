@@ -359,11 +359,16 @@ class ExtractiveAnswerer:
                     continue
                 # A numbered list is read from its first item (or the sentence before it); a
                 # bulleted one may be quoted from the item that answers, but only runs read from
-                # a list's start count as coverage, so `answered` is decided as before.
+                # a list's start count as coverage, so `answered` is decided as before. And a
+                # run from a bulleted item is not chosen for the next items' words (it still
+                # counts as coverage): they are independent, so the item before the one that
+                # answers wins no quote by adding its own words to that one's.
                 mid = first > 0 and _mid_list(us[first - 1], us[first])
-                if mid and not _BULLET.match(us[first].text):
+                bulleted = us[first].kind == "item" and _BULLET.match(us[first].text) is not None
+                if mid and not bulleted:
                     continue
                 found: set[int] = set()
+                spans = False
                 # A run that opens with the literal (the answer reads from there).
                 literal = any(w in us[first].text for w in written)
                 words = 0
@@ -371,6 +376,7 @@ class ExtractiveAnswerer:
                     unit = us[last]
                     if unit.kind == "code" or unit.fragment:
                         break
+                    spans = spans or (bulleted and last > first and _mid_list(us[last - 1], unit))
                     words += unit.words
                     if words > self.max_words and last > first:
                         break
@@ -389,7 +395,7 @@ class ExtractiveAnswerer:
                         - RANK_PENALTY * p_index
                         + LEAD_BONUS * (first == 0)
                     )
-                    if best is None or score > best[0]:
+                    if not spans and (best is None or score > best[0]):
                         best = (score, p_index, first, last)
                     if not mid:
                         best_cover = max(best_cover, cover)
