@@ -369,6 +369,47 @@ async def test_the_example_right_after_the_quoted_sentence_comes_with_it() -> No
     )
 
 
+URL_CONF = (
+    "```\nurlpatterns = [\n    re_path(\n        r'^(?P<version>(v1|v2))/bookings/$',\n"
+    "        bookings_list,\n        name='bookings-list'\n    ),\n]\n```"
+)
+
+
+def _versioning(after_example: str) -> Passage:
+    return Passage(
+        "S1",
+        "Versioning - Django REST framework",
+        "URLPathVersioning",
+        "This scheme requires the client to specify the version as part of the URL path.\n\n"
+        "```\nGET /v1/bookings/ HTTP/1.1\nHost: example.com\n```\n\n" + after_example,
+        8.0,
+    )
+
+
+async def test_a_short_quote_reads_on_past_its_example_to_the_how_and_its_block() -> None:
+    # GIVEN the URLPathVersioning section as Django REST framework writes it: what the scheme
+    # is, a request, then what the URL conf must hold and the URL conf itself
+    section = _versioning(
+        "Your URL conf must include a pattern that matches the version with a 'version' keyword "
+        f"argument, so that this information is available to the versioning scheme.\n\n{URL_CONF}"
+        "\n\nThe scheme is then set in the DEFAULT_VERSIONING_CLASS setting."
+    )
+    text, _ = await answer("How do I version my API with URLPathVersioning?", [section])
+    # THEN the answer reads on past the request to the sentence that says how, with its block,
+    # and stops after that block
+    assert "```\n\nYour URL conf must include a pattern" in text
+    assert text.endswith(f"{URL_CONF}\n\n[S1]")
+
+
+async def test_reading_on_past_an_example_stops_at_a_label_or_a_version_note() -> None:
+    # GIVEN what follows the example is the next example's label, or a version note
+    for after in ("Example: NamespaceVersioning", "New in version 3.1."):
+        section = _versioning(f"{after}\n\nThe client sends the version in a header.")
+        text, _ = await answer("How do I version my API with URLPathVersioning?", [section])
+        # THEN the answer ends with the example
+        assert text.endswith("Host: example.com\n```\n\n[S1]"), after
+
+
 @pytest.mark.slow
 async def test_a_literal_written_in_the_question_picks_the_sentence_that_holds_it() -> None:
     from bench.eval import corpora

@@ -122,6 +122,13 @@ MAX_WINDOW_UNITS = 3
 # first.
 _BULLET = re.compile(r"\s*[-*+]\s")
 MAX_CODE_LINES = 30
+# A sentence that may continue a quote past its example: a whole sentence (not a label such as
+# "Example: Asking a question", which heads the next example) and no version note.
+_GOES_ON = re.compile(
+    r"^(?!\s*(?:New in version|Changed in version|Deprecated since version)\b).*"
+    r"[.!?:][\"'”’)\]*_]*\s*$",
+    re.DOTALL,
+)
 # A sentence that introduces the block after it ("... like this:", "For example.").
 _INTRODUCES = re.compile(
     r"(:|\b(for example|for instance|as follows|like this|like so)\W?)\s*$", re.IGNORECASE
@@ -433,9 +440,24 @@ class ExtractiveAnswerer:
                     break
                 chosen.append((p_index, item))
         elif after and after.kind == "code" and not after.fragment and _short(after):
-            # The example right after the quoted sentences is theirs (the URL conf after
+            # The example right after the quoted sentences is theirs (the request after
             # "the version goes in the URL path"), introduced or not.
             chosen.append((p_index, after))
+            # A short quote reads on past it, to the sentences that say how and their block
+            # (what the URL conf must hold, then the URL conf), as far as half the budget.
+            at = last + 2
+            while at < len(us) and words < self.max_words // 2:
+                unit = us[at]
+                if unit.kind != "sentence" or unit.fragment or not _GOES_ON.search(unit.text):
+                    break
+                words += unit.words
+                chosen.append((p_index, unit))
+                at += 1
+                following = us[at] if at < len(us) else None
+                if following is not None and following.kind == "code":
+                    if not following.fragment and _short(following):
+                        chosen.append((p_index, following))
+                    break
         elif code_names:
             code = self._code_with(code_names, passages, parsed, prefer=p_index)
             if code is not None and code[1] not in [u for _, u in chosen]:
