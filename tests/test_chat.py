@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import httpx
 
 from docent.errors import UpstreamError
 from docent.generation import AnswerRequest, Message, Usage
+from docent.services import Services
 from tests.conftest import Docent, parse_sse, running_docent
 
 
@@ -260,3 +262,42 @@ def test_the_token_budget_limits_the_passages(tmp_path: Path) -> None:
     # The extractive answerer reads the question and the budgeted passages only.
     read = tight[-1]["usage"]["prompt_tokens"] - count_tokens(question)
     assert read <= 250
+
+
+THROTTLE_GUIDE = (
+    "# Throttling\n\n## Setting the throttling policy\n\n"
+    "The default throttling policy may be set globally, using the DEFAULT_THROTTLE_CLASSES and "
+    "DEFAULT_THROTTLE_RATES settings. The rate descriptions used in DEFAULT_THROTTLE_RATES may "
+    "include second, minute, hour or day as the throttle period.\n\n"
+    "## Scoped throttles\n\nScopedRateThrottle restricts access to specific parts of the API, "
+    "by the throttle_scope property of the view.\n"
+)
+
+
+async def test_a_follow_up_is_answered_on_coverage_alone(services: Services) -> None:
+    from docent import chat
+    from docent.ingest import DocumentIn
+
+    await services.ingestor.ingest([DocumentIn("throttling.md", THROTTLE_GUIDE)])
+
+    async def prepared(question: str, history: Sequence[Message] = ()) -> chat.Prepared:
+        return await chat.prepare(
+            chat.Question(question, history=history),
+            time.monotonic() + 10,
+            store=services.store,
+            embedder=services.embedder,
+            answerer=services.answerer,
+            max_context_tokens=services.settings.max_context_tokens,
+            token_model=services.token_model,
+        )
+
+    first = "How do I set the default throttle rates?"
+    alone = await prepared(first)
+    # GIVEN a follow-up, searched with the question before it (the extractive answerer's way)
+    history = [Message("user", first), Message("assistant", "Use DEFAULT_THROTTLE_RATES.")]
+    follow_up = await prepared("And which periods may a rate use?", history)
+    # THEN it finds the section the two turns share, but the BM25 score of their words together
+    # is no evidence for `answered`: only the question alone has one
+    assert alone.lexical_score > 0
+    assert follow_up.sources and follow_up.sources[0].heading == "Setting the throttling policy"
+    assert follow_up.lexical_score == 0.0

@@ -115,6 +115,9 @@ async def prepare(
     # exactly, so its budget is estimated and no encoding is built for it.
     passages = fit_budget(sources, max_context_tokens, token_model, estimate=extractive)
     used = {p.id for p in passages}
+    # A follow-up is searched with the turn before it: the BM25 score of both turns' words says
+    # nothing of this one's, so a follow-up is answered on coverage alone.
+    lexical = 0.0 if question.history else max((s.lexical for s in sources), default=0.0)
     return Prepared(
         question,
         [s for s in sources if s.id in used],
@@ -125,7 +128,7 @@ async def prepare(
         embedder.model if embedder is not None else None,
         started,
         unknown_names=unknown,
-        lexical_score=max((s.lexical for s in sources), default=0.0),
+        lexical_score=lexical,
     )
 
 
