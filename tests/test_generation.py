@@ -386,6 +386,23 @@ def _versioning(after_example: str) -> Passage:
     )
 
 
+async def test_no_quote_opens_with_a_version_note_or_a_see_also_label() -> None:
+    # GIVEN Flask's section on flashing with categories, which opens with its version note, and
+    # one that opens with a cross-reference
+    for opening in ("New in version 0.3.", "**See also:** Message Flashing"):
+        section = Passage(
+            "S1",
+            "Message Flashing",
+            "Flashing With Categories",
+            f"{opening}\n\nIt is also possible to provide categories when flashing a message. "
+            "The default category if nothing is provided is 'message'.",
+            8.0,
+        )
+        text, _ = await answer("How do I flash messages with categories?", [section])
+        # THEN the quote starts with the sentence that says something
+        assert text.startswith("It is also possible to provide categories"), opening
+
+
 async def test_a_short_quote_reads_on_past_its_example_to_the_how_and_its_block() -> None:
     # GIVEN the URLPathVersioning section as Django REST framework writes it: what the scheme
     # is, a request, then what the URL conf must hold and the URL conf itself

@@ -129,6 +129,11 @@ _GOES_ON = re.compile(
     r"[.!?:][\"'”’)\]*_]*\s*$",
     re.DOTALL,
 )
+# What opens no quote: a version note alone ("New in version 0.3.") or a "See also" label, the
+# page's bookkeeping before the sentence that says something.
+_BOOKKEEPING = re.compile(
+    r"^\s*(?:(?:New|Changed) in version [\w.]+\.?\s*$|\*\*See also:\*\*)", re.IGNORECASE
+)
 # A sentence that introduces the block after it ("... like this:", "For example.").
 _INTRODUCES = re.compile(
     r"(:|\b(for example|for instance|as follows|like this|like so)\W?)\s*$", re.IGNORECASE
@@ -363,6 +368,8 @@ class ExtractiveAnswerer:
             named = HEADING_BONUS * sum(weight[t] for t in own) / whole
             for first in range(len(us)):
                 if us[first].fragment or us[first].kind == "code":
+                    continue
+                if _BOOKKEEPING.match(us[first].text):
                     continue
                 # A numbered list is read from its first item (or the sentence before it); a
                 # bulleted one may be quoted from the item that answers, but only runs read from
