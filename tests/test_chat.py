@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -281,15 +280,8 @@ async def test_a_follow_up_is_answered_on_coverage_alone(services: Services) -> 
     await services.ingestor.ingest([DocumentIn("throttling.md", THROTTLE_GUIDE)])
 
     async def prepared(question: str, history: Sequence[Message] = ()) -> chat.Prepared:
-        return await chat.prepare(
-            chat.Question(question, history=history),
-            time.monotonic() + 10,
-            store=services.store,
-            embedder=services.embedder,
-            answerer=services.answerer,
-            max_context_tokens=services.settings.max_context_tokens,
-            token_model=services.token_model,
-        )
+        # Every protocol's way in (`/chat`, the OpenAI-compatible endpoint, MCP)
+        return await chat.begin(services, chat.Question(question, history=history), {})
 
     first = "How do I set the default throttle rates?"
     alone = await prepared(first)

@@ -301,7 +301,8 @@ class ExtractiveAnswerer:
     Relevance is term overlap under BM25's own analysis (stemming, stopwords), each term weighted
     by its rarity among the retrieved units. The answer is one section's best run of consecutive
     sentences (up to `max_words`), in reading order; a code block is quoted whole when it holds
-    a name the question asks about, or when the quoted run introduces it ("... like this:").
+    a name the question asks about, or when the quoted run introduces it ("... like this:"); a
+    short quote reads on past the example after it, to the sentences that say how.
     A numbered list is read from its first item, with the sentence that introduces it; a bulleted
     list (parameters, options) may be quoted from the item that matches. The question counts as
     answered when the best run covers ANSWER_COVERAGE of its weight, or less with strong BM25
@@ -460,10 +461,9 @@ class ExtractiveAnswerer:
                 words += unit.words
                 chosen.append((p_index, unit))
                 at += 1
-                following = us[at] if at < len(us) else None
-                if following is not None and following.kind == "code":
-                    if not following.fragment and _short(following):
-                        chosen.append((p_index, following))
+                if at < len(us) and us[at].kind == "code":
+                    if not us[at].fragment and _short(us[at]):
+                        chosen.append((p_index, us[at]))
                     break
         elif code_names:
             code = self._code_with(code_names, passages, parsed, prefer=p_index)
