@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from bench.eval import corpora
-from bench.eval.run import check_questions, load_questions, run_docent, table
+from bench.eval.run import (
+    changed_samples,
+    check_questions,
+    load_questions,
+    run_docent,
+    samples,
+    table,
+)
 from bench.eval.score import (
     Outcome,
     Question,
@@ -141,6 +148,31 @@ def test_the_table_reports_held_out_sets_apart_from_the_tuning_sets() -> None:
     for pair in (("aiohttp", "markdown"), ("coverage", "mkdocs"), ("requests", "guizero")):
         fresh = load_questions(pair[0]) + load_questions(pair[1])
         assert len(fresh) >= 50 and sum(not q.answerable for q in fresh) >= 10
+
+
+def test_a_rerun_names_the_sampled_answers_the_readme_must_read_again() -> None:
+    # GIVEN the README's samples (ten a pool, chosen by rule): the tuning sets' every ninth
+    # answerable question, as the README lists them
+    chosen = samples()
+    assert chosen["tuning"][:5] == ["drf-01", "drf-10", "drf-19", "drf-28", "drf-37"]
+    assert chosen["held out"][-1] == "flask-19"
+    assert all(len(ids) == 10 for ids in chosen.values())
+    # WHEN a rerun changes one sampled answer, one answer outside the samples, and one sampled
+    # answer of another system
+    ids = chosen["tuning"] + chosen["third pair"] + ["drf-02"]
+    before = {
+        "docent-hybrid": [{"id": i, "answer": "old"} for i in ids],
+        "docent-bm25": [{"id": "py-28", "answer": "old"}],
+    }
+    after = {
+        "docent-hybrid": [
+            {"id": i, "answer": "new" if i in ("py-28", "drf-02") else "old"} for i in ids
+        ],
+        "docent-bm25": [{"id": "py-28", "answer": "new"}],
+    }
+    # THEN only the sampled hybrid answer is named, under its pool
+    assert changed_samples(before, after) == {"tuning": ["py-28"]}
+    assert changed_samples({}, after) == {}
 
 
 def test_a_threshold_chosen_on_the_other_pools_is_scored_on_the_one_left_out() -> None:

@@ -403,6 +403,24 @@ async def test_no_quote_opens_with_a_version_note_or_a_see_also_label() -> None:
         assert text.startswith("It is also possible to provide categories"), opening
 
 
+async def test_a_section_opens_after_its_version_note() -> None:
+    # GIVEN Requests' SOCKS section: its heading names the subject, its version note comes first,
+    # and its first sentence holds none of the question's words
+    section = Passage(
+        "S1",
+        "Advanced Usage",
+        "SOCKS proxies",
+        "New in version 2.10.0.\n\nThis optional feature needs a third-party library installed "
+        "first. You can get it from pip:\n\n```\n$ python -m pip install requests[socks]\n```",
+        5.0,
+    )
+    text, _ = await answer("How do I use SOCKS proxies?", [section])
+    # THEN the sentence after the note opens the section as a first sentence would: quoted, with
+    # the block it introduces
+    assert text.startswith("This optional feature needs a third-party library installed first.")
+    assert "pip install requests[socks]" in text
+
+
 async def test_a_short_quote_reads_on_past_its_example_to_the_how_and_its_block() -> None:
     # GIVEN the URLPathVersioning section as Django REST framework writes it: what the scheme
     # is, a request, then what the URL conf must hold and the URL conf itself

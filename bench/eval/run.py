@@ -64,6 +64,37 @@ def load_questions(corpus: str) -> list[Question]:
     return questions
 
 
+def samples() -> dict[str, list[str]]:
+    """The answers the README reads by hand, ten per pool, chosen by rule before reading: every
+    ninth answerable question of the tuning sets, every other answerable Flask one from the
+    first, every fourth answerable one of the third pair."""
+
+    def answerable(*sets: str) -> list[str]:
+        return [q.id for name in sets for q in load_questions(name) if q.answerable]
+
+    return {
+        "tuning": answerable("drf", "python")[::9][:10],
+        "held out": answerable("flask")[::2][:10],
+        "third pair": answerable("coverage", "mkdocs")[::4][:10],
+    }
+
+
+def changed_samples(
+    before: dict[str, list[dict[str, Any]]],
+    after: dict[str, list[dict[str, Any]]],
+    system: str = "docent-hybrid",
+) -> dict[str, list[str]]:
+    """Per pool, the sampled answers of `system` whose text differs between two runs'
+    `eval-answers.json`: the README's reading of them is out of date."""
+    old = {d["id"]: d.get("answer") for d in before.get(system, [])}
+    new = {d["id"]: d.get("answer") for d in after.get(system, [])}
+    found = {
+        pool: [i for i in ids if i in old and i in new and old[i] != new[i]]
+        for pool, ids in samples().items()
+    }
+    return {pool: ids for pool, ids in found.items() if ids}
+
+
 def check_questions(questions: Sequence[Question], pages: dict[str, Path]) -> None:
     """Every expected page exists and holds each expected anchor: a typo fails loudly."""
     for q in questions:
@@ -411,8 +442,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "eval.json").write_text(json.dumps(results, indent=1) + "\n")
     details = {n: s["details"] for n, s in systems.items()}
-    (args.out / "eval-answers.json").write_text(json.dumps(details, indent=1) + "\n")
+    answers = args.out / "eval-answers.json"
+    before = json.loads(answers.read_text()) if answers.exists() else {}
+    answers.write_text(json.dumps(details, indent=1) + "\n")
     (args.out / "eval.md").write_text(table(results))
     print(table(results))
+    for pool, ids in changed_samples(before, details).items():
+        print(f"README: the {pool} sample's answers changed, read them again: {', '.join(ids)}")
     print(f"{results['seconds']} s", file=sys.stderr)
     return 0

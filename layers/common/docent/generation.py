@@ -367,6 +367,8 @@ class ExtractiveAnswerer:
             # section in it: its heading earns no bonus over the sections that follow.
             own = set() if sparse.terms(passage.title or "") == heading_terms else heading
             named = HEADING_BONUS * sum(weight[t] for t in own) / whole
+            # The section's opening: its first unit after any bookkeeping.
+            opening = next((i for i, u in enumerate(us) if not _BOOKKEEPING.match(u.text)), 0)
             for first in range(len(us)):
                 if us[first].fragment or us[first].kind == "code":
                     continue
@@ -396,7 +398,7 @@ class ExtractiveAnswerer:
                     if words > self.max_words and last > first:
                         break
                     found |= matched[p_index][last]
-                    if not matched[p_index][first] and not (first == 0 and titled):
+                    if not matched[p_index][first] and not (first == opening and titled):
                         break  # a run starts at a match, or opens a section titled with one
                     covered = found | (context & asked)
                     cover = sum(weight[t] for t in covered) / whole
@@ -408,7 +410,7 @@ class ExtractiveAnswerer:
                         + LITERAL_BONUS * literal
                         + named
                         - RANK_PENALTY * p_index
-                        + LEAD_BONUS * (first == 0)
+                        + LEAD_BONUS * (first == opening)
                     )
                     if not spans and (best is None or score > best[0]):
                         best = (score, p_index, first, last)
