@@ -122,17 +122,18 @@ MAX_WINDOW_UNITS = 3
 # first.
 _BULLET = re.compile(r"\s*[-*+]\s")
 MAX_CODE_LINES = 30
+# How Sphinx opens a version note ("New in version 0.3.", "Changed in version 2.1: ...").
+_VERSION_NOTE = r"(?:New|Changed) in version"
 # A sentence that may continue a quote past its example: a whole sentence (not a label such as
 # "Example: Asking a question", which heads the next example) and no version note.
 _GOES_ON = re.compile(
-    r"^(?!\s*(?:New in version|Changed in version|Deprecated since version)\b).*"
-    r"[.!?:][\"'”’)\]*_]*\s*$",
+    rf"^(?!\s*(?:{_VERSION_NOTE}|Deprecated since version)\b).*[.!?:][\"'”’)\]*_]*\s*$",
     re.DOTALL,
 )
 # What opens no quote: a version note alone ("New in version 0.3.") or a "See also" label, the
 # page's bookkeeping before the sentence that says something.
 _BOOKKEEPING = re.compile(
-    r"^\s*(?:(?:New|Changed) in version [\w.]+\.?\s*$|\*\*See also:\*\*)", re.IGNORECASE
+    rf"^\s*(?:{_VERSION_NOTE} [\w.]+\.?\s*$|\*\*See also:\*\*)", re.IGNORECASE
 )
 # A sentence that introduces the block after it ("... like this:", "For example.").
 _INTRODUCES = re.compile(
