@@ -258,7 +258,7 @@ class VectorStore(Protocol):
         ...
 
     async def search(self, query: Query) -> list[Hit]:
-        """BM25, or BM25 and dense fused by reciprocal rank, best first."""
+        """BM25, or BM25 and dense fused by score (`fuse`), best first."""
         ...
 
     async def search_current(self, query: Query) -> list[Hit]:
