@@ -143,9 +143,12 @@ def test_the_table_reports_held_out_sets_apart_from_the_tuning_sets() -> None:
     assert pools == {"drf": "tuning", "python": "tuning", "flask": "held out",
                      "click": "held out", "aiohttp": "fresh", "markdown": "fresh",
                      "coverage": "third pair", "mkdocs": "third pair",
-                     "requests": "fourth pair", "guizero": "fourth pair"}  # fmt: skip
+                     "requests": "fourth pair", "guizero": "fourth pair",
+                     "jinja": "fifth pair", "structlog": "fifth pair"}  # fmt: skip
     assert len(load_questions("flask")) + len(load_questions("click")) >= 40
-    for pair in (("aiohttp", "markdown"), ("coverage", "mkdocs"), ("requests", "guizero")):
+    pairs = (("aiohttp", "markdown"), ("coverage", "mkdocs"), ("requests", "guizero"),
+             ("jinja", "structlog"))  # fmt: skip
+    for pair in pairs:
         fresh = load_questions(pair[0]) + load_questions(pair[1])
         assert len(fresh) >= 50 and sum(not q.answerable for q in fresh) >= 10
 
@@ -156,6 +159,9 @@ def test_a_rerun_names_the_sampled_answers_the_readme_must_read_again() -> None:
     chosen = samples()
     assert chosen["tuning"][:5] == ["drf-01", "drf-10", "drf-19", "drf-28", "drf-37"]
     assert chosen["held out"][-1] == "flask-19"
+    assert chosen["fifth pair"][0] == "jinja-01" and chosen["fifth pair"][-1].startswith(
+        "structlog"
+    )
     assert all(len(ids) == 10 for ids in chosen.values())
     # WHEN a rerun changes one sampled answer, one answer outside the samples, and one sampled
     # answer of another system
@@ -247,8 +253,8 @@ def test_real_answers_cite_only_what_their_sources_say(
 
 
 @pytest.mark.slow
-def test_the_ten_sets_changelogs_are_known_by_their_headings() -> None:
-    # GIVEN the ten documentation sets of `make eval`, as their Debian packages ship them
+def test_the_eval_sets_changelogs_are_known_by_their_headings() -> None:
+    # GIVEN the documentation sets of `make eval`, as their Debian packages ship them
     found = set()
     for corpus in corpora.CORPORA:
         for page, path in corpora.pages(corpus).items():
@@ -264,6 +270,7 @@ def test_the_ten_sets_changelogs_are_known_by_their_headings() -> None:
         "drf:community/release-notes/index.html",
         "flask:changes.html",
         "guizero:changelog.html",
+        "jinja:changes.html",
         "mkdocs:about/release-notes.html",
         "requests:community/updates.html",
     }

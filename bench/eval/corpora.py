@@ -52,7 +52,7 @@ class Corpus:
         return self.base_url + path
 
 
-POOLS = ("tuning", "held out", "fresh", "third pair", "fourth pair")
+POOLS = ("tuning", "held out", "fresh", "third pair", "fourth pair", "fifth pair")
 
 
 CORPORA = (
@@ -169,6 +169,35 @@ CORPORA = (
         "https://lawsie.github.io/guizero/",
         pool="fourth pair",
         directory_urls=True,
+    ),
+    # The fifth pair (2026-11-29), written blind like the others (`questions/FIFTH_PAIR.md`):
+    # Jinja's Sphinx docs (templates, API, extensions, FAQ; 13 pages, two of them long) ...
+    Corpus(
+        "jinja",
+        "python-jinja2-doc",
+        "usr/share/doc/python-jinja2-doc/html",
+        ("*.html",),
+        ("genindex.html", "search.html", "py-modindex.html", "404.html"),
+        "https://jinja.palletsprojects.com/en/3.1.x/",
+        pool="fifth pair",
+        directory_urls=True,
+    ),
+    # ... and structlog's (guides, processors, integrations, API; its changelog ships gzipped).
+    Corpus(
+        "structlog",
+        "python-structlog-doc",
+        "usr/share/doc/python-structlog-doc/html",
+        ("*.html",),
+        (
+            "genindex.html",
+            "search.html",
+            "py-modindex.html",
+            "404.html",
+            "_modules/*.html",
+            "_modules/*/*.html",
+        ),
+        "https://www.structlog.org/en/22.3.0/",
+        pool="fifth pair",
     ),
 )
 
