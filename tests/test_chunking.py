@@ -108,3 +108,29 @@ def test_token_offsets_are_tiktokens_own(name: str) -> None:
         assert token_offsets(encoding, tokens) == encoding.decode_with_offsets(tokens)[1], text
         split += sum(0x80 <= b[0] < 0xC0 for b in encoding.decode_tokens_bytes(tokens))
     assert split >= 10
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_chunk_cut_inside_a_long_code_block_merges_into_whole_markdown(seed: int) -> None:
+    from docent.retrieval import merge_text
+    from docent.sentences import blocks
+
+    # GIVEN documents whose code blocks run to 60 lines, longer than an 80-token chunk
+    doc = parse(generated(seed), "markdown")
+    chunks = chunk_document(doc, max_tokens=80, overlap_tokens=15)
+    for chunk in chunks:
+        # WHEN one chunk is a passage on its own, as retrieval merges it
+        passage = merge_text([(chunk.start, chunk.text)], [(chunk.code_open, chunk.code_close)])
+        # THEN its code is fenced code, closed, and none of it is read as prose
+        for body, kind in blocks(passage):
+            if kind == "code":
+                assert body.startswith("```") and body.rstrip().endswith("```"), body
+            else:
+                assert "compute(" not in body, (seed, chunk.position, body)
+    # AND a section merged whole from its chunks is its text, with no fence added
+    for index, section in enumerate(doc.sections):
+        own = [c for c in chunks if c.section == index]
+        if own:
+            flags = [(c.code_open, c.code_close) for c in own]
+            merged = merge_text([(c.start, c.text) for c in own], flags)
+            assert merged == section_text(section).strip()

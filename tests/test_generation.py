@@ -618,3 +618,93 @@ def test_a_quote_from_mid_list_leaves_answered_as_it_was() -> None:
     )
     assert bulleted is not None and numbered is not None
     assert bulleted.coverage == numbered.coverage < ANSWER_COVERAGE
+
+
+def _settings_table(rows: list[tuple[str, str]]) -> str:
+    lines = ["| Setting | Meaning |", "| --- | --- |"]
+    return "\n".join(lines + [f"| {name} | {meaning} |" for name, meaning in rows])
+
+
+def test_a_long_table_is_quoted_by_its_header_and_the_rows_that_answer() -> None:
+    # GIVEN a reference table of thirty settings, far over the answer's word budget, one of them
+    # the asked one
+    rows = [(f"OPTION_{n}", f"Sets the number {n} of things the server keeps.") for n in range(30)]
+    rows[17] = ("MAX_CONTENT_LENGTH", "The largest request body, in bytes, the app accepts.")
+    table = _settings_table(rows)
+    passage = Passage("S1", "Configuration", "Builtin settings", table, 5.0)
+    # WHEN asked about it
+    text = quoted("What is the largest request body the app accepts?", [passage])
+    # THEN the quote is the header, the delimiter and that row, each as in the source
+    assert text == (
+        "| Setting | Meaning |\n| --- | --- |\n"
+        "| MAX_CONTENT_LENGTH | The largest request body, in bytes, the app accepts. |\n\n[S1]"
+    )
+
+
+def test_a_tables_rows_do_not_add_up_their_words() -> None:
+    # GIVEN a table whose two rows each hold one of the asked words, and a sentence in another
+    # section that holds both
+    table = _settings_table(
+        [("timeout", "Seconds to wait for the server."), ("retries", "Attempts on a failure.")]
+    )
+    passages = [
+        Passage("S1", "Settings", "Client settings", table, 5.0),
+        Passage(
+            "S2", "Client", "Behaviour", "Retries wait for the timeout before each attempt.", 4.0
+        ),
+    ]
+    # WHEN asked about both, THEN the sentence is quoted: the rows are independent settings,
+    # and no one of them answers about the two together
+    text = quoted("How do retries and the timeout work together?", passages)
+    assert text.startswith("Retries wait for the timeout before each attempt.")
+
+
+def test_a_table_counts_whole_as_evidence_for_answered() -> None:
+    # GIVEN SmartyPants' table of substitutions (modelled on Python-Markdown's page): quotes,
+    # dashes and the ellipsis each in a row of their own
+    table = "\n".join(
+        [
+            "| ASCII symbol | Replacement | Substitution key |",
+            "| --- | --- | --- |",
+            "| ' | curly single quotes | left-single-quote |",
+            "| -- | en dash | ndash |",
+            "| ... | ellipsis character | ellipsis |",
+        ]
+    )
+    text = f"The extension converts ASCII symbols to typographic ones:\n\n{table}"
+    passage = Passage("S1", "SmartyPants", "Summary", text, 5.0)
+    # WHEN a question asks about all three
+    excerpt = ExtractiveAnswerer().excerpt(
+        "How do I get curly quotes, dashes and ellipsis characters?", [passage]
+    )
+    # THEN the rows' words add up as evidence: the table answers the three together
+    assert excerpt is not None and excerpt.coverage >= ANSWER_COVERAGE
+
+
+def test_rows_a_chunk_boundary_cut_from_their_header_are_still_quoted() -> None:
+    # GIVEN the second chunk of a long methods table (guizero's Waffle): its rows, whole, without
+    # the header and delimiter rows the first chunk kept
+    rows = "\n".join(
+        [
+            "| set_all(color) | color (color) | - | Sets all pixels to the specified colour. |",
+            "| set_pixel(x, y, color) | x (int), y (int), color (color) | - | Sets the pixel at "
+            "the specified coordinates to the specified colour. |",
+        ]
+    )
+    passage = Passage("S1", "Waffle", "Methods", rows, 5.0)
+    # WHEN asked, THEN the row that answers is quoted as it stands in the source
+    text = quoted("Which method sets the pixel at given coordinates?", [passage])
+    assert "| set_pixel(x, y, color) |" in text and text.endswith("|\n\n[S1]")
+
+
+def test_a_long_tables_rows_are_chosen_by_how_much_of_the_question_they_hold() -> None:
+    # GIVEN a widget's parameters (modelled on guizero's PushButton page): thirty rows that
+    # each name the button, and far down, the one on its width
+    rows = [(f"option_{n}", f"Sets option {n} of the button.") for n in range(30)]
+    rows[25] = ("width", "Set the width of the button in characters, or pixels for an image.")
+    passage = Passage("S1", "PushButton", "Parameters", _settings_table(rows), 5.0)
+    # WHEN asked about the width, THEN the width row is quoted, under the header, though every
+    # row before it holds a word of the question too
+    text = quoted("Is a button's width measured in characters or pixels?", [passage])
+    assert text.startswith("| Setting | Meaning |\n| --- | --- |\n")
+    assert "| width | Set the width of the button in characters" in text

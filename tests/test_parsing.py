@@ -360,3 +360,58 @@ def test_the_real_python_tutorial_reads_as_written_around_its_code_and_links() -
     # AND no paragraph has a word parted from the comma or full stop after it (before: 18 did)
     prose = [b.text for s in doc.sections for b in s.blocks if b.kind == "text"]
     assert [p for p in prose if re.search(r"\w [,.;:](\s|$)", p)] == []
+
+
+def test_an_html_table_comes_out_as_a_gfm_pipe_table() -> None:
+    # GIVEN a table as Sphinx writes one (a header in <thead>), a cell holding a pipe and a short
+    # row; and one with no header cells at all
+    html = (
+        "<main><p>Inside a for-loop block:</p><table><thead><tr><th>Variable</th>"
+        "<th>Description</th></tr></thead><tbody><tr><td><code>loop.index</code></td>"
+        "<td>The current iteration. (1 indexed)</td></tr><tr><td>a|b</td><td>piped</td></tr>"
+        "<tr><td>short</td></tr><tr><td></td><td></td></tr></tbody></table>"
+        "<table><tr><td>x</td><td>y</td></tr></table></main>"
+    )
+    # WHEN it is parsed
+    (section,) = parse(html, "html").sections
+    # THEN each table is a pipe table markdown renders: its first row the header, then the
+    # delimiter row, cells' pipes escaped, short rows padded, empty rows left out
+    assert [(b.kind, b.text) for b in section.blocks[1:]] == [
+        (
+            "table",
+            "| Variable | Description |\n| --- | --- |\n"
+            "| loop.index | The current iteration. (1 indexed) |\n"
+            "| a\\|b | piped |\n| short |  |",
+        ),
+        ("table", "| x | y |\n| --- | --- |"),
+    ]
+
+
+@pytest.mark.slow
+def test_the_real_jinja_loop_variables_table_is_a_table_an_answer_quotes_whole() -> None:
+    from bench.eval import corpora
+    from docent.generation import ExtractiveAnswerer, Passage
+    from docent.sentences import units
+
+    # GIVEN Jinja's template designer page as python-jinja2-doc ships it (Sphinx HTML), whose
+    # For section lists the loop variables in a table
+    html = corpora.pages(corpora.by_name(["jinja"])[0])["templates.html"].read_text()
+    (section,) = [s for s in parse(html, "html").sections if s.headings[-1:] == ("For",)]
+    text = "\n\n".join(b.text for b in section.blocks)
+    # WHEN the section is split into answer units
+    tables = [u for u in units(text) if u.kind == "table"]
+    # THEN the variables are one table unit, not sentences cut at each row's full stop
+    assert len(tables) == 1 and "| loop.index0 | The current iteration of the loop." in (
+        tables[0].text
+    )
+    # AND asked about, the answer quotes its header and rows as rows, with the citation on a
+    # line of its own (on the last row it would be a cell past the header's, never shown)
+    passage = Passage("S1", "Template Designer Documentation", "For", text, 5.0)
+    excerpt = ExtractiveAnswerer().excerpt(
+        "jinja for loop: difference between loop.index and loop.index0?", [passage]
+    )
+    assert excerpt is not None
+    answer = excerpt.text([passage])
+    assert answer.startswith("| Variable | Description |\n| --- | --- |\n| loop.index |")
+    assert "| loop.index0 | The current iteration of the loop. (0 indexed) |" in answer
+    assert "|\n\n[S1]" in answer

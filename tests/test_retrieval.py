@@ -34,6 +34,26 @@ def test_overlapping_chunks_merge_once() -> None:
     assert merge_text([(0, section), (6, "beta")]) == section
 
 
+def test_chunks_cut_inside_a_code_block_get_the_fences_they_lack() -> None:
+    # GIVEN a code block of five lines, longer than a chunk: the first chunk ends inside it,
+    # the last starts inside it, and the middle one (left out here) is neither's
+    section = "Run:\n\n```\nline_1()\nline_2()\nline_3()\nline_4()\nline_5()\n```\n\nDone."
+    first, last = section[:18], section[37:]
+    assert first.endswith("line_1()") and last.startswith("line_4()")
+    # WHEN merged, alone or together, THEN every run of code is fenced at both ends, and the
+    # gap between them is marked outside the code
+    assert merge_text([(0, first)], [(False, True)]) == first + "\n```"
+    assert merge_text([(37, last)], [(True, False)]) == "```\n" + last
+    both = merge_text([(37, last), (0, first)], [(True, False), (False, True)])
+    assert both == first + "\n```\n…\n```\n" + last
+    # AND chunks that meet at a line inside the code (no overlap starts there) join as one
+    middle = section[19:36]
+    assert middle == "line_2()\nline_3()"
+    assert merge_text([(0, first), (19, middle)], [(False, True), (True, True)]) == (
+        section[:36] + "\n```"
+    )
+
+
 def test_chunks_of_one_section_become_one_source() -> None:
     hits = [
         hit(

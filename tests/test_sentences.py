@@ -84,3 +84,14 @@ def test_a_placeholder_in_angle_brackets_is_syntax_not_html() -> None:
     )
     found = units(text)
     assert [u.fragment for u in found] == [False, False, True]
+
+
+def test_a_table_with_or_without_outer_pipes_is_one_block_and_a_setext_heading_is_not() -> None:
+    # GIVEN a pipe table, one written without outer pipes (GFM allows it), and a setext heading
+    piped = "| a | b |\n| --- | --- |\n| 1. One. | 2. Two. |"
+    bare = "a | b\n--- | ---\n1. One. | 2. Two."
+    heading = "Install | Setup\n---"
+    # THEN both tables are table blocks, whole; the heading is not a table
+    assert blocks(piped) == [(piped, "table")]
+    assert blocks(bare) == [(bare, "table")]
+    assert blocks(heading)[0][1] != "table"

@@ -32,6 +32,10 @@ class Chunk:
     position: int
     start: int
     tokens: int
+    # Where a code block is longer than a chunk: the chunk starts, or ends, inside it (the text
+    # stays an exact slice; retrieval's merge gives the passage the fence it lacks).
+    code_open: bool = False
+    code_close: bool = False
 
 
 def section_text(section: Section) -> str:
@@ -201,10 +205,34 @@ def chunk_document(
     encoding = encoding_for(model)
     chunks: list[Chunk] = []
     for index, section in enumerate(doc.sections):
-        for start, text, tokens in chunk_section(
+        pieces = chunk_section(
             section, max_tokens=max_tokens, overlap_tokens=overlap_tokens, encoding=encoding
-        ):
+        )
+        code = _code_spans(section) if len(pieces) > 1 else []
+        for start, text, tokens in pieces:
+            end = start + len(text)
             chunks.append(
-                Chunk(text, section.headings, section.anchor, index, len(chunks), start, tokens)
+                Chunk(
+                    text,
+                    section.headings,
+                    section.anchor,
+                    index,
+                    len(chunks),
+                    start,
+                    tokens,
+                    code_open=_inside(start, code) is not None,
+                    code_close=_inside(end, code) is not None,
+                )
             )
     return chunks
+
+
+def _code_spans(section: Section) -> list[tuple[int, int]]:
+    """Where the section's code blocks lie in its text (`section_text`)."""
+    spans = []
+    offset = 0
+    for block in section.blocks:
+        if block.kind == "code":
+            spans.append((offset, offset + len(block.text)))
+        offset += len(block.text) + len(SEPARATOR)
+    return spans

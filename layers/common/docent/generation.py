@@ -7,10 +7,10 @@ import asyncio
 import itertools
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from docent.sentences import Unit, units
+from docent.sentences import Unit, table_parts, units
 from docent.values import AnswerRequest as AnswerRequest
 from docent.values import Message as Message  # the value types, re-exported where they were
 from docent.values import Passage as Passage
@@ -262,6 +262,39 @@ def _short(block: Unit) -> bool:
     return block.text.count("\n") <= MAX_CODE_LINES
 
 
+def _asked_in(unit: Unit, asked: frozenset[int]) -> frozenset[int]:
+    """The asked terms `unit` holds; a table's are its header's and its best row's: its rows
+    are independent (options, variables), so their words do not add up."""
+    from docent import sparse
+
+    if unit.kind != "table":
+        return sparse.terms(unit.text) & asked
+    head, rows = table_parts(unit.text)
+    best = max((sparse.terms(row) & asked for row in rows), key=len, default=frozenset())
+    return best.union(*(sparse.terms(line) & asked for line in head))
+
+
+def _table_rows(table: Unit, asked: frozenset[int], max_words: int) -> Unit:
+    """`table` whole if it fits `max_words`; else its header, the delimiter row, and the rows
+    holding the most `asked` terms as far as the budget goes (the first rows where none does)."""
+    from docent import sparse
+
+    if table.words <= max_words:
+        return table
+    head, rows = table_parts(table.text)
+    held = [len(sparse.terms(row) & asked) for row in rows]
+    # The rows holding the most asked terms first, as far as the budget goes; in table order.
+    order = sorted((i for i in range(len(rows)) if held[i]), key=lambda i: -held[i])
+    words = sum(len(line.split()) for line in head)
+    kept: list[int] = []
+    for i in order or range(len(rows)):
+        words += len(rows[i].split())
+        if words > max_words and kept:
+            break
+        kept.append(i)
+    return replace(table, text="\n".join(head + [rows[i] for i in sorted(kept)]))
+
+
 def _mid_list(previous: Unit, unit: Unit) -> bool:
     """`unit` is a list item after the first of its list."""
     return unit.kind == previous.kind == "item" and unit.block == previous.block
@@ -289,9 +322,11 @@ class Excerpt:
                     pieces.append(text)
                 previous = unit
             cite = f"[{passages[p_index].id}]"
-            # The citation closes the excerpt; after a fenced block it goes on its own line.
+            # The citation closes the excerpt; after a fenced block or a table it goes on its
+            # own line (on a table's last row it would be a cell past the header's, not shown).
             fenced = pieces[-1].rstrip().endswith(("```", "~~~"))
-            pieces[-1] += f"\n\n{cite}" if fenced else f" {cite}"
+            apart = fenced or (previous is not None and previous.kind == "table")
+            pieces[-1] += f"\n\n{cite}" if apart else f" {cite}"
             out.append("\n\n".join(pieces))
         return "\n\n".join(out)
 
@@ -329,9 +364,13 @@ class ExtractiveAnswerer:
         if not asked or not passages:
             return None
         parsed = [units(p.text) for p in passages]
-        matched = [[sparse.terms(u.text) & asked for u in us] for us in parsed]
+        # The asked terms each unit holds; `matched` chooses the quote, where a table counts
+        # its best row only (`_asked_in`), and `held` is the evidence for `answered`, where a
+        # table counts whole (quotes, dashes and ellipses each in a row of SmartyPants' table).
+        held = [[sparse.terms(u.text) & asked for u in us] for us in parsed]
+        matched = [[_asked_in(u, asked) for u in us] for us in parsed]
         frequency: dict[int, int] = {}
-        for per_passage in matched:
+        for per_passage in held:
             for terms in per_passage:
                 for term in terms:
                     frequency[term] = frequency.get(term, 0) + 1
@@ -386,6 +425,7 @@ class ExtractiveAnswerer:
                 if mid and not bulleted:
                     continue
                 found: set[int] = set()
+                evidence: set[int] = set()
                 spans = False
                 # A run that opens with the literal (the answer reads from there).
                 literal = any(w in us[first].text for w in written)
@@ -399,10 +439,11 @@ class ExtractiveAnswerer:
                     if words > self.max_words and last > first:
                         break
                     found |= matched[p_index][last]
+                    evidence |= held[p_index][last]
                     if not matched[p_index][first] and not (first == opening and titled):
                         break  # a run starts at a match, or opens a section titled with one
                     covered = found | (context & asked)
-                    cover = sum(weight[t] for t in covered) / whole
+                    cover = sum(weight[t] for t in evidence | (context & asked)) / whole
                     # Retrieval's order counts (it saw the whole section); a section's opening
                     # sentence often defines its subject. On a tie the earliest, shortest run
                     # wins: the reading continues from there.
@@ -472,6 +513,12 @@ class ExtractiveAnswerer:
             code = self._code_with(code_names, passages, parsed, prefer=p_index)
             if code is not None and code[1] not in [u for _, u in chosen]:
                 chosen.append(code)
+        # A table longer than the budget (a reference of every option) is quoted by its header
+        # and the rows that hold the asked words, each row as it is in the source.
+        chosen = [
+            (p, _table_rows(unit, asked, self.max_words) if unit.kind == "table" else unit)
+            for p, unit in chosen
+        ]
         seen: set[str] = set()
         unique = []
         for p, unit in chosen:

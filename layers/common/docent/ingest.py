@@ -43,9 +43,11 @@ if TYPE_CHECKING:
 
 # Bump when parsing or chunking changes what a document turns into: every hash changes with it
 # (`tests/test_ingest.py` pins what its fixtures turn into for each version, and fails otherwise).
-PIPELINE_VERSION = 3  # 2: a changelog known by its headings (`history`); HTML text as laid out
+PIPELINE_VERSION = 4  # 2: a changelog known by its headings (`history`); HTML text as laid out
 # 3: a numbered section ("1.2 - Installing") is no version heading; HTML's <ol> comes out
-# numbered; an admonition's title opens its paragraph ("**Note:** ...")
+# numbered; an admonition's title opens its paragraph ("**Note:** ..."); 4: an HTML table comes
+# out as a GFM pipe table; a chunk that starts or ends inside a code block says so (`code_open`,
+# `code_close`)
 WRITE_BATCH = 256
 
 
@@ -251,6 +253,10 @@ class Ingestor:
             }
             if history:
                 payload["history"] = True  # only where true: Edge converts every value it returns
+            if chunk.code_open:
+                payload["code_open"] = True
+            if chunk.code_close:
+                payload["code_close"] = True
             if chunk.position == 0:
                 # What the listing shows of a document rides on its head alone: Edge converts a
                 # payload value by value, a string for several µs, and no search reads these.

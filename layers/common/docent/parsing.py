@@ -386,6 +386,21 @@ def _html(text: str, ids_only: bool = False) -> ParsedDocument:
     return ParsedDocument(title or None, sections.done())
 
 
+def _pipe_table(table: Node) -> str:
+    """The table as a GFM pipe table: its first row as the header (a table with no `<th>` has
+    none, and GFM needs one), then the delimiter row, then the rest, short rows padded and a
+    cell's own `|` escaped. So markdown renders it as a table, and the answerer knows it for one
+    and quotes it whole, where rows of bare "a | b" read as one run-on sentence."""
+    rows = [[_text(c).replace("|", "\\|") for c in row.css("th, td")] for row in table.css("tr")]
+    rows = [row for row in rows if any(row)]
+    if not rows:
+        return ""
+    width = max(len(row) for row in rows)
+    lines = ["| " + " | ".join(row + [""] * (width - len(row))) + " |" for row in rows]
+    lines.insert(1, "|" + " --- |" * width)
+    return "\n".join(lines)
+
+
 def _walk(node: Node, sections: _Sections, ids_only: bool = False) -> None:
     run: list[str] = []  # text and inline elements in a row, between blocks: one paragraph
     for child in node.iter(include_text=True):
@@ -411,8 +426,7 @@ def _visit(child: Node, sections: _Sections, ids_only: bool) -> None:
         _list(child, sections, lines, ids_only)
         sections.block("\n".join(lines), "list")
     elif tag == "table":
-        rows = [" | ".join(_text(c) for c in row.css("th, td")) for row in child.css("tr")]
-        sections.block("\n".join(r for r in rows if r.strip(" |")), "table")
+        sections.block(_pipe_table(child), "table")
     elif tag in ("blockquote", "dd") and child.css_first(_BLOCK_CHILDREN) is not None:
         _walk(child, sections, ids_only)
     elif tag == "p" and "admonition-title" in (child.attributes.get("class") or "").split():

@@ -178,22 +178,35 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return cut + "…"
 
 
-def merge_text(pieces: Sequence[tuple[int, str]]) -> str:
-    """Join chunks of one section by their char offsets: overlaps once, gaps marked with `…`."""
-    ordered = sorted(pieces)
+def merge_text(pieces: Sequence[tuple[int, str]], in_code: Sequence[tuple[bool, bool]] = ()) -> str:
+    """Join chunks of one section by their char offsets: overlaps once, gaps marked with `…`.
+
+    `in_code` (per piece, where given): whether it starts and whether it ends inside a code
+    block (a block longer than a chunk). A run of text that starts or ends there gets the fence
+    it lacks, so the passage is whole markdown: code is not read as prose, nor prose as code."""
+    flags = list(in_code) or [(False, False)] * len(pieces)
+    ordered = sorted(zip(pieces, flags, strict=True))
     text = ""
     end = -1
-    for start, piece in ordered:
+    closes = False  # the run so far ends inside a code block
+
+    def opening(piece: str, opens: bool) -> str:
+        return "```\n" + piece if opens else piece
+
+    for (start, piece), (opens, ends_in_code) in ordered:
         if end < 0:
-            text, end = piece, start + len(piece)
-        elif start <= end:
-            tail = piece[end - start :]
-            text += tail
-            end = max(end, start + len(piece))
+            text, end, closes = opening(piece, opens), start + len(piece), ends_in_code
+        elif start - end <= 2:
+            # Overlapping, or adjacent: where no overlap could start (inside or just after a
+            # code block, or with no overlap set) the next chunk begins past the newlines the
+            # previous one's end left off. A gap of a whole chunk or more is text left out.
+            text += "\n" * max(0, start - end) + piece[max(0, end - start) :]
+            if start + len(piece) >= end:
+                end, closes = start + len(piece), ends_in_code
         else:
-            text += "\n…\n" + piece
-            end = start + len(piece)
-    return text
+            text += ("\n```" if closes else "") + "\n…\n" + opening(piece, opens)
+            end, closes = start + len(piece), ends_in_code
+    return text + ("\n```" if closes else "")
 
 
 def group_sections(
@@ -235,7 +248,11 @@ def group_sections(
                 heading=headings[-1] if headings else None,
                 score=score,
                 text=merge_text(
-                    [(int(h.chunk.get("start", 0)), str(h.chunk["text"])) for h in group]
+                    [(int(h.chunk.get("start", 0)), str(h.chunk["text"])) for h in group],
+                    [
+                        (bool(h.chunk.get("code_open")), bool(h.chunk.get("code_close")))
+                        for h in group
+                    ],
                 ),
                 counted=counted,
                 lexical=lexical[key],

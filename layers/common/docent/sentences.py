@@ -22,6 +22,9 @@ GAP = "…"  # how retrieval marks the text left out between two chunks of a sec
 _FENCE = re.compile(r"^\s*(```+|~~~+)")
 _ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+# GFM's delimiter row, under a table's header: a table written without its outer pipes
+# ("a | b" over "--- | ---") is known by it.
+_DELIMITER_ROW = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 # Words whose period ends no sentence.
 _ABBREVIATIONS = frozenset(
     "e.g i.e etc vs cf al approx fig no nos vol mr mrs ms dr st jr sr inc ltd eg ie resp".split()
@@ -46,6 +49,28 @@ class Unit:
         return len(self.text.split())
 
 
+def table_parts(table: str) -> tuple[list[str], list[str]]:
+    """A table's header lines (its header row and delimiter row; none where a chunk boundary
+    cut them off) and its body rows."""
+    lines = table.splitlines()
+    if len(lines) >= 2 and _DELIMITER_ROW.match(lines[1]):
+        return lines[:2], lines[2:]
+    return [], lines
+
+
+def _is_table(lines: list[str]) -> bool:
+    """Rows between pipes, or a GFM table without them: a header with a `|`, then a delimiter
+    row that has one too (a line of dashes alone under text is a setext heading)."""
+    if all(_TABLE_ROW.match(line) for line in lines):
+        return True
+    return (
+        len(lines) >= 2
+        and "|" in lines[0]
+        and "|" in lines[1]
+        and _DELIMITER_ROW.match(lines[1]) is not None
+    )
+
+
 def blocks(text: str) -> list[tuple[str, str]]:
     """(text, kind) of each block: split at blank lines outside code fences.
 
@@ -64,7 +89,7 @@ def blocks(text: str) -> list[tuple[str, str]]:
             found.append((GAP, "gap"))
         elif _FENCE.match(first):
             found.append((body.strip(), "code"))
-        elif all(_TABLE_ROW.match(line) for line in body.strip().splitlines()):
+        elif _is_table(body.strip().splitlines()):
             found.append((body.strip(), "table"))
         elif _ITEM.match(first):
             found.append((body.strip(), "list"))
@@ -148,7 +173,9 @@ def units(text: str) -> list[Unit]:
             # A diagram's source reads as noise; an unclosed fence would swallow the answer.
             found.append(Unit(body, "code", index, not closed or language in _DIAGRAMS))
         elif kind == "table":
-            found.append(Unit(body, "table", index, at_edge_before or at_edge_after))
+            # Whole rows, even where a chunk boundary cut the table (chunks end a table's part
+            # at a line's end): a quote of its rows, if headless, reads as they did.
+            found.append(Unit(body, "table", index))
         elif kind == "list":
             items = _items(body)
             for n, item in enumerate(items):

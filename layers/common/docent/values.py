@@ -40,6 +40,10 @@ class ChunkPayload(TypedDict, total=False):
     # Set (True) on every chunk of a page whose headings are release versions, a changelog by its
     # content (`retrieval.history_headings`); absent on every other page.
     history: bool
+    # Set (True) where the chunk starts / ends inside a code block longer than a chunk
+    # (`chunking.Chunk`); `retrieval.merge_text` gives the passage the fence it lacks.
+    code_open: bool
+    code_close: bool
 
 
 @dataclass(frozen=True)
