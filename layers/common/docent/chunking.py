@@ -13,9 +13,10 @@ import bisect
 import itertools
 import operator
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from docent.parsing import ParsedDocument, Section
+from docent.parsing import Block, ParsedDocument, Section
 
 SEPARATOR = "\n\n"
 # Break priorities: higher is a better place to end a chunk.
@@ -43,13 +44,20 @@ def section_text(section: Section) -> str:
     return SEPARATOR.join(block.text for block in section.blocks)
 
 
+def _block_spans(section: Section) -> Iterator[tuple[int, int, Block]]:
+    """Each block with where it starts and ends in the section's text (`section_text`)."""
+    offset = 0
+    for block in section.blocks:
+        end = offset + len(block.text)
+        yield offset, end, block
+        offset = end + len(SEPARATOR)
+
+
 def _breaks(section: Section, text: str) -> tuple[dict[int, int], list[tuple[int, int]]]:
     """Char offsets where a chunk may end, with priority; and the spans that must stay whole."""
     breaks: dict[int, int] = {}
     whole: list[tuple[int, int]] = []
-    offset = 0
-    for block in section.blocks:
-        end = offset + len(block.text)
+    for offset, end, block in _block_spans(section):
         body = block.text
         if block.kind in ("code", "table"):
             whole.append((offset, end))
@@ -63,7 +71,6 @@ def _breaks(section: Section, text: str) -> tuple[dict[int, int], list[tuple[int
             for match in re.finditer(r"\n", body):
                 breaks[offset + match.end()] = _LINE
         breaks[end + len(SEPARATOR)] = _BLOCK
-        offset = end + len(SEPARATOR)
     return breaks, whole
 
 
@@ -229,10 +236,4 @@ def chunk_document(
 
 def _code_spans(section: Section) -> list[tuple[int, int]]:
     """Where the section's code blocks lie in its text (`section_text`)."""
-    spans = []
-    offset = 0
-    for block in section.blocks:
-        if block.kind == "code":
-            spans.append((offset, offset + len(block.text)))
-        offset += len(block.text) + len(SEPARATOR)
-    return spans
+    return [(start, end) for start, end, block in _block_spans(section) if block.kind == "code"]

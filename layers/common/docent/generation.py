@@ -262,14 +262,12 @@ def _short(block: Unit) -> bool:
     return block.text.count("\n") <= MAX_CODE_LINES
 
 
-def _asked_in(unit: Unit, asked: frozenset[int]) -> frozenset[int]:
-    """The asked terms `unit` holds; a table's are its header's and its best row's: its rows
-    are independent (options, variables), so their words do not add up."""
+def _table_asked(table: Unit, asked: frozenset[int]) -> frozenset[int]:
+    """The asked terms a table holds when a quote is chosen: its header's and its best row's,
+    since its rows are independent (options, variables) and their words do not add up."""
     from docent import sparse
 
-    if unit.kind != "table":
-        return sparse.terms(unit.text) & asked
-    head, rows = table_parts(unit.text)
+    head, rows = table_parts(table.text)
     best = max((sparse.terms(row) & asked for row in rows), key=len, default=frozenset())
     return best.union(*(sparse.terms(line) & asked for line in head))
 
@@ -365,10 +363,16 @@ class ExtractiveAnswerer:
             return None
         parsed = [units(p.text) for p in passages]
         # The asked terms each unit holds; `matched` chooses the quote, where a table counts
-        # its best row only (`_asked_in`), and `held` is the evidence for `answered`, where a
+        # its best row only (`_table_asked`), and `held` is the evidence for `answered`, where a
         # table counts whole (quotes, dashes and ellipses each in a row of SmartyPants' table).
         held = [[sparse.terms(u.text) & asked for u in us] for us in parsed]
-        matched = [[_asked_in(u, asked) for u in us] for us in parsed]
+        matched = [
+            [
+                _table_asked(u, asked) if u.kind == "table" else terms
+                for u, terms in zip(us, hs, strict=True)
+            ]
+            for us, hs in zip(parsed, held, strict=True)
+        ]
         frequency: dict[int, int] = {}
         for per_passage in held:
             for terms in per_passage:
